@@ -1,0 +1,1 @@
+"""Text data helpers: tokenizers and the bundled sample corpus (no torch imports here)."""

@@ -1,0 +1,16 @@
+"""Environment variable names codex_ml reads, in one place."""
+
+from __future__ import annotations
+
+#: W&B's own variables, honoured as W&B documents them.
+WANDB_MODE = "WANDB_MODE"
+WANDB_PROJECT = "WANDB_PROJECT"
+WANDB_DIR = "WANDB_DIR"
+WANDB_SILENT = "WANDB_SILENT"
+
+#: MLflow's own variables.
+MLFLOW_TRACKING_URI = "MLFLOW_TRACKING_URI"
+MLFLOW_ALLOW_FILE_STORE = "MLFLOW_ALLOW_FILE_STORE"
+
+#: Where runs go when neither --output-root nor the API says otherwise.
+CODEX_OUTPUT_ROOT = "CODEX_ML_OUTPUT_ROOT"

@@ -1,0 +1,55 @@
+"""The error hierarchy: one root class, subclasses that build their own messages."""
+
+from __future__ import annotations
+
+
+class CodexMLError(Exception):
+    """Root of every error codex_ml raises on purpose."""
+
+
+class RunNameError(CodexMLError, ValueError):
+    """A run name that is empty or would escape the output root."""
+
+    def __init__(self, name: str, why: str) -> None:
+        super().__init__(
+            f"invalid run name {name!r}: {why}. Use a plain name such as 'demo' or 'exp-1' "
+            "(letters, digits, '-', '_', '.'; no path separators)."
+        )
+
+
+class OutputRootError(CodexMLError, OSError):
+    """The output root cannot be created or written."""
+
+    def __init__(self, path: str, why: str) -> None:
+        super().__init__(
+            f"cannot write runs under {path!r}: {why}. Choose another directory with "
+            "--output-root, or fix its permissions."
+        )
+
+
+class MissingExtraError(CodexMLError, ImportError):
+    """A sink or feature was requested but its optional package is not installed."""
+
+    def __init__(self, feature: str, package: str, extra: str) -> None:
+        super().__init__(
+            f"{feature} needs the '{package}' package, which is not installed. "
+            f"Install it with: pip install 'codex-ml[{extra}]' "
+            "(or leave the sink off; the NDJSON log is always written)."
+        )
+        self.extra = extra
+
+
+class RunClosedError(CodexMLError, RuntimeError):
+    """Logging to a run that has already been closed."""
+
+    def __init__(self, run_name: str) -> None:
+        super().__init__(f"run {run_name!r} is closed; start a new run (or resume=True) to log more")
+
+
+class CorruptRecordError(CodexMLError, ValueError):
+    """A line of an NDJSON file that is not a valid record."""
+
+    def __init__(self, path: str, line: int, why: str) -> None:
+        super().__init__(f"{path}:{line}: {why}")
+        self.path = path
+        self.line = line

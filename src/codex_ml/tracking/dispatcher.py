@@ -1,0 +1,166 @@
+"""The background writer: drain the hot-path queue, write NDJSON, fan out to sinks.
+
+The hot path appends record tuples to a deque (an atomic, lock-free operation in CPython)
+and returns. This thread wakes every ``flush_interval`` seconds, or sooner when the queue
+is large, writes the batch to the NDJSON files in one write each, then hands the same batch
+to every sink worker without waiting for them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+from codex_ml.tracking.encoding import encode_metrics, encode_number, encode_record
+from codex_ml.tracking.ndjson_writer import NdjsonFile
+from codex_ml.tracking.paths import RunPaths
+from codex_ml.tracking.records import HISTOGRAM, METRICS, PARAMS, TAGS, TEXT, Record, compute_histogram
+from codex_ml.tracking.reporting import Reporter
+from codex_ml.tracking.worker import SinkWorker
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON via a temp file and rename, so readers never see half a file."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+class Dispatcher:
+    """Owns the queue, the NDJSON files and the sink workers of one run."""
+
+    def __init__(
+        self,
+        paths: RunPaths,
+        workers: list[SinkWorker],
+        reporter: Reporter,
+        flush_interval: float = 1.0,
+        fsync: bool = False,
+        max_queue: int = 200_000,
+        histogram_bins: int = 64,
+        max_pending_bytes: int = 256 * 2**20,
+    ) -> None:
+        self.queue: deque[Record] = deque()
+        self.max_queue = max_queue
+        #: The hot path wakes the thread early once this many records wait.
+        self.wake_threshold = max(1, min(10_000, max_queue // 4))
+        self.workers = workers
+        self.records_written = 0
+        self.last_values: dict[str, float | int] = {}
+        self.last_step: int | None = None
+        self.params: dict[str, Any] = _load_json(paths.params)
+        self.tags: dict[str, str] = _load_json(paths.tags)
+        self._paths = paths
+        self._reporter = reporter
+        self._flush_interval = flush_interval
+        self._bins = histogram_bins
+        self._files = {
+            METRICS: NdjsonFile(paths.metrics, reporter, fsync, max_pending_bytes),
+            HISTOGRAM: NdjsonFile(paths.histograms, reporter, fsync, max_pending_bytes),
+            TEXT: NdjsonFile(paths.text, reporter, fsync, max_pending_bytes),
+        }
+        self.wake = threading.Event()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._main, name="codex-tracking-writer", daemon=True)
+
+    @property
+    def torn_bytes_removed(self) -> int:
+        """Bytes of torn last lines cut off when the files were reopened (resume)."""
+        return sum(f.torn_bytes_removed for f in self._files.values())
+
+    def start(self) -> None:
+        """Start the sink workers and the writer thread."""
+        for worker in self.workers:
+            worker.start()
+        self._thread.start()
+
+    def is_alive(self) -> bool:
+        """Whether the writer thread still runs."""
+        return self._thread.is_alive()
+
+    def stop(self, timeout: float) -> bool:
+        """Drain everything still queued, close the files; True if done within ``timeout``."""
+        self._stopping = True
+        self.wake.set()
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def _main(self) -> None:
+        while not self._stopping:
+            self.wake.wait(self._flush_interval)
+            self.wake.clear()
+            self._drain_safely()
+        self._drain_safely()
+        for handle in self._files.values():
+            handle.close()
+
+    def _drain_safely(self) -> None:
+        try:
+            self.drain()
+        except Exception as exc:  # noqa: BLE001 - the writer thread must survive anything
+            self._reporter.error("ndjson", f"writer failed on a batch: {type(exc).__name__}: {exc}")
+
+    def drain(self) -> None:
+        """Take everything queued now and write it out (runs on the writer thread)."""
+        queue = self.queue
+        batch = [queue.popleft() for _ in range(len(queue))]
+        if not batch:
+            return
+        batch = [self._prepare(record) for record in batch]
+        self._write_ndjson(batch)
+        self.records_written += len(batch)
+        for worker in self.workers:
+            worker.submit(batch)
+
+    def _prepare(self, record: Record) -> Record:
+        kind = record[0]
+        if kind == HISTOGRAM:
+            return (HISTOGRAM, record[1], record[2], record[3], compute_histogram(record[4], self._bins))
+        if kind == METRICS:
+            self.last_values.update(record[3])
+            self.last_step = record[1]
+        return record
+
+    def _write_ndjson(self, batch: list[Record]) -> None:
+        chunks: dict[int, list[bytes]] = {METRICS: [], HISTOGRAM: [], TEXT: []}
+        for record in batch:
+            kind, step, wall_time = record[0], record[1], record[2]
+            if kind == METRICS:
+                chunks[METRICS].append(encode_metrics(step, wall_time, record[3]))
+            elif kind == HISTOGRAM:
+                hist = {"step": step, "time": wall_time, "name": record[3], **record[4].to_json()}
+                chunks[HISTOGRAM].append(encode_record(hist))
+            elif kind == TEXT:
+                chunks[TEXT].append(encode_record({"step": step, "time": wall_time, "name": record[3], "text": record[4]}))
+            elif kind == PARAMS:
+                self.params.update(record[3])
+                write_json_atomic(self._paths.params, self.params)
+            elif kind == TAGS:
+                self.tags.update(record[3])
+                write_json_atomic(self._paths.tags, self.tags)
+        for kind, lines in chunks.items():
+            if lines:
+                self._files[kind].append(b"".join(lines))
+
+    def summary_metrics(self) -> dict[str, float | int | str]:
+        """Last value of every metric, JSON-safe."""
+        return {k: encode_number(v) for k, v in self.last_values.items()}
+
+    def pending_ndjson_bytes(self) -> int:
+        """Bytes not yet on disk (non-zero only while the disk is failing)."""
+        return sum(f.pending_bytes for f in self._files.values())
+
+
+def _load_json(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}

@@ -1,0 +1,103 @@
+"""Closing runs when the process ends: normal exit, uncaught exception, SIGTERM.
+
+- SIGTERM: every open run is flushed and closed KILLED, then the previous handler runs
+  (by default the process dies of SIGTERM, so its exit status is preserved).
+- An uncaught exception: open runs are closed FAILED.
+- Interpreter exit with runs still open: they are closed FINISHED, with a short timeout,
+  before backends' own exit hooks run (so W&B and MLflow still accept the last writes).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import weakref
+from typing import Any, Protocol
+
+EXIT_CLOSE_TIMEOUT = 10.0
+
+
+class Closable(Protocol):
+    """What lifecycle needs from a run."""
+
+    def close(self, status: str = "FINISHED", timeout: float | None = None) -> Any:
+        """Close with a status."""
+
+
+_open_runs: weakref.WeakSet[Any] = weakref.WeakSet()
+_lock = threading.Lock()
+_installed = False
+_previous_sigterm: Any = None
+_uncaught = False
+
+
+def register(run: Closable) -> None:
+    """Track ``run`` so that exit paths close it; installs the hooks once."""
+    with _lock:
+        _open_runs.add(run)
+        _install_once()
+
+
+def unregister(run: Closable) -> None:
+    """Stop tracking a closed run."""
+    _open_runs.discard(run)
+
+
+def close_all(status: str, timeout: float | None = None) -> None:
+    """Close every open run with ``status``."""
+    for run in list(_open_runs):
+        try:
+            run.close(status, timeout=timeout)
+        except Exception as exc:  # noqa: BLE001 - keep closing the others
+            print(f"[monitoring-error] run: close failed: {exc}", file=sys.stderr)
+
+
+def _install_once() -> None:
+    global _installed
+    if _installed:
+        return
+    _installed = True
+    _install_sigterm()
+    previous_hook = sys.excepthook
+
+    def excepthook(kind: Any, value: Any, tb: Any) -> None:
+        global _uncaught
+        _uncaught = True
+        previous_hook(kind, value, tb)
+
+    sys.excepthook = excepthook
+    # threading's exit hooks run before atexit ones, so W&B/MLflow (atexit) see our last writes.
+    register_exit = getattr(threading, "_register_atexit", None)
+    if register_exit is not None:
+        register_exit(_at_exit)
+    else:  # pragma: no cover - other interpreters
+        import atexit
+
+        atexit.register(_at_exit)
+
+
+def _at_exit() -> None:
+    close_all("FAILED" if _uncaught else "FINISHED", timeout=EXIT_CLOSE_TIMEOUT)
+
+
+def _install_sigterm() -> None:
+    global _previous_sigterm
+    if threading.current_thread() is not threading.main_thread():
+        return  # signal handlers can only be set from the main thread
+    _previous_sigterm = signal.getsignal(signal.SIGTERM)
+    signal.signal(signal.SIGTERM, _on_sigterm)
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    close_all("KILLED", timeout=EXIT_CLOSE_TIMEOUT)
+    previous = _previous_sigterm
+    if callable(previous):
+        previous(signum, frame)
+        return
+    if previous == signal.SIG_IGN:
+        return
+    # Default disposition: die of SIGTERM so the parent sees the real exit status.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGTERM)

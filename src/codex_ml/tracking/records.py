@@ -1,0 +1,79 @@
+"""Record tuples passed from the hot path to the background writer and sinks.
+
+Records are plain tuples ``(kind, step, wall_time, *payload)`` because a tuple is the
+cheapest thing to build on the hot path. The layouts:
+
+- ``(METRICS, step, time, {name: number})``
+- ``(HISTOGRAM, step, time, name, Histogram)`` (the hot path enqueues a numpy copy of the
+  values; the writer thread replaces it with a Histogram before any sink sees it)
+- ``(TEXT, step, time, name, text)``
+- ``(PARAMS, 0, time, {flat_key: value})``
+- ``(TAGS, 0, time, {key: str})``
+- ``(ARTIFACT, 0, time, path_in_run_artifacts, name)``
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+METRICS, HISTOGRAM, TEXT, PARAMS, TAGS, ARTIFACT = range(6)
+
+Record = tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class Histogram:
+    """A histogram of finite values plus counts of the non-finite ones.
+
+    ``edges`` has ``len(counts) + 1`` entries, as ``numpy.histogram`` returns them.
+    """
+
+    edges: list[float]
+    counts: list[int]
+    count: int
+    min: float
+    max: float
+    sum: float
+    sum_squares: float
+    nan_count: int = 0
+    inf_count: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON-ready form stored in histograms.ndjson."""
+        return {
+            "edges": self.edges,
+            "counts": self.counts,
+            "count": self.count,
+            "min": self.min,
+            "max": self.max,
+            "sum": self.sum,
+            "sum_squares": self.sum_squares,
+            "nan_count": self.nan_count,
+            "inf_count": self.inf_count,
+        }
+
+
+def compute_histogram(values: Any, bins: int) -> Histogram:
+    """Histogram of a numpy array (finite values only; NaN/Inf are counted apart)."""
+    import numpy as np
+
+    flat = np.asarray(values, dtype=np.float64).ravel()
+    finite_mask = np.isfinite(flat)
+    finite = flat[finite_mask]
+    nan_count = int(np.isnan(flat).sum())
+    inf_count = int(flat.size - finite.size - nan_count)
+    if finite.size == 0:
+        return Histogram([0.0, 0.0], [0], 0, 0.0, 0.0, 0.0, 0.0, nan_count, inf_count)
+    counts, edges = np.histogram(finite, bins=bins)
+    return Histogram(
+        edges=edges.tolist(),
+        counts=counts.tolist(),
+        count=int(finite.size),
+        min=float(finite.min()),
+        max=float(finite.max()),
+        sum=float(finite.sum()),
+        sum_squares=float(np.dot(finite, finite)),
+        nan_count=nan_count,
+        inf_count=inf_count,
+    )

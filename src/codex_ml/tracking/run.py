@@ -1,0 +1,337 @@
+"""The Run: what training code logs to.
+
+Every ``log_*`` call validates its input, timestamps it and appends a tuple to the
+dispatcher's queue; that is all the calling thread pays. See dispatcher.py for the rest.
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from codex_ml.errors import CodexMLError, RunClosedError
+from codex_ml.tracking import lifecycle
+from codex_ml.tracking.builtin_sinks import build_sinks
+from codex_ml.tracking.config import TrackingConfig
+from codex_ml.tracking.dispatcher import Dispatcher, _load_json, write_json_atomic
+from codex_ml.tracking.params import flatten_params
+from codex_ml.tracking.paths import RunPaths, default_run_name, prepare_run_dir
+from codex_ml.tracking.reader import last_step
+from codex_ml.tracking.records import ARTIFACT, HISTOGRAM, METRICS, PARAMS, TAGS, TEXT
+from codex_ml.tracking.reporting import Reporter
+from codex_ml.tracking.sink import RunInfo, Sink
+from codex_ml.tracking.validation import INT64_MAX, INT64_MIN, check_name, coerce_metrics, coerce_step
+from codex_ml.tracking.worker import SinkWorker
+
+STATUSES = ("FINISHED", "FAILED", "KILLED")
+
+
+class RunExistsError(CodexMLError, FileExistsError):
+    """Starting a new run under a name that is already taken."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(
+            f"a run already exists at {path}; pass resume=True (--resume) to continue it, "
+            "or choose another run name (--run-name)"
+        )
+
+
+@dataclass
+class CloseReport:
+    """What close() achieved: per-sink delivery and anything that did not make it."""
+
+    status: str
+    records: int
+    seconds: float
+    sinks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    complete: bool = True
+
+
+class Run:
+    """An open run. Create it with :func:`start_run`; use it as a context manager."""
+
+    def __init__(self, info: RunInfo, config: TrackingConfig, dispatcher: Dispatcher, reporter: Reporter) -> None:
+        self.info = info
+        self.config = config
+        self.reporter = reporter
+        self._dispatcher = dispatcher
+        self._append = dispatcher.queue.append
+        self._queue = dispatcher.queue
+        self._max_queue = dispatcher.max_queue
+        self._wake_threshold = dispatcher.wake_threshold
+        self._closed = False
+        self._close_lock = threading.Lock()
+        self._started = time.time()
+        previous = last_step(info.paths.metrics)
+        self._next_step = 0 if previous is None else previous + 1
+        self.close_report: CloseReport | None = None
+
+    # -- identity -------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        """The run name (a directory under the output root)."""
+        return self.info.name
+
+    @property
+    def run_id(self) -> str:
+        """A unique id, stable across resumes."""
+        return self.info.run_id
+
+    @property
+    def paths(self) -> RunPaths:
+        """The run directory layout."""
+        return self.info.paths
+
+    @property
+    def sink_names(self) -> list[str]:
+        """Names of the sinks this run writes to besides the NDJSON log."""
+        return [w.sink.name for w in self._dispatcher.workers]
+
+    # -- the hot path ---------------------------------------------------------------
+    def log_metrics(self, metrics: dict[str, Any], step: int | None = None) -> None:
+        """Log scalars at ``step`` (default: one past the last step). Costs microseconds."""
+        if self._closed:
+            raise RunClosedError(self.info.name)
+        values = coerce_metrics(metrics)
+        if step is None:
+            step = self._next_step
+        elif type(step) is not int or not INT64_MIN <= step <= INT64_MAX:
+            step = coerce_step(step)
+        self._next_step = step + 1
+        self._append((METRICS, step, time.time(), values))
+        if len(self._queue) >= self._wake_threshold:
+            self._make_room()
+
+    def log_metric(self, name: str, value: Any, step: int | None = None) -> None:
+        """Log one scalar."""
+        self.log_metrics({name: value}, step)
+
+    def _make_room(self) -> None:
+        self._dispatcher.wake.set()
+        if len(self._queue) < self._max_queue:
+            return
+        # Backpressure only when the local disk writer itself cannot keep up.
+        self.reporter.warn("ndjson", "logging faster than the writer; log calls wait for it (records are never dropped)")
+        while len(self._queue) >= self._max_queue // 2 and self._dispatcher.is_alive():
+            self._dispatcher.wake.set()
+            time.sleep(0.001)
+
+    def _step(self, step: Any) -> int:
+        return self._next_step if step is None else coerce_step(step)
+
+    def log_histogram(self, name: str, values: Any, step: int | None = None) -> None:
+        """Log the distribution of ``values`` (a sequence, numpy array or tensor)."""
+        import numpy as np
+
+        self._check_open()
+        check_name(name, "histogram")
+        if hasattr(values, "detach"):  # torch tensor: copy off the device now, bin later
+            values = values.detach().cpu().numpy()
+        array = np.array(values, dtype=np.float64, copy=True)
+        self._append((HISTOGRAM, self._step(step), time.time(), name, array))
+
+    def log_text(self, name: str, text: str, step: int | None = None) -> None:
+        """Log a piece of text (e.g. a generated sample)."""
+        self._check_open()
+        check_name(name, "text")
+        if not isinstance(text, str):
+            raise TypeError(f"text {name!r}: expected str, got {type(text).__name__}")
+        self._append((TEXT, self._step(step), time.time(), name, text))
+
+    def log_params(self, params: Any) -> None:
+        """Log (nested) params/config; nested keys are joined with '.'."""
+        self._check_open()
+        self._append((PARAMS, 0, time.time(), flatten_params(params)))
+
+    def set_tags(self, tags: dict[str, Any]) -> None:
+        """Set run tags (values become strings)."""
+        self._check_open()
+        clean = {check_name(k, "tag"): str(v) for k, v in tags.items()}
+        self._append((TAGS, 0, time.time(), clean))
+
+    def log_artifact(self, path: str | Path, name: str | None = None) -> Path:
+        """Copy a file into ``artifacts/`` now, then hand it to the sinks; returns the copy."""
+        self._check_open()
+        source = Path(path)
+        if not source.is_file():
+            raise FileNotFoundError(f"artifact {source} does not exist or is not a file")
+        target_name = name or source.name
+        check_name(target_name, "artifact")
+        if "/" in target_name or target_name in (".", ".."):
+            raise ValueError(f"artifact name {target_name!r} must be a plain file name")
+        self.paths.artifacts.mkdir(exist_ok=True)
+        target = self.paths.artifacts / target_name
+        shutil.copyfile(source, target)
+        self._append((ARTIFACT, 0, time.time(), target, target_name))
+        return target
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RunClosedError(self.info.name)
+
+    # -- closing --------------------------------------------------------------------
+    def flush(self, timeout: float = 10.0) -> None:
+        """Write everything queued so far to the NDJSON files now (sinks follow on their own)."""
+        deadline = time.time() + timeout
+        self._dispatcher.wake.set()
+        while self._queue and time.time() < deadline and self._dispatcher.is_alive():
+            time.sleep(0.002)
+            self._dispatcher.wake.set()
+
+    def close(self, status: str = "FINISHED", timeout: float | None = None) -> CloseReport:
+        """Flush, stop the sinks with ``status`` and write summary.json. Idempotent."""
+        if status not in STATUSES:
+            raise ValueError(f"status must be one of {STATUSES}, got {status!r}")
+        with self._close_lock:
+            if self.close_report is not None:
+                return self.close_report
+            self._closed = True
+            self.close_report = self._shutdown(status, self.config.close_timeout if timeout is None else timeout)
+            lifecycle.unregister(self)
+            return self.close_report
+
+    def _shutdown(self, status: str, timeout: float) -> CloseReport:
+        began = time.time()
+        give_up_at = began + timeout
+        writer_done = self._dispatcher.stop(max(timeout, 1.0))
+        for worker in self._dispatcher.workers:
+            worker.finish(status, give_up_at)
+        report = CloseReport(status, self._dispatcher.records_written, 0.0, complete=writer_done)
+        for worker in self._dispatcher.workers:
+            done = worker.join(give_up_at - time.time())
+            report.sinks[worker.sink.name] = asdict(worker.stats)
+            if not done or worker.stats.undelivered or worker.stats.dropped:
+                report.complete = False
+                self._report_shortfall(worker)
+        report.seconds = time.time() - began
+        self._write_closing_files(report)
+        return report
+
+    def _report_shortfall(self, worker: SinkWorker) -> None:
+        stats = worker.stats
+        missing = stats.undelivered + stats.dropped
+        if missing:
+            self.reporter.warn(
+                worker.sink.name,
+                f"{missing} records did not reach this sink before close; they are in {self.paths.metrics.name}",
+            )
+
+    def _write_closing_files(self, report: CloseReport) -> None:
+        d = self._dispatcher
+        summary = {
+            "run_name": self.name,
+            "run_id": self.run_id,
+            "status": report.status,
+            "start_time": self._started,
+            "end_time": time.time(),
+            "last_step": d.last_step,
+            "records": d.records_written,
+            "metrics": d.summary_metrics(),
+            "sinks": report.sinks,
+            "errors": self.reporter.errors,
+        }
+        write_json_atomic(self.paths.summary, summary)
+        _update_run_file(self.paths, {"status": report.status, "end_time": summary["end_time"]})
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(self, kind: Any, value: Any, tb: Any) -> None:
+        if kind is None:
+            self.close("FINISHED")
+        elif issubclass(kind, KeyboardInterrupt):
+            self.close("KILLED")
+        else:
+            self.close("FAILED")
+
+    def __repr__(self) -> str:
+        return f"Run(name={self.name!r}, dir={str(self.paths.root)!r}, sinks={self.sink_names})"
+
+
+_run_file_lock = threading.Lock()
+
+
+def _update_run_file(paths: RunPaths, changes: dict[str, Any]) -> dict[str, Any]:
+    with _run_file_lock:
+        data = _load_json(paths.run_file)
+        data.update(changes)
+        write_json_atomic(paths.run_file, data)
+        return data
+
+
+def start_run(
+    run_name: str | None = None,
+    *,
+    config: TrackingConfig | None = None,
+    resume: bool = False,
+    params: Any = None,
+    tags: dict[str, Any] | None = None,
+    sinks: list[Sink] | None = None,
+    **options: Any,
+) -> Run:
+    """Open a run under ``<output_root>/<run_name>`` and start its background writer.
+
+    ``options`` override fields of ``config`` (e.g. ``enable_tensorboard=True``). With
+    ``resume=True`` an existing run is continued: its NDJSON is appended to (after cutting
+    a torn last line), steps continue, and the MLflow/W&B runs are reused. Extra ``sinks``
+    are added after the built-in ones. Fails before anything runs if a requested sink's
+    package is missing or the output root is not writable.
+    """
+    config = (config or TrackingConfig()).replace(**options) if options else (config or TrackingConfig())
+    name = run_name or config.run_name or default_run_name()
+    all_sinks = build_sinks(config) + list(sinks or [])
+    paths = prepare_run_dir(config.output_root, name)
+    previous = _load_json(paths.run_file)
+    if previous and not resume:
+        raise RunExistsError(paths.root)
+    info, reporter = _run_info(paths, name, previous, config)
+    workers = [
+        SinkWorker(s, info, reporter, config.sink_max_pending, config.sink_max_failures) for s in all_sinks
+    ]
+    dispatcher = Dispatcher(
+        paths, workers, reporter, config.flush_interval, config.fsync, config.max_queue, config.histogram_bins
+    )
+    if dispatcher.torn_bytes_removed:
+        reporter.warn("ndjson", f"cut a torn last line ({dispatcher.torn_bytes_removed} bytes) before resuming")
+    dispatcher.start()
+    run = Run(info, config, dispatcher, reporter)
+    lifecycle.register(run)
+    if params is not None:
+        run.log_params(params)
+    if tags:
+        run.set_tags(tags)
+    return run
+
+
+def _run_info(paths: RunPaths, name: str, previous: dict[str, Any], config: TrackingConfig) -> tuple[RunInfo, Reporter]:
+    run_id = previous.get("run_id") or uuid.uuid4().hex
+    now = time.time()
+    sessions = list(previous.get("sessions", [])) + [now]
+    state = _update_run_file(
+        paths,
+        {
+            "schema": 1,
+            "run_name": name,
+            "run_id": run_id,
+            "status": "RUNNING",
+            "created": previous.get("created", now),
+            "sessions": sessions,
+            "backends": previous.get("backends", {}),
+            "sinks": [n for n, on in (("tensorboard", config.enable_tensorboard), ("mlflow", config.enable_mlflow), ("wandb", config.enable_wandb)) if on],
+        },
+    )
+    reporter = Reporter(name)
+
+    def remember(sink: str, values: dict[str, Any]) -> None:
+        with _run_file_lock:
+            data = _load_json(paths.run_file)
+            data.setdefault("backends", {}).setdefault(sink, {}).update(values)
+            write_json_atomic(paths.run_file, data)
+
+    info = RunInfo(name, run_id, paths, bool(previous), dict(state.get("backends", {})), remember, reporter.warn)
+    return info, reporter

@@ -1,0 +1,110 @@
+"""The sink protocol: one small class per backend.
+
+A sink's constructor only stores its arguments; ``start`` imports and connects to the
+backend (it runs on the sink's own background thread). The ``write_*`` methods receive
+records in log order, consecutive scalars batched into one ``write_metrics`` call. A sink raises on failure; the worker that drives it reports, retries
+and, if need be, disables it. Sinks never see the hot path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from codex_ml.tracking.paths import RunPaths
+from codex_ml.tracking.records import ARTIFACT, HISTOGRAM, METRICS, PARAMS, TAGS, TEXT, Histogram, Record
+
+MetricPoint = tuple[int, float, dict[str, float | int]]
+
+
+@dataclass
+class RunInfo:
+    """What a sink needs to know about the run it writes for."""
+
+    name: str
+    run_id: str
+    paths: RunPaths
+    resumed: bool = False
+    #: Backend state saved by earlier sessions of this run (e.g. the MLflow run id).
+    backends: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: Persist backend state in run.json so that a resume can find it: remember(sink, dict).
+    remember: Callable[[str, dict[str, Any]], None] = lambda sink, state: None
+    #: Print one warning line (not an error): warn(sink, message).
+    warn: Callable[[str, str], None] = lambda sink, message: None
+
+
+class Sink:
+    """Base class: override the ``write_*`` methods the backend supports."""
+
+    #: Short name used in messages, e.g. ``[monitoring-error] mlflow: ...``.
+    name = "sink"
+
+    def start(self, run: RunInfo) -> None:
+        """Import and connect to the backend. Called once, on the sink's thread."""
+
+    def write_metrics(self, points: list[MetricPoint]) -> None:
+        """Scalars: a list of ``(step, wall_time, {name: value})``."""
+
+    def write_histogram(self, step: int, wall_time: float, name: str, histogram: Histogram) -> None:
+        """One histogram."""
+
+    def write_text(self, step: int, wall_time: float, name: str, text: str) -> None:
+        """One text record."""
+
+    def write_params(self, params: dict[str, Any]) -> None:
+        """Flattened params (``{"model.n_layer": 4}``)."""
+
+    def write_tags(self, tags: dict[str, str]) -> None:
+        """Run tags."""
+
+    def write_artifact(self, path: Path, name: str) -> None:
+        """A file already copied into the run's ``artifacts/`` folder."""
+
+    def flush(self) -> None:
+        """Push buffered data to the backend."""
+
+    def close(self, status: str) -> None:
+        """Finish the backend run with FINISHED, FAILED or KILLED."""
+
+
+def plan_operations(sink: Sink, records: list[Record]) -> list[Callable[[], None]]:
+    """Split a batch into calls on ``sink``, grouping consecutive metrics records.
+
+    The worker runs these one by one so that a retry after a failure resumes at the
+    failed call instead of re-sending what already went through.
+    """
+    operations: list[Callable[[], None]] = []
+    points: list[MetricPoint] = []
+    for record in records:
+        kind = record[0]
+        if kind == METRICS:
+            points.append((record[1], record[2], record[3]))
+            continue
+        if points:
+            operations.append(_bind(sink.write_metrics, points))
+            points = []
+        operations.append(_record_call(sink, record))
+    if points:
+        operations.append(_bind(sink.write_metrics, points))
+    return operations
+
+
+def _bind(method: Callable[..., None], *args: Any) -> Callable[[], None]:
+    return lambda: method(*args)
+
+
+def _record_call(sink: Sink, record: Record) -> Callable[[], None]:
+    kind = record[0]
+    if kind == HISTOGRAM:
+        return _bind(sink.write_histogram, record[1], record[2], record[3], record[4])
+    if kind == TEXT:
+        return _bind(sink.write_text, record[1], record[2], record[3], record[4])
+    if kind == PARAMS:
+        return _bind(sink.write_params, record[3])
+    if kind == TAGS:
+        return _bind(sink.write_tags, record[3])
+    if kind == ARTIFACT:
+        return _bind(sink.write_artifact, record[3], record[4])
+    raise ValueError(f"unknown record kind {kind!r}")

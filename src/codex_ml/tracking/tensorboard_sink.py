@@ -1,0 +1,108 @@
+"""TensorBoard sink: event files under ``runs/<run>/tensorboard/``.
+
+Uses the ``tensorboard`` package's own event writer and protobufs, so neither TensorFlow
+nor torch is needed. Scalars, histograms and text are written in the forms TensorBoard's
+scalar, histogram and text dashboards read; params appear as a markdown table of text.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from codex_ml.tracking.records import Histogram
+from codex_ml.tracking.sink import MetricPoint, RunInfo, Sink
+
+
+class TensorBoardSink(Sink):
+    """Writes one event file per session of the run (resumes add a new file)."""
+
+    name = "tensorboard"
+
+    def __init__(self, flush_secs: float = 5.0) -> None:
+        self._flush_secs = flush_secs
+        self._writer: Any = None
+        self._pb: Any = None
+
+    def start(self, run: RunInfo) -> None:
+        """Open a new event file in the run's tensorboard/ folder."""
+        from tensorboard.compat.proto import event_pb2, summary_pb2, tensor_pb2, tensor_shape_pb2, types_pb2
+        from tensorboard.summary.writer.event_file_writer import EventFileWriter
+
+        self._pb = _Protos(event_pb2, summary_pb2, tensor_pb2, tensor_shape_pb2, types_pb2)
+        run.paths.tensorboard.mkdir(parents=True, exist_ok=True)
+        self._writer = EventFileWriter(str(run.paths.tensorboard), max_queue_size=1000, flush_secs=self._flush_secs)
+
+    def write_metrics(self, points: list[MetricPoint]) -> None:
+        """One event per step holding all of that step's scalars."""
+        summary_cls, value_cls = self._pb.summary_pb2.Summary, self._pb.summary_pb2.Summary.Value
+        for step, wall_time, metrics in points:
+            values = [value_cls(tag=k, simple_value=float(v)) for k, v in metrics.items()]
+            self._add(step, wall_time, summary_cls(value=values))
+
+    def write_histogram(self, step: int, wall_time: float, name: str, histogram: Histogram) -> None:
+        """A HistogramProto with right bucket edges, as TensorBoard expects."""
+        proto = self._pb.summary_pb2.HistogramProto(
+            min=histogram.min,
+            max=histogram.max,
+            num=histogram.count,
+            sum=histogram.sum,
+            sum_squares=histogram.sum_squares,
+            bucket_limit=histogram.edges[1:],
+            bucket=[float(c) for c in histogram.counts],
+        )
+        value = self._pb.summary_pb2.Summary.Value(tag=name, histo=proto)
+        self._add(step, wall_time, self._pb.summary_pb2.Summary(value=[value]))
+
+    def write_text(self, step: int, wall_time: float, name: str, text: str) -> None:
+        """A string tensor tagged for the text plugin."""
+        self._add(step, wall_time, self._text_summary(name, text))
+
+    def write_params(self, params: dict[str, Any]) -> None:
+        """Params as a markdown table in the text dashboard (tag ``params``)."""
+        rows = "\n".join(f"| {k} | {_md(v)} |" for k, v in sorted(params.items()))
+        self._add(0, None, self._text_summary("params", "| param | value |\n|---|---|\n" + rows))
+
+    def _text_summary(self, name: str, text: str) -> Any:
+        pb = self._pb
+        metadata = pb.summary_pb2.SummaryMetadata(
+            plugin_data=pb.summary_pb2.SummaryMetadata.PluginData(plugin_name="text")
+        )
+        tensor = pb.tensor_pb2.TensorProto(
+            dtype=pb.types_pb2.DT_STRING,
+            string_val=[text.encode("utf-8")],
+            tensor_shape=pb.tensor_shape_pb2.TensorShapeProto(dim=[pb.tensor_shape_pb2.TensorShapeProto.Dim(size=1)]),
+        )
+        value = pb.summary_pb2.Summary.Value(tag=name, metadata=metadata, tensor=tensor)
+        return pb.summary_pb2.Summary(value=[value])
+
+    def _add(self, step: int, wall_time: float | None, summary: Any) -> None:
+        import time
+
+        event = self._pb.event_pb2.Event(step=step, wall_time=wall_time or time.time(), summary=summary)
+        self._writer.add_event(event)
+
+    def flush(self) -> None:
+        """Flush the event file."""
+        if self._writer is not None:
+            self._writer.flush()
+
+    def close(self, status: str) -> None:
+        """Close the event file (TensorBoard has no notion of run status)."""
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+
+class _Protos:
+    """The protobuf modules, imported on start and kept together."""
+
+    def __init__(self, event_pb2: Any, summary_pb2: Any, tensor_pb2: Any, tensor_shape_pb2: Any, types_pb2: Any) -> None:
+        self.event_pb2 = event_pb2
+        self.summary_pb2 = summary_pb2
+        self.tensor_pb2 = tensor_pb2
+        self.tensor_shape_pb2 = tensor_shape_pb2
+        self.types_pb2 = types_pb2
+
+
+def _md(value: Any) -> str:
+    return str(value).replace("|", "\\|").replace("\n", " ")

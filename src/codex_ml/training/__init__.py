@@ -1,0 +1,1 @@
+"""Training jobs; submodules import torch, this package does not."""

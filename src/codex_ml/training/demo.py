@@ -1,0 +1,264 @@
+"""A short but real character-level language-model training job for the demo command.
+
+It trains :class:`codex_ml.models.GPT` on the bundled Shakespeare sample on CPU
+and streams everything a tracking backend can show: scalars every step, val
+loss every ``eval_every`` steps, weight/grad histograms every ``histogram_every``
+steps, and a generated text sample at the end.
+
+Step numbering: step ``s`` (1..``steps``) is logged after the ``s``-th optimizer
+update; the untrained model's val loss is logged at step 0.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import torch
+from tqdm import tqdm
+
+from codex_ml.data.char_tokenizer import CharTokenizer
+from codex_ml.data.sample import load_sample_text
+from codex_ml.models.transformer import GPT, GPTConfig
+
+__all__ = ["DemoConfig", "DemoRun", "cosine_lr", "run_demo_training"]
+
+
+class DemoRun(Protocol):
+    """What the demo needs from a tracking run (the tracking core's ``Run`` fits)."""
+
+    def log_params(self, params: dict[str, Any]) -> None:
+        """Record run parameters once."""
+
+    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
+        """Record scalar metrics at ``step``."""
+
+    def log_histogram(self, name: str, values: Any, step: int) -> None:
+        """Record a distribution of ``values`` (a flat CPU tensor here) at ``step``."""
+
+    def log_text(self, name: str, text: str, step: int) -> None:
+        """Record a piece of text at ``step``."""
+
+
+@dataclass
+class DemoConfig:
+    """Hyper-parameters of the demo job; defaults take ~10 s on 2 CPU cores."""
+
+    steps: int = 300
+    batch_size: int = 16
+    block_size: int = 64
+    n_layer: int = 2
+    n_head: int = 4
+    n_embd: int = 64
+    lr: float = 3e-3
+    min_lr: float = 3e-4
+    warmup_steps: int = 20
+    weight_decay: float = 0.1
+    grad_clip: float = 1.0  # <= 0 disables clipping (the grad norm is still logged)
+    eval_every: int = 50
+    eval_batches: int = 8
+    histogram_every: int = 100
+    sample_chars: int = 200
+    seed: int = 0
+    val_fraction: float = 0.1
+
+    def __post_init__(self) -> None:
+        """Reject values the loop cannot run with, naming the field."""
+        for name in ("steps", "batch_size", "block_size", "eval_every", "eval_batches",
+                     "histogram_every"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"DemoConfig.{name} must be > 0, got {getattr(self, name)!r}")
+        for name in ("warmup_steps", "sample_chars"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"DemoConfig.{name} must be >= 0, got {getattr(self, name)!r}")
+        if not 0.0 < self.val_fraction < 1.0:
+            raise ValueError(f"DemoConfig.val_fraction must be in (0, 1), got {self.val_fraction!r}")
+        if not 0.0 <= self.min_lr <= self.lr:
+            raise ValueError(f"DemoConfig.min_lr ({self.min_lr}) must be in [0, lr={self.lr}]")
+
+
+def cosine_lr(step: int, *, lr: float, min_lr: float, warmup_steps: int, total_steps: int) -> float:
+    """Learning rate for 1-based ``step``: linear warmup to ``lr``, then cosine decay to ``min_lr``."""
+    if warmup_steps > 0 and step <= warmup_steps:
+        return lr * step / warmup_steps
+    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)  # 0 -> 1
+    coeff = 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))  # 1 -> 0
+    return min_lr + coeff * (lr - min_lr)
+
+
+@dataclass
+class _Data:
+    """Tokenized train/val splits and the tokenizer that made them."""
+
+    tokenizer: CharTokenizer
+    train: torch.Tensor  # (N_train,) int64
+    val: torch.Tensor  # (N_val,) int64
+
+
+def _prepare_data(text: str, config: DemoConfig) -> _Data:
+    """Fit the tokenizer and split ``text`` deterministically into train (head) and val (tail)."""
+    # Fit on the whole text so val never contains an unknown character.
+    tokenizer = CharTokenizer.fit(text)
+    n_train = int(len(text) * (1.0 - config.val_fraction))
+    train, val = text[:n_train], text[n_train:]
+    for split, part in (("train", train), ("val", val)):
+        if len(part) <= config.block_size:
+            raise ValueError(
+                f"{split} split has {len(part)} characters; need more than block_size="
+                f"{config.block_size} (use a longer text or a smaller block_size/val_fraction)"
+            )
+    train_ids = torch.tensor(tokenizer.encode(train), dtype=torch.long)
+    val_ids = torch.tensor(tokenizer.encode(val), dtype=torch.long)
+    return _Data(tokenizer, train_ids, val_ids)
+
+
+def _get_batch(
+    data: torch.Tensor, batch_size: int, block_size: int, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random windows of ``data``: inputs (B, T) and next-token targets (B, T)."""
+    starts = torch.randint(len(data) - block_size, (batch_size,), generator=generator)  # (B,)
+    x = torch.stack([data[i : i + block_size] for i in starts.tolist()])
+    y = torch.stack([data[i + 1 : i + 1 + block_size] for i in starts.tolist()])
+    return x, y
+
+
+@torch.no_grad()
+def _estimate_loss(model: GPT, data: torch.Tensor, config: DemoConfig) -> float:
+    """Mean loss over ``eval_batches`` random batches, in eval mode."""
+    # A fresh, fixed-seed generator evaluates on the same batches every time,
+    # so the val curve shows the model changing, not the batches, and the
+    # training batch stream is left untouched.
+    generator = torch.Generator().manual_seed(config.seed + 1)
+    model.eval()
+    losses = []
+    for _ in range(config.eval_batches):
+        x, y = _get_batch(data, config.batch_size, config.block_size, generator)
+        losses.append(model(x, y)[1].item())
+    model.train()
+    return sum(losses) / len(losses)
+
+
+def _build_optimizer(model: GPT, config: DemoConfig) -> torch.optim.AdamW:
+    """AdamW that decays only matrices (weights, embeddings), not biases or LayerNorm gains."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [
+        {"params": [p for p in params if p.dim() >= 2], "weight_decay": config.weight_decay},
+        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+    ]
+    # beta2=0.99 rather than 0.999: tiny batches give noisy second moments (nanoGPT's char setup).
+    return torch.optim.AdamW(groups, lr=config.lr, betas=(0.9, 0.99))
+
+
+def _train_step(
+    model: GPT, optimizer: torch.optim.Optimizer, batch: tuple[torch.Tensor, torch.Tensor],
+    lr: float, grad_clip: float,
+) -> tuple[float, float]:
+    """One optimizer update; returns (loss, total grad norm measured before clipping)."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    optimizer.zero_grad(set_to_none=True)
+    _, loss = model(*batch)
+    loss.backward()
+    # With max_norm=inf nothing is scaled, but the norm is still computed for logging.
+    max_norm = grad_clip if grad_clip > 0 else math.inf
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+    optimizer.step()
+    return loss.item(), grad_norm.item()
+
+
+def _log_histograms(run: DemoRun, model: GPT, step: int) -> None:
+    """Log ``weights/<name>`` and ``grads/<name>`` for every 2-D parameter."""
+    for name, param in model.named_parameters():
+        if param.dim() != 2:
+            continue
+        run.log_histogram(f"weights/{name}", param.detach().cpu().flatten(), step)
+        if param.grad is not None:
+            run.log_histogram(f"grads/{name}", param.grad.detach().cpu().flatten(), step)
+
+
+def _log_eval(run: DemoRun, model: GPT, data: _Data, config: DemoConfig, step: int) -> float:
+    """Evaluate on val, log ``val/loss`` and ``val/perplexity``; return the loss."""
+    val_loss = _estimate_loss(model, data.val, config)
+    run.log_metrics({"val/loss": val_loss, "val/perplexity": math.exp(val_loss)}, step)
+    return val_loss
+
+
+def _generate_sample(model: GPT, data: _Data, config: DemoConfig) -> str:
+    """Sample ``sample_chars`` characters starting from a newline (or token 0 if none)."""
+    stoi = {ch: i for i, ch in enumerate(data.tokenizer.chars)}
+    start = torch.tensor([[stoi.get("\n", 0)]], dtype=torch.long)  # (1, 1)
+    generator = torch.Generator().manual_seed(config.seed)
+    model.eval()
+    out = model.generate(start, config.sample_chars, generator=generator)  # (1, 1 + n)
+    model.train()
+    return data.tokenizer.decode(out[0, 1:].tolist())
+
+
+def _initial_params(config: DemoConfig, model: GPT, data: _Data) -> dict[str, Any]:
+    """The flattened config plus model and data facts, for ``run.log_params``."""
+    return {
+        **dataclasses.asdict(config),
+        "model/num_parameters": model.num_parameters(),
+        "data/vocab_size": data.tokenizer.vocab_size,
+        "data/train_chars": len(data.train),
+        "data/val_chars": len(data.val),
+    }
+
+
+def run_demo_training(
+    run: DemoRun, config: DemoConfig, text: str | None = None, progress: bool = True
+) -> dict[str, Any]:
+    """Train a small char-level GPT on ``text`` (default: the bundled sample), logging to ``run``.
+
+    Runs on CPU and is deterministic for a given ``config.seed`` (it seeds
+    torch's global RNG). Returns ``initial_val_loss``, ``final_val_loss``,
+    ``final_train_loss`` (loss of the last training batch), ``steps``,
+    ``tokens_per_s`` (over training steps only) and the generated ``sample``.
+    """
+    # Longer than most functions on purpose: the whole loop reads top to bottom in one place.
+    torch.manual_seed(config.seed)
+    data = _prepare_data(load_sample_text() if text is None else text, config)
+    model = GPT(GPTConfig(vocab_size=data.tokenizer.vocab_size, block_size=config.block_size,
+                          n_layer=config.n_layer, n_head=config.n_head, n_embd=config.n_embd))
+    optimizer = _build_optimizer(model, config)
+    batch_gen = torch.Generator().manual_seed(config.seed)
+    run.log_params(_initial_params(config, model, data))
+
+    initial_val_loss = val_loss = _log_eval(run, model, data, config, step=0)
+    tokens_per_step = config.batch_size * config.block_size
+    train_time, loss = 0.0, math.nan
+    bar = tqdm(range(1, config.steps + 1), desc="demo training", disable=not progress)
+    for step in bar:
+        lr = cosine_lr(step, lr=config.lr, min_lr=config.min_lr,
+                       warmup_steps=config.warmup_steps, total_steps=config.steps)
+        t0 = time.perf_counter()
+        batch = _get_batch(data.train, config.batch_size, config.block_size, batch_gen)
+        loss, grad_norm = _train_step(model, optimizer, batch, lr, config.grad_clip)
+        # loss.item() above already waited for the compute, so this is the true step time.
+        step_time = time.perf_counter() - t0
+        train_time += step_time
+        run.log_metrics({
+            "train/loss": loss, "train/lr": lr, "train/grad_norm": grad_norm,
+            "train/tokens_per_s": tokens_per_step / step_time, "train/step_time_s": step_time,
+        }, step)
+        last = step == config.steps
+        if step % config.eval_every == 0 or last:
+            val_loss = _log_eval(run, model, data, config, step)
+        if step % config.histogram_every == 0 or last:
+            _log_histograms(run, model, step)
+        bar.set_postfix(loss=f"{loss:.3f}", val=f"{val_loss:.3f}", refresh=False)
+    bar.close()
+
+    sample = _generate_sample(model, data, config)
+    run.log_text("samples/generation", sample, config.steps)
+    return {
+        "initial_val_loss": initial_val_loss,
+        "final_val_loss": val_loss,
+        "final_train_loss": loss,
+        "steps": config.steps,
+        "tokens_per_s": tokens_per_step * config.steps / train_time,
+        "sample": sample,
+    }

@@ -1,0 +1,111 @@
+"""Tests for codex_ml.models.transformer (the small GPT)."""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from codex_ml.models.transformer import GPT, GPTConfig
+
+SRC = Path(__file__).resolve().parents[2] / "src"
+VOCAB = 61
+
+
+def _model(**overrides: object) -> GPT:
+    """A tiny seeded model so tests are fast and repeatable."""
+    torch.manual_seed(0)
+    cfg = {"vocab_size": VOCAB, "block_size": 16, "n_layer": 2, "n_head": 2, "n_embd": 32}
+    return GPT(GPTConfig(**{**cfg, **overrides})).eval()
+
+
+def test_forward_shapes_without_and_with_targets() -> None:
+    model = _model()
+    idx = torch.randint(VOCAB, (3, 10))
+    logits, loss = model(idx)
+    assert logits.shape == (3, 10, VOCAB)
+    assert loss is None
+    _, loss = model(idx, idx)
+    assert loss is not None and loss.dim() == 0
+
+
+def test_changing_a_future_token_leaves_earlier_logits_unchanged() -> None:
+    model = _model()
+    idx = torch.randint(VOCAB, (2, 12))
+    changed = idx.clone()
+    changed[:, 7] = (changed[:, 7] + 1) % VOCAB
+    logits_a, _ = model(idx)
+    logits_b, _ = model(changed)
+    torch.testing.assert_close(logits_a[:, :7], logits_b[:, :7])
+    assert not torch.allclose(logits_a[:, 7:], logits_b[:, 7:])
+
+
+def test_lm_head_is_tied_to_token_embedding() -> None:
+    model = _model()
+    assert model.lm_head.weight is model.wte.weight
+    # The tied matrix is counted once.
+    assert model.num_parameters() == sum(p.numel() for p in set(model.parameters()))
+    untied = sum(p.numel() for p in model.state_dict().values())
+    assert model.num_parameters() == untied - model.wte.weight.numel()
+
+
+def test_initial_loss_is_close_to_uniform_prediction() -> None:
+    model = _model()
+    idx = torch.randint(VOCAB, (4, 16))
+    _, loss = model(idx, torch.randint(VOCAB, (4, 16)))
+    assert loss is not None
+    assert abs(loss.item() - math.log(VOCAB)) < 0.2
+
+
+def test_generate_appends_tokens_and_crops_context() -> None:
+    model = _model(block_size=8)
+    start = torch.zeros((2, 3), dtype=torch.long)
+    out = model.generate(start, max_new_tokens=12)  # ends past block_size: context must be cropped
+    assert out.shape == (2, 15)
+    assert torch.equal(out[:, :3], start)
+    assert int(out.max()) < VOCAB
+
+
+def test_generate_is_reproducible_with_a_generator_and_greedy_with_top_k_1() -> None:
+    model = _model()
+    start = torch.zeros((1, 1), dtype=torch.long)
+    a = model.generate(start, 10, generator=torch.Generator().manual_seed(3))
+    b = model.generate(start, 10, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(a, b)
+    greedy = model.generate(start, 1, top_k=1)
+    assert greedy[0, 1] == model(start)[0][0, -1].argmax()
+
+
+def test_forward_rejects_sequences_longer_than_block_size() -> None:
+    with pytest.raises(ValueError, match="block_size"):
+        _model(block_size=4)(torch.zeros((1, 5), dtype=torch.long))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"n_embd": 30, "n_head": 4}, "n_embd"),
+        ({"vocab_size": 0}, "vocab_size"),
+        ({"block_size": -1}, "block_size"),
+        ({"n_layer": 0}, "n_layer"),
+        ({"n_head": 0}, "n_head"),
+        ({"dropout": 1.0}, "dropout"),
+    ],
+)
+def test_config_validation_names_the_field(overrides: dict[str, object], field: str) -> None:
+    with pytest.raises(ValueError, match=field):
+        GPTConfig(**{"vocab_size": VOCAB, **overrides})  # type: ignore[arg-type]
+
+
+def test_models_package_import_does_not_import_torch() -> None:
+    code = (
+        "import sys, codex_ml.models as m; assert 'torch' not in sys.modules; "
+        "m.GPTConfig; assert 'torch' in sys.modules"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")])}
+    subprocess.run([sys.executable, "-c", code], check=True, env=env)
