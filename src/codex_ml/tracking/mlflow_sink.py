@@ -1,0 +1,129 @@
+"""MLflow sink: metrics in ``log_batch`` calls, params within MLflow's limits.
+
+Works with file:, sqlite: and http(s):// tracking URIs through ``MlflowClient`` (no global
+fluent state, so several runs can coexist in one process). A resumed run reopens the same
+MLflow run id. MLflow has no histogram type: histograms stay in the NDJSON log and
+TensorBoard/W&B.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from codex_ml.tracking import mlflow_utils as mu
+from codex_ml.tracking.names import KeyMapper, mlflow_name
+from codex_ml.tracking.sink import MetricPoint, RunInfo, Sink
+
+
+class MlflowSink(Sink):
+    """One MLflow run per codex_ml run."""
+
+    name = "mlflow"
+
+    def __init__(self, tracking_uri: str | None = None, experiment: str = "codex_ml") -> None:
+        self._requested_uri = tracking_uri
+        self._experiment = experiment
+        self.tracking_uri: str | None = None
+        self.run_id: str | None = None
+        self._client: Any = None
+        self._entities: Any = None
+        self._params: dict[str, str] = {}
+        self._warned: set[str] = set()
+        self._progress: tuple[int, int] = (0, 0)
+        self._warn = lambda message: None
+        self._keys = KeyMapper(mlflow_name, lambda message: self._warn_once("collision", message))
+
+    def start(self, run: RunInfo) -> None:
+        """Connect, then reopen the run saved in run.json or create a new one."""
+        from mlflow import entities
+        from mlflow.tracking import MlflowClient
+
+        self._entities = entities
+        self._warn = lambda message: run.warn(self.name, message)
+        self.tracking_uri = mu.resolve_tracking_uri(self._requested_uri, run.paths.root)
+        mu.prepare_environment(self.tracking_uri)
+        self._client = MlflowClient(tracking_uri=self.tracking_uri)
+        saved = run.backends.get(self.name, {})
+        if saved.get("run_id") and saved.get("tracking_uri") == self.tracking_uri:
+            self.run_id = self._reopen(saved["run_id"])
+        if self.run_id is None:
+            self.run_id = self._create(run)
+        run.remember(self.name, {"run_id": self.run_id, "tracking_uri": self.tracking_uri, "experiment": self._experiment})
+
+    def _reopen(self, run_id: str) -> str | None:
+        try:
+            existing = self._client.get_run(run_id)
+        except Exception:  # noqa: BLE001 - a missing run just means we create a new one
+            return None
+        self._params = dict(existing.data.params)
+        self._client.update_run(run_id, status="RUNNING")
+        return run_id
+
+    def _create(self, run: RunInfo) -> str:
+        experiment = self._client.get_experiment_by_name(self._experiment)
+        experiment_id = experiment.experiment_id if experiment else self._client.create_experiment(self._experiment)
+        tags = {"codex_ml.run_id": run.run_id, "codex_ml.run_dir": str(run.paths.root)}
+        return self._client.create_run(experiment_id, run_name=run.name, tags=tags).info.run_id
+
+    def write_metrics(self, points: list[MetricPoint]) -> None:
+        """All points in ``log_batch`` calls of at most 1,000 metrics."""
+        metric_cls, key = self._entities.Metric, self._keys
+        metrics = [
+            metric_cls(key(name), float(value), int(wall_time * 1000), step)
+            for step, wall_time, values in points
+            for name, value in values.items()
+        ]
+        self._send_in_chunks(id(points), metrics, "metrics", mu.MAX_METRICS_PER_BATCH)
+
+    def _send_in_chunks(self, batch_id: int, items: list[Any], field: str, size: int) -> None:
+        # After a failure the worker retries with the same list: skip chunks already sent,
+        # so a retry never duplicates points.
+        done = self._progress[1] if self._progress[0] == batch_id else 0
+        for index, part in enumerate(mu.chunks(items, size)):
+            if index < done:
+                continue
+            self._client.log_batch(self.run_id, **{field: part})
+            self._progress = (batch_id, index + 1)
+        self._progress = (0, 0)
+
+    def write_params(self, params: dict[str, Any]) -> None:
+        """New params only; MLflow params are immutable, so a changed value is kept as it was."""
+        fresh = []
+        for raw_key, raw_value in params.items():
+            key = self._keys(raw_key)
+            value, clipped = mu.clip_value(raw_value, mu.MAX_PARAM_VALUE)
+            if clipped:
+                self._warn_once("clip", f"param values longer than {mu.MAX_PARAM_VALUE} characters are cut (first: {raw_key!r})")
+            if key in self._params:
+                if self._params[key] != value:
+                    self._warn_once("immutable", f"param {raw_key!r} changed; MLflow params are immutable, keeping {self._params[key]!r}")
+                continue
+            self._params[key] = value
+            fresh.append(self._entities.Param(key, value))
+        self._send_in_chunks(id(params), fresh, "params", mu.MAX_PARAMS_PER_BATCH)
+
+    def write_tags(self, tags: dict[str, str]) -> None:
+        """Tags via ``log_batch``, values clipped to MLflow's limit."""
+        run_tags = [self._entities.RunTag(self._keys(k), mu.clip_value(v, mu.MAX_TAG_VALUE)[0]) for k, v in tags.items()]
+        self._send_in_chunks(id(tags), run_tags, "tags", mu.MAX_PARAMS_PER_BATCH)
+
+    def write_text(self, step: int, wall_time: float, name: str, text: str) -> None:
+        """Text as an artifact ``text/<name>/step_<step>.txt``."""
+        safe = re.sub(r"[^\w.\-/]", "_", mlflow_name(name), flags=re.ASCII)
+        self._client.log_text(self.run_id, text, f"text/{safe}/step_{step:08d}.txt")
+
+    def write_artifact(self, path: Path, name: str) -> None:
+        """Upload a file from the run's artifacts/ folder."""
+        self._client.log_artifact(self.run_id, str(path))
+
+    def close(self, status: str) -> None:
+        """Mark the MLflow run FINISHED, FAILED or KILLED."""
+        if self._client is not None and self.run_id is not None:
+            self._client.set_terminated(self.run_id, status)
+
+    def _warn_once(self, topic: str, message: str) -> None:
+        if topic not in self._warned:
+            self._warned.add(topic)
+            self._warn(message)

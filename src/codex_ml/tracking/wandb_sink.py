@@ -1,0 +1,93 @@
+"""Weights & Biases sink, offline-first.
+
+``WANDB_MODE`` is honoured as W&B documents it; when it is unset the sink runs
+``offline`` (nothing leaves the machine; ``wandb sync`` can upload later). Files go under
+the run directory (``runs/<run>/wandb/``). Steps are sent as a ``step`` metric that every
+other metric uses as its x-axis, so resumed or out-of-order steps are never dropped by
+W&B's monotonic-step rule.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from codex_ml import env
+from codex_ml.tracking.records import Histogram
+from codex_ml.tracking.sink import MetricPoint, RunInfo, Sink
+
+STEP_KEY = "step"
+
+
+def wandb_mode() -> str:
+    """``$WANDB_MODE`` if set, else ``offline``."""
+    return os.environ.get(env.WANDB_MODE) or "offline"
+
+
+class WandbSink(Sink):
+    """One W&B run per codex_ml run; a resume reuses its id (``resume="allow"``)."""
+
+    name = "wandb"
+
+    def __init__(self, project: str) -> None:
+        self._project = project
+        self._wandb: Any = None
+        self.run: Any = None
+
+    def start(self, run: RunInfo) -> None:
+        """``wandb.init`` in the run directory, offline unless ``WANDB_MODE`` says otherwise."""
+        import wandb
+
+        self._wandb = wandb
+        saved = run.backends.get(self.name, {})
+        run_id = saved.get("run_id") or run.run_id[:16]
+        settings = wandb.Settings(console="off", silent=True, x_disable_stats=True, disable_git=True, save_code=False)
+        self.run = wandb.init(
+            project=self._project,
+            name=run.name,
+            id=run_id,
+            dir=str(run.paths.wandb),
+            mode=wandb_mode(),
+            resume="allow",
+            reinit="create_new",
+            settings=settings,
+        )
+        self.run.define_metric(STEP_KEY)
+        self.run.define_metric("*", step_metric=STEP_KEY)
+        run.remember(self.name, {"run_id": run_id, "project": self._project, "dir": str(getattr(self.run, "dir", ""))})
+
+    def write_metrics(self, points: list[MetricPoint]) -> None:
+        """One ``run.log`` per step, with the step as a metric."""
+        log = self.run.log
+        for step, _wall_time, values in points:
+            log({**values, STEP_KEY: step})
+
+    def write_histogram(self, step: int, wall_time: float, name: str, histogram: Histogram) -> None:
+        """A ``wandb.Histogram`` built from our bins."""
+        hist = self._wandb.Histogram(np_histogram=(histogram.counts, histogram.edges))
+        self.run.log({name: hist, STEP_KEY: step})
+
+    def write_text(self, step: int, wall_time: float, name: str, text: str) -> None:
+        """Text as a one-row table (W&B's way of showing text per step)."""
+        table = self._wandb.Table(columns=[STEP_KEY, "text"], data=[[step, text]])
+        self.run.log({name: table, STEP_KEY: step})
+
+    def write_params(self, params: dict[str, Any]) -> None:
+        """Params into the run config (allowing changes on resume)."""
+        self.run.config.update(params, allow_val_change=True)
+
+    def write_tags(self, tags: dict[str, str]) -> None:
+        """W&B tags are plain strings: ``key=value``, cut to W&B's 64 characters."""
+        new = tuple(f"{k}={v}"[:64] for k, v in tags.items())
+        self.run.tags = tuple(dict.fromkeys(tuple(self.run.tags or ()) + new))
+
+    def write_artifact(self, path: Path, name: str) -> None:
+        """Copy the file into the W&B run's files."""
+        self.run.save(str(path), base_path=str(path.parent), policy="now")
+
+    def close(self, status: str) -> None:
+        """Finish the run; a non-zero exit code marks it failed/crashed in W&B."""
+        if self.run is not None:
+            self.run.finish(exit_code=0 if status == "FINISHED" else 1)
+            self.run = None
