@@ -1,0 +1,1 @@
+"""Command-line entry points: ``codex-ml`` / ``python -m codex_ml.cli`` (Typer)."""

@@ -1,0 +1,52 @@
+"""``codex-ml``: the Typer application. Commands import heavy modules inside their bodies
+so that ``codex-ml --help`` stays instant and loads no torch or tracking backend."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from codex_ml import __version__
+from codex_ml.tracking.config import TrackingConfig
+from codex_ml.tracking.flags import with_tracking_options
+
+app = typer.Typer(
+    name="codex-ml",
+    help="Train small language models and watch them train.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+
+@app.command()
+def version() -> None:
+    """Print the codex_ml version."""
+    typer.echo(__version__)
+
+
+@app.command()
+@with_tracking_options
+def demo(
+    steps: Annotated[int, typer.Option(min=1, help="Training steps (300 takes about 10 s on 2 CPU cores).")] = 300,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    tracking: TrackingConfig | None = None,
+) -> None:
+    """Train a small character transformer on the bundled text, logging to the chosen sinks."""
+    from codex_ml.cli.demo_command import run_demo
+    from codex_ml.errors import CodexMLError
+
+    try:
+        run_demo(tracking or TrackingConfig(), steps=steps, progress=progress)
+    except CodexMLError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

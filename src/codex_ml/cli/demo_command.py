@@ -1,0 +1,49 @@
+"""The demo job: a short real training run that logs to every enabled sink.
+
+Shared by ``tools/monitoring_integrate.py`` (argparse) and ``codex-ml demo`` (Typer).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+from codex_ml.tracking.config import TrackingConfig
+from codex_ml.tracking.paths import RunPaths, validate_run_name
+from codex_ml.tracking.viewing import describe_outputs
+
+DEFAULT_RUN_NAME = "demo"
+
+
+def archive_existing_run(config: TrackingConfig, name: str) -> Path | None:
+    """Move an earlier run of the same name aside (``<name>.<timestamp>``) instead of mixing runs."""
+    validate_run_name(name)
+    old = Path(config.output_root) / name
+    if not old.exists():
+        return None
+    target = old.with_name(f"{name}.{time.strftime('%Y%m%d-%H%M%S')}")
+    old.rename(target)
+    return target
+
+
+def run_demo(tracking: TrackingConfig, steps: int = 300, progress: bool = True) -> dict:
+    """Train the demo model on the bundled text with ``tracking``; print where things went."""
+    from codex_ml.tracking import start_run
+    from codex_ml.training.demo import DemoConfig, run_demo_training
+
+    name = tracking.run_name or DEFAULT_RUN_NAME
+    archived = archive_existing_run(tracking, name)
+    if archived is not None:
+        print(f"An earlier run '{name}' was moved to {archived}")
+    config = DemoConfig(steps=steps)
+    with start_run(name, config=tracking, tags={"job": "demo"}) as run:
+        print(f"Training a {config.n_layer}-layer character transformer for {steps} steps; sinks: ndjson"
+              + "".join(f", {s}" for s in run.sink_names), file=sys.stderr)
+        result = run_demo_training(run, config, progress=progress)
+    report = run.close_report
+    print(f"val loss {result['initial_val_loss']:.3f} -> {result['final_val_loss']:.3f}; "
+          f"{report.records} records logged, closed in {report.seconds:.1f}s")
+    for line in describe_outputs(RunPaths(run.paths.root), run.sink_names):
+        print(line)
+    return result

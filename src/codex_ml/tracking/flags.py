@@ -1,0 +1,85 @@
+"""The tracking flags, defined once and used by every entry point (argparse and Typer).
+
+``--enable-tensorboard``, ``--enable-wandb``, ``--mlflow-enable`` (alias
+``--enable-mlflow``), ``--mlflow-tracking-uri``, ``--mlflow-experiment``, ``--run-name``,
+``--output-root``. Each maps to a :class:`TrackingConfig` field.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import inspect
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from codex_ml.tracking.config import DEFAULT_EXPERIMENT, DEFAULT_OUTPUT_ROOT, TrackingConfig
+
+
+@dataclass(frozen=True)
+class Flag:
+    """One command-line flag and the TrackingConfig field it sets."""
+
+    names: tuple[str, ...]
+    field: str
+    is_switch: bool
+    help: str
+    metavar: str | None = None
+
+
+TRACKING_FLAGS: tuple[Flag, ...] = (
+    Flag(("--run-name",), "run_name", False, "Run name, a folder under the output root (default: run-<date>-<time>-<id>).", "NAME"),
+    Flag(("--output-root",), "output_root", False, f"Directory that holds runs (default: {DEFAULT_OUTPUT_ROOT}, or $CODEX_ML_OUTPUT_ROOT).", "DIR"),
+    Flag(("--enable-tensorboard",), "enable_tensorboard", True, "Write TensorBoard event files to runs/<run>/tensorboard/."),
+    Flag(("--mlflow-enable", "--enable-mlflow"), "enable_mlflow", True, "Log to MLflow (default store: runs/<run>/mlruns)."),
+    Flag(("--mlflow-tracking-uri",), "mlflow_tracking_uri", False, "MLflow tracking URI: file:, sqlite:/// or http(s)://host:port (default: $MLFLOW_TRACKING_URI, else runs/<run>/mlruns).", "URI"),
+    Flag(("--mlflow-experiment",), "mlflow_experiment", False, f"MLflow experiment name (default: {DEFAULT_EXPERIMENT}).", "NAME"),
+    Flag(("--enable-wandb",), "enable_wandb", True, "Log to Weights & Biases, offline unless $WANDB_MODE says otherwise; project from $WANDB_PROJECT."),
+)
+
+
+def add_tracking_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
+    """Add the tracking flags to an argparse parser, in their own help group."""
+    group = parser.add_argument_group("tracking")
+    for flag in TRACKING_FLAGS:
+        if flag.is_switch:
+            group.add_argument(*flag.names, dest=flag.field, action="store_true", default=None, help=flag.help)
+        else:
+            group.add_argument(*flag.names, dest=flag.field, default=None, metavar=flag.metavar, help=flag.help)
+    return group
+
+
+def tracking_config_from(values: argparse.Namespace | Mapping[str, Any], base: TrackingConfig | None = None) -> TrackingConfig:
+    """A TrackingConfig from parsed flags; flags left unset keep ``base``'s values."""
+    data = vars(values) if isinstance(values, argparse.Namespace) else dict(values)
+    changes = {f.field: data[f.field] for f in TRACKING_FLAGS if data.get(f.field) not in (None, False)}
+    return (base or TrackingConfig()).replace(**changes)
+
+
+def with_tracking_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Typer decorator: add the tracking flags to a command; it receives ``tracking=TrackingConfig``."""
+    import typer
+
+    signature = inspect.signature(func)
+    # Resolve string annotations (from __future__ import annotations) so Typer sees the Options.
+    hints = typing.get_type_hints(func, include_extras=True)
+    kept = [p.replace(annotation=hints.get(name, p.annotation)) for name, p in signature.parameters.items() if name != "tracking"]
+    added = [
+        inspect.Parameter(
+            flag.field,
+            inspect.Parameter.KEYWORD_ONLY,
+            default=False if flag.is_switch else None,
+            annotation=Annotated[bool if flag.is_switch else str | None, typer.Option(*flag.names, help=flag.help, metavar=flag.metavar, rich_help_panel="Tracking")],
+        )
+        for flag in TRACKING_FLAGS
+    ]
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        flag_values = {f.field: kwargs.pop(f.field, None) for f in TRACKING_FLAGS}
+        return func(*args, tracking=tracking_config_from(flag_values), **kwargs)
+
+    wrapper.__signature__ = signature.replace(parameters=kept + added)  # type: ignore[attr-defined]
+    return wrapper
