@@ -1,0 +1,115 @@
+"""Fixtures for the tracking tests: a real MLflow server, and a clean backend environment.
+
+Every test runs with ``MLFLOW_TRACKING_URI`` removed and W&B forced offline and silent,
+so nothing on the developer's machine (or the network) leaks into a test.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+SERVER_START_TIMEOUT = 90.0
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _healthy(uri: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{uri}/health", timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+def _stop(process: subprocess.Popen) -> None:
+    """Terminate the server and its workers (its own process group), then kill if needed."""
+    if process.poll() is not None:
+        return
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=15)
+    except ProcessLookupError:
+        pass
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real ``mlflow server`` on 127.0.0.1 (sqlite backend, proxied artifacts); yields its URI."""
+    root = tmp_path_factory.mktemp("mlflow_server")
+    port = _free_port()
+    uri = f"http://127.0.0.1:{port}"
+    command = [
+        sys.executable, "-m", "mlflow", "server",
+        "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
+        "--artifacts-destination", str(root / "artifacts"),
+        "--host", "127.0.0.1",
+        "--port", str(port),
+        "--workers", "1",
+    ]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    log_path = root / "server.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            command, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    try:
+        deadline = time.monotonic() + SERVER_START_TIMEOUT
+        while not _healthy(uri):
+            if process.poll() is not None:
+                pytest.fail(f"mlflow server exited with {process.returncode}:\n{_tail(log_path)}")
+            if time.monotonic() > deadline:
+                pytest.fail(f"mlflow server not healthy after {SERVER_START_TIMEOUT:.0f}s:\n{_tail(log_path)}")
+            time.sleep(0.25)
+        yield uri
+    finally:
+        _stop(process)
+
+
+def _tail(path: Path, size: int = 4000) -> str:
+    return path.read_bytes()[-size:].decode("utf-8", "replace")
+
+
+#: Variables removed for every test. codex_ml itself sets some of them with
+#: ``os.environ.setdefault`` (mlflow_utils.prepare_environment); unsetting them through
+#: monkeypatch also restores the original state afterwards, so tests stay independent.
+_UNSET = (
+    "MLFLOW_TRACKING_URI",
+    "MLFLOW_ALLOW_FILE_STORE",
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT",
+    "WANDB_PROJECT",
+    "WANDB_DIR",
+)
+
+
+def unset_env(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    """Remove ``name`` for this test and restore whatever it was (even if unset) afterwards."""
+    monkeypatch.setenv(name, "")  # records the original value, set or not
+    monkeypatch.delenv(name)
+
+
+@pytest.fixture(autouse=True)
+def _clean_backend_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No inherited MLflow settings; W&B offline and quiet, project unset."""
+    for name in _UNSET:
+        unset_env(monkeypatch, name)
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
