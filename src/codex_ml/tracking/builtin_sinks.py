@@ -11,7 +11,11 @@ from codex_ml.tracking.sink import Sink
 
 def require(feature: str, module: str, extra: str, package: str | None = None) -> None:
     """Raise MissingExtraError unless ``module`` can be imported (without importing it)."""
-    if importlib.util.find_spec(module) is None:
+    try:
+        found = importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a parent package missing, or a broken install
+        found = False
+    if not found:
         raise MissingExtraError(feature, package or module, extra)
 
 

@@ -1,0 +1,81 @@
+"""The tracking flags are defined once and behave the same under argparse and Typer."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from codex_ml.tracking.config import TrackingConfig
+from codex_ml.tracking.flags import TRACKING_FLAGS, add_tracking_arguments, tracking_config_from, with_tracking_options
+
+ARGV = [
+    "--run-name", "r1", "--output-root", "out", "--enable-tensorboard", "--enable-mlflow",
+    "--mlflow-tracking-uri", "sqlite:///x.db", "--mlflow-experiment", "exp", "--enable-wandb",
+]
+EXPECTED = TrackingConfig(
+    run_name="r1", output_root="out", enable_tensorboard=True, enable_mlflow=True,
+    mlflow_tracking_uri="sqlite:///x.db", mlflow_experiment="exp", enable_wandb=True,
+)
+
+
+def _argparse_config(argv: list[str]) -> TrackingConfig:
+    parser = argparse.ArgumentParser()
+    add_tracking_arguments(parser)
+    return tracking_config_from(parser.parse_args(argv))
+
+
+def _typer_config(argv: list[str]) -> TrackingConfig:
+    seen: list[TrackingConfig] = []
+    app = typer.Typer()
+
+    @app.command()
+    @with_tracking_options
+    def job(epochs: int = 1, tracking: TrackingConfig | None = None) -> None:
+        seen.append(tracking)
+
+    @app.command()
+    def other() -> None:  # a second command so Typer keeps the subcommand name
+        pass
+
+    result = CliRunner().invoke(app, ["job", *argv])
+    assert result.exit_code == 0, result.output
+    return seen[0]
+
+
+@pytest.mark.parametrize("parse", [_argparse_config, _typer_config], ids=["argparse", "typer"])
+def test_every_flag_sets_its_field(parse) -> None:
+    """All seven flags reach the same TrackingConfig through either parser."""
+    assert parse(ARGV) == EXPECTED
+
+
+@pytest.mark.parametrize("parse", [_argparse_config, _typer_config], ids=["argparse", "typer"])
+def test_mlflow_enable_alias(parse) -> None:
+    """--mlflow-enable and --enable-mlflow are the same switch."""
+    assert parse(["--mlflow-enable"]).enable_mlflow is True
+    assert parse(["--enable-mlflow"]).enable_mlflow is True
+
+
+@pytest.mark.parametrize("parse", [_argparse_config, _typer_config], ids=["argparse", "typer"])
+def test_unset_flags_keep_defaults(parse) -> None:
+    """No flags means the TrackingConfig defaults (every sink off)."""
+    config = parse([])
+    assert config == TrackingConfig()
+    assert not (config.enable_mlflow or config.enable_tensorboard or config.enable_wandb)
+
+
+def test_flag_table_covers_documented_names() -> None:
+    """The documented flag names all exist, once each."""
+    names = [n for flag in TRACKING_FLAGS for n in flag.names]
+    assert len(names) == len(set(names))
+    for expected in ("--enable-tensorboard", "--enable-wandb", "--mlflow-enable", "--enable-mlflow",
+                     "--mlflow-tracking-uri", "--mlflow-experiment", "--run-name", "--output-root"):
+        assert expected in names
+
+
+def test_unknown_option_names_are_listed() -> None:
+    """TrackingConfig.replace rejects unknown fields with the valid ones listed."""
+    with pytest.raises(TypeError, match="enable_mlflow"):
+        TrackingConfig().replace(enable_mlfow=True)
