@@ -16,7 +16,7 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
-from codex_ml.tracking.encoding import encode_metrics, encode_number, encode_record
+from codex_ml.tracking.encoding import decode_number, encode_metrics, encode_number, encode_record
 from codex_ml.tracking.ndjson_writer import NdjsonFile
 from codex_ml.tracking.paths import RunPaths
 from codex_ml.tracking.records import HISTOGRAM, METRICS, PARAMS, TAGS, TEXT, Record, compute_histogram
@@ -51,7 +51,8 @@ class Dispatcher:
         self.wake_threshold = max(1, min(10_000, max_queue // 4))
         self.workers = workers
         self.records_written = 0
-        self.last_values: dict[str, float | int] = {}
+        # On resume, start from the previous session's last values so summary.json stays whole.
+        self.last_values: dict[str, float | int] = _previous_last_values(paths)
         self.last_step: int | None = None
         self.params: dict[str, Any] = _load_json(paths.params)
         self.tags: dict[str, str] = _load_json(paths.tags)
@@ -164,3 +165,13 @@ def _load_json(path: Path) -> dict[str, Any]:
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
+
+
+def _previous_last_values(paths: RunPaths) -> dict[str, float | int]:
+    values = {}
+    for key, raw in _load_json(paths.summary).get("metrics", {}).items():
+        try:
+            values[key] = decode_number(raw)
+        except ValueError:
+            continue
+    return values

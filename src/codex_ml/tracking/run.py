@@ -66,6 +66,7 @@ class Run:
         self._wake_threshold = dispatcher.wake_threshold
         self._closed = False
         self._close_lock = threading.Lock()
+        self._closing_thread: int | None = None
         self._started = time.time()
         previous = last_step(info.paths.metrics)
         self._next_step = 0 if previous is None else previous + 1
@@ -187,11 +188,18 @@ class Run:
         """Flush, stop the sinks with ``status`` and write summary.json. Idempotent."""
         if status not in STATUSES:
             raise ValueError(f"status must be one of {STATUSES}, got {status!r}")
+        if self._closing_thread == threading.get_ident():
+            # Re-entered from a signal handler while this thread is already closing.
+            return CloseReport(status, self._dispatcher.records_written, 0.0, complete=False)
         with self._close_lock:
             if self.close_report is not None:
                 return self.close_report
             self._closed = True
-            self.close_report = self._shutdown(status, self.config.close_timeout if timeout is None else timeout)
+            self._closing_thread = threading.get_ident()
+            try:
+                self.close_report = self._shutdown(status, self.config.close_timeout if timeout is None else timeout)
+            finally:
+                self._closing_thread = None
             lifecycle.unregister(self)
             return self.close_report
 
