@@ -91,6 +91,8 @@ def _tail(path: Path, size: int = 4000) -> str:
 #: monkeypatch also restores the original state afterwards, so tests stay independent.
 _UNSET = (
     "MLFLOW_TRACKING_URI",
+    "MLFLOW_EXPERIMENT_ID",  # set by mlflow.set_experiment (fluent API)
+    "MLFLOW_RUN_ID",
     "MLFLOW_ALLOW_FILE_STORE",
     "MLFLOW_HTTP_REQUEST_MAX_RETRIES",
     "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR",

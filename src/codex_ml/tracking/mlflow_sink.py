@@ -33,7 +33,9 @@ class MlflowSink(Sink):
         self._warned: set[str] = set()
         self._progress: tuple[int, int] = (0, 0)
         self._warn = lambda message: None
-        self._keys = KeyMapper(mlflow_name, lambda message: self._warn_once("collision", message))
+        self._keys = KeyMapper(mlflow_name, self._keys_collide)
+        self._saved_renames = 0
+        self._remember = lambda values: None
 
     def start(self, run: RunInfo) -> None:
         """Connect, then reopen the run saved in run.json or create a new one."""
@@ -46,6 +48,9 @@ class MlflowSink(Sink):
         mu.prepare_environment(self.tracking_uri)
         self._client = MlflowClient(tracking_uri=self.tracking_uri)
         saved = run.backends.get(self.name, {})
+        self._remember = lambda values: run.remember(self.name, values)
+        known = saved.get("key_map", {}) if saved.get("tracking_uri") == self.tracking_uri else {}
+        self._keys = KeyMapper(mlflow_name, self._keys_collide, path_like=mu.is_file_store(self.tracking_uri), known=known)
         if saved.get("run_id") and saved.get("tracking_uri") == self.tracking_uri:
             self.run_id = self._reopen(saved["run_id"])
         if self.run_id is None:
@@ -75,7 +80,17 @@ class MlflowSink(Sink):
             for step, wall_time, values in points
             for name, value in values.items()
         ]
+        self._save_key_map()
         self._send_in_chunks(id(points), metrics, "metrics", mu.MAX_METRICS_PER_BATCH)
+
+    def _keys_collide(self, message: str) -> None:
+        self._warn_once("collision", message)
+
+    def _save_key_map(self) -> None:
+        # Renamed keys go to run.json so that a resume maps every key to the same name.
+        if len(self._keys.renamed) != self._saved_renames:
+            self._saved_renames = len(self._keys.renamed)
+            self._remember({"key_map": dict(self._keys.renamed)})
 
     def _send_in_chunks(self, batch_id: int, items: list[Any], field: str, size: int) -> None:
         # After a failure the worker retries with the same list: skip chunks already sent,
@@ -100,9 +115,11 @@ class MlflowSink(Sink):
                 if self._params[key] != value:
                     self._warn_once("immutable", f"param {raw_key!r} changed; MLflow params are immutable, keeping {self._params[key]!r}")
                 continue
-            self._params[key] = value
             fresh.append(self._entities.Param(key, value))
+        self._save_key_map()
         self._send_in_chunks(id(params), fresh, "params", mu.MAX_PARAMS_PER_BATCH)
+        # Only after MLflow accepted them: a failed batch is resent whole by the retry.
+        self._params.update((p.key, p.value) for p in fresh)
 
     def write_tags(self, tags: dict[str, str]) -> None:
         """Tags via ``log_batch``, values clipped to MLflow's limit."""

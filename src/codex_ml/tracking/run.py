@@ -67,6 +67,7 @@ class Run:
         self._closed = False
         self._close_lock = threading.Lock()
         self._closing_thread: int | None = None
+        self._backpressure_reported = False
         self._started = time.time()
         previous = last_step(info.paths.metrics)
         self._next_step = 0 if previous is None else previous + 1
@@ -117,7 +118,9 @@ class Run:
         if len(self._queue) < self._max_queue:
             return
         # Backpressure only when the local disk writer itself cannot keep up.
-        self.reporter.warn("ndjson", "logging faster than the writer; log calls wait for it (records are never dropped)")
+        if not self._backpressure_reported:
+            self._backpressure_reported = True
+            self.reporter.warn("ndjson", "logging faster than the writer; log calls wait for it (records are never dropped)")
         while len(self._queue) >= self._max_queue // 2 and self._dispatcher.is_alive():
             self._dispatcher.wake.set()
             time.sleep(0.001)

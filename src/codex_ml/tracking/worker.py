@@ -118,6 +118,15 @@ class SinkWorker:
         if started and not self.stats.disabled:
             self._retrying(self.sink.flush, "could not flush")
             self._retrying(lambda: self.sink.close(self._status), "could not close")
+        elif started:
+            self._close_disabled_sink()
+
+    def _close_disabled_sink(self) -> None:
+        # One best-effort try, so a disabled MLflow run is not left RUNNING forever.
+        try:
+            self.sink.close(self._status)
+        except Exception:  # noqa: BLE001 - already reported when the sink was disabled
+            pass
 
     def _deliver(self, batch: list[Record]) -> None:
         for operation in plan_operations(self.sink, batch):
