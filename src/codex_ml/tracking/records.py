@@ -10,6 +10,9 @@ cheapest thing to build on the hot path. The layouts:
 - ``(PARAMS, 0, time, {flat_key: value})``
 - ``(TAGS, 0, time, {key: str})``
 - ``(ARTIFACT, 0, time, path_in_run_artifacts, name)``
+- ``(SYSTEM, sample_index, time, {"system/...": number})``: system telemetry on its own
+  time axis; its source of truth is the sampler's own NDJSON file, so it is not written to
+  metrics.ndjson, only forwarded to the sinks
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-METRICS, HISTOGRAM, TEXT, PARAMS, TAGS, ARTIFACT = range(6)
+METRICS, HISTOGRAM, TEXT, PARAMS, TAGS, ARTIFACT, SYSTEM = range(7)
 
 Record = tuple[Any, ...]
 

@@ -22,7 +22,7 @@ from codex_ml.tracking.dispatcher import Dispatcher, _load_json, write_json_atom
 from codex_ml.tracking.params import flatten_params
 from codex_ml.tracking.paths import RunPaths, default_run_name, prepare_run_dir
 from codex_ml.tracking.reader import last_step
-from codex_ml.tracking.records import ARTIFACT, HISTOGRAM, METRICS, PARAMS, TAGS, TEXT
+from codex_ml.tracking.records import ARTIFACT, HISTOGRAM, METRICS, PARAMS, SYSTEM, TAGS, TEXT
 from codex_ml.tracking.reporting import Reporter
 from codex_ml.tracking.sink import RunInfo, Sink
 from codex_ml.tracking.validation import INT64_MAX, INT64_MIN, check_name, coerce_metrics, coerce_step
@@ -124,6 +124,28 @@ class Run:
         while len(self._queue) >= self._max_queue // 2 and self._dispatcher.is_alive():
             self._dispatcher.wake.set()
             time.sleep(0.001)
+
+    def log_system_metrics(self, values: dict[str, Any], sample_index: int, wall_time: float | None = None) -> None:
+        """Forward one system-telemetry sample to the sinks on its own axis (the sample index).
+
+        Names should start with ``system/``. The sampler's own NDJSON file is the source of
+        truth for these, so they are not added to metrics.ndjson.
+        """
+        if self._closed:
+            return  # the sampler may outlive the run by one sample; that is not an error
+        self._append((SYSTEM, coerce_step(sample_index), wall_time or time.time(), coerce_metrics(values)))
+
+    def health(self) -> dict[str, Any]:
+        """The tracker's own state: queue depth, records written, per-sink counts and errors."""
+        errors: dict[str, int] = {}
+        for error in self.reporter.errors:
+            errors[error["sink"]] = errors.get(error["sink"], 0) + 1
+        return {
+            "queue_depth": len(self._queue),
+            "records_written": self._dispatcher.records_written,
+            "sinks": {w.sink.name: asdict(w.stats) for w in self._dispatcher.workers},
+            "errors": errors,
+        }
 
     def _step(self, step: Any) -> int:
         return self._next_step if step is None else coerce_step(step)
@@ -311,6 +333,7 @@ def start_run(
         reporter.warn("ndjson", f"cut a torn last line ({dispatcher.torn_bytes_removed} bytes) before resuming")
     dispatcher.start()
     run = Run(info, config, dispatcher, reporter)
+    info.health = run.health
     lifecycle.register(run)
     if params is not None:
         run.log_params(params)

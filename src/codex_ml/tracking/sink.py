@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from codex_ml.tracking.paths import RunPaths
-from codex_ml.tracking.records import ARTIFACT, HISTOGRAM, METRICS, PARAMS, TAGS, TEXT, Histogram, Record
+from codex_ml.tracking.records import ARTIFACT, HISTOGRAM, METRICS, PARAMS, SYSTEM, TAGS, TEXT, Histogram, Record
 
 MetricPoint = tuple[int, float, dict[str, float | int]]
 
@@ -33,6 +33,8 @@ class RunInfo:
     remember: Callable[[str, dict[str, Any]], None] = lambda sink, state: None
     #: Print one warning line (not an error): warn(sink, message).
     warn: Callable[[str, str], None] = lambda sink, message: None
+    #: The tracker's own health right now (queue depth, records written, errors per sink).
+    health: Callable[[], dict[str, Any]] = lambda: {}
 
 
 class Sink:
@@ -46,6 +48,14 @@ class Sink:
 
     def write_metrics(self, points: list[MetricPoint]) -> None:
         """Scalars: a list of ``(step, wall_time, {name: value})``."""
+
+    def write_system(self, points: list[MetricPoint]) -> None:
+        """System telemetry samples ``(sample_index, wall_time, {"system/...": value})``.
+
+        They have their own time axis (the sample index); by default they are written like
+        any other scalars.
+        """
+        self.write_metrics(points)
 
     def write_histogram(self, step: int, wall_time: float, name: str, histogram: Histogram) -> None:
         """One histogram."""
@@ -70,25 +80,34 @@ class Sink:
 
 
 def plan_operations(sink: Sink, records: list[Record]) -> list[Callable[[], None]]:
-    """Split a batch into calls on ``sink``, grouping consecutive metrics records.
+    """Split a batch into calls on ``sink``, grouping consecutive scalar records of one kind.
 
     The worker runs these one by one so that a retry after a failure resumes at the
     failed call instead of re-sending what already went through.
     """
     operations: list[Callable[[], None]] = []
     points: list[MetricPoint] = []
+    group_kind = METRICS
     for record in records:
         kind = record[0]
-        if kind == METRICS:
+        if kind in (METRICS, SYSTEM):
+            if points and kind != group_kind:
+                operations.append(_bind(_scalar_method(sink, group_kind), points))
+                points = []
+            group_kind = kind
             points.append((record[1], record[2], record[3]))
             continue
         if points:
-            operations.append(_bind(sink.write_metrics, points))
+            operations.append(_bind(_scalar_method(sink, group_kind), points))
             points = []
         operations.append(_record_call(sink, record))
     if points:
-        operations.append(_bind(sink.write_metrics, points))
+        operations.append(_bind(_scalar_method(sink, group_kind), points))
     return operations
+
+
+def _scalar_method(sink: Sink, kind: int) -> Callable[[list[MetricPoint]], None]:
+    return sink.write_system if kind == SYSTEM else sink.write_metrics
 
 
 def _bind(method: Callable[..., None], *args: Any) -> Callable[[], None]:

@@ -18,6 +18,7 @@ from codex_ml.tracking.records import Histogram
 from codex_ml.tracking.sink import MetricPoint, RunInfo, Sink
 
 STEP_KEY = "step"
+SYSTEM_STEP_KEY = "system/sample"
 
 
 def wandb_mode() -> str:
@@ -54,6 +55,9 @@ class WandbSink(Sink):
             settings=settings,
         )
         self.run.define_metric(STEP_KEY)
+        self.run.define_metric(SYSTEM_STEP_KEY)
+        # System telemetry has its own x-axis; W&B uses the most specific matching glob.
+        self.run.define_metric("system/*", step_metric=SYSTEM_STEP_KEY)
         self.run.define_metric("*", step_metric=STEP_KEY)
         run.remember(self.name, {"run_id": run_id, "project": self._project, "dir": str(getattr(self.run, "dir", ""))})
 
@@ -62,6 +66,12 @@ class WandbSink(Sink):
         log = self.run.log
         for step, _wall_time, values in points:
             log({**values, STEP_KEY: step})
+
+    def write_system(self, points: list[MetricPoint]) -> None:
+        """System samples, with the sample index as their own x-axis."""
+        log = self.run.log
+        for sample, _wall_time, values in points:
+            log({**values, SYSTEM_STEP_KEY: sample})
 
     def write_histogram(self, step: int, wall_time: float, name: str, histogram: Histogram) -> None:
         """A ``wandb.Histogram`` built from our bins."""
