@@ -9,15 +9,25 @@ import typer
 from typer.testing import CliRunner
 
 from codex_ml.tracking.config import TrackingConfig
-from codex_ml.tracking.flags import TRACKING_FLAGS, add_tracking_arguments, tracking_config_from, with_tracking_options
+from codex_ml.tracking.flags import (
+    TRACKING_FLAGS,
+    add_tracking_arguments,
+    fill_optional_values,
+    tracking_config_from,
+    with_tracking_options,
+)
 
 ARGV = [
     "--run-name", "r1", "--output-root", "out", "--enable-tensorboard", "--enable-mlflow",
     "--mlflow-tracking-uri", "sqlite:///x.db", "--mlflow-experiment", "exp", "--enable-wandb",
+    "--system-metrics", "sys.jsonl", "--system-metrics-interval", "2.5",
+    "--prometheus-port", "9109", "--prometheus-addr", "0.0.0.0", "--prometheus-pushgateway", "http://127.0.0.1:9091",
 ]
 EXPECTED = TrackingConfig(
     run_name="r1", output_root="out", enable_tensorboard=True, enable_mlflow=True,
     mlflow_tracking_uri="sqlite:///x.db", mlflow_experiment="exp", enable_wandb=True,
+    system_metrics="sys.jsonl", system_metrics_interval=2.5,
+    prometheus_port=9109, prometheus_addr="0.0.0.0", prometheus_pushgateway="http://127.0.0.1:9091",
 )
 
 
@@ -40,7 +50,7 @@ def _typer_config(argv: list[str]) -> TrackingConfig:
     def other() -> None:  # a second command so Typer keeps the subcommand name
         pass
 
-    result = CliRunner().invoke(app, ["job", *argv])
+    result = CliRunner().invoke(app, ["job", *fill_optional_values(argv)])
     assert result.exit_code == 0, result.output
     return seen[0]
 
@@ -66,12 +76,28 @@ def test_unset_flags_keep_defaults(parse) -> None:
     assert not (config.enable_mlflow or config.enable_tensorboard or config.enable_wandb)
 
 
+@pytest.mark.parametrize("parse", [_argparse_config, _typer_config], ids=["argparse", "typer"])
+def test_system_metrics_without_value_means_auto(parse) -> None:
+    """`--system-metrics` alone (last, or before another flag) is AUTO; a value is kept."""
+    assert parse(["--system-metrics"]).system_metrics == "AUTO"
+    assert parse(["--system-metrics", "--enable-tensorboard"]).system_metrics == "AUTO"
+    assert parse(["--system-metrics", "logs/sys.jsonl"]).system_metrics == "logs/sys.jsonl"
+
+
+@pytest.mark.parametrize("parse", [_argparse_config, _typer_config], ids=["argparse", "typer"])
+def test_port_zero_is_kept(parse) -> None:
+    """A falsy value such as port 0 (pick a free port) is not mistaken for 'unset'."""
+    assert parse(["--prometheus-port", "0"]).prometheus_port == 0
+
+
 def test_flag_table_covers_documented_names() -> None:
     """The documented flag names all exist, once each."""
     names = [n for flag in TRACKING_FLAGS for n in flag.names]
     assert len(names) == len(set(names))
     for expected in ("--enable-tensorboard", "--enable-wandb", "--mlflow-enable", "--enable-mlflow",
-                     "--mlflow-tracking-uri", "--mlflow-experiment", "--run-name", "--output-root"):
+                     "--mlflow-tracking-uri", "--mlflow-experiment", "--run-name", "--output-root",
+                     "--system-metrics", "--system-metrics-interval", "--prometheus-port", "--prometheus-addr",
+                     "--prometheus-pushgateway"):
         assert expected in names
 
 

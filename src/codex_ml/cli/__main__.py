@@ -9,7 +9,7 @@ import typer
 
 from codex_ml import __version__
 from codex_ml.tracking.config import TrackingConfig
-from codex_ml.tracking.flags import with_tracking_options
+from codex_ml.tracking.flags import fill_optional_values, with_tracking_options
 
 app = typer.Typer(
     name="codex-ml",
@@ -43,9 +43,11 @@ def demo(
         raise typer.Exit(2) from exc
 
 
-def main() -> None:
-    """Console-script entry point."""
-    app()
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point (``--system-metrics`` with no value means AUTO)."""
+    import sys
+
+    app(args=fill_optional_values(sys.argv[1:] if argv is None else argv), prog_name="codex-ml")
 
 
 if __name__ == "__main__":

@@ -37,4 +37,9 @@ def build_sinks(config: TrackingConfig) -> list[Sink]:
         from codex_ml.tracking.wandb_sink import WandbSink
 
         sinks.append(WandbSink(config.resolved_wandb_project()))
+    if config.prometheus_port is not None or config.prometheus_pushgateway:
+        require("The Prometheus exporter (--prometheus-port)", "prometheus_client", "prometheus", "prometheus-client")
+        from codex_ml.monitoring.prometheus_exporter import PrometheusSink
+
+        sinks.append(PrometheusSink(config.prometheus_port, config.prometheus_addr, config.prometheus_pushgateway))
     return sinks

@@ -40,12 +40,21 @@ class TrackingConfig:
     #: Seconds close() waits for sinks to drain before reporting what did not make it.
     close_timeout: float = 30.0
     histogram_bins: int = 64
+    #: None (off), "AUTO" (<checkpoint_dir>/system_metrics.jsonl) or a path (relative to the checkpoint dir).
+    system_metrics: str | None = None
+    system_metrics_interval: float = 15.0
+    #: Serve /metrics for Prometheus on this port (None: off).
+    prometheus_port: int | None = None
+    prometheus_addr: str = "127.0.0.1"
+    prometheus_pushgateway: str | None = None
 
     def __post_init__(self) -> None:
         if self.flush_interval <= 0:
             raise ValueError(f"flush_interval must be > 0 seconds, got {self.flush_interval}")
         if self.max_queue < 1 or self.sink_max_pending < 1:
             raise ValueError("max_queue and sink_max_pending must be >= 1")
+        if self.prometheus_port is not None and not 0 <= self.prometheus_port <= 65535:
+            raise ValueError(f"prometheus_port must be 0-65535, got {self.prometheus_port}")
         if self.close_timeout < 0:
             raise ValueError(f"close_timeout must be >= 0, got {self.close_timeout}")
 

@@ -27,6 +27,10 @@ class Flag:
     is_switch: bool
     help: str
     metavar: str | None = None
+    #: Value type for non-switch flags (str, int or float).
+    type: type = str
+    #: Value used when the flag is given without one (``--system-metrics`` alone means AUTO).
+    const: str | None = None
 
 
 TRACKING_FLAGS: tuple[Flag, ...] = (
@@ -37,6 +41,11 @@ TRACKING_FLAGS: tuple[Flag, ...] = (
     Flag(("--mlflow-tracking-uri",), "mlflow_tracking_uri", False, "MLflow tracking URI: file:, sqlite:/// or http(s)://host:port (default: $MLFLOW_TRACKING_URI, else runs/<run>/mlruns).", "URI"),
     Flag(("--mlflow-experiment",), "mlflow_experiment", False, f"MLflow experiment name (default: {DEFAULT_EXPERIMENT}).", "NAME"),
     Flag(("--enable-wandb",), "enable_wandb", True, "Log to Weights & Biases, offline unless $WANDB_MODE says otherwise; project from $WANDB_PROJECT."),
+    Flag(("--system-metrics",), "system_metrics", False, "Record CPU/memory/GPU telemetry: AUTO (or no value) writes <checkpoint_dir>/system_metrics.jsonl; a relative PATH is taken relative to the checkpoint dir, an absolute one as is.", "AUTO|PATH", const="AUTO"),
+    Flag(("--system-metrics-interval",), "system_metrics_interval", False, "Seconds between system telemetry samples (default: 15; minimum 0.1).", "SECONDS", float),
+    Flag(("--prometheus-port",), "prometheus_port", False, "Serve /metrics for Prometheus on this port (training scalars, system gauges, tracker health).", "PORT", int),
+    Flag(("--prometheus-addr",), "prometheus_addr", False, "Address the Prometheus exporter binds (default: 127.0.0.1; 0.0.0.0 exposes it to the network).", "ADDR"),
+    Flag(("--prometheus-pushgateway",), "prometheus_pushgateway", False, "Also push metrics to this Prometheus Pushgateway URL (for short jobs).", "URL"),
 )
 
 
@@ -46,15 +55,33 @@ def add_tracking_arguments(parser: argparse.ArgumentParser) -> argparse._Argumen
     for flag in TRACKING_FLAGS:
         if flag.is_switch:
             group.add_argument(*flag.names, dest=flag.field, action="store_true", default=None, help=flag.help)
+        elif flag.const is not None:
+            group.add_argument(*flag.names, dest=flag.field, nargs="?", const=flag.const, default=None, metavar=flag.metavar, help=flag.help)
         else:
-            group.add_argument(*flag.names, dest=flag.field, default=None, metavar=flag.metavar, help=flag.help)
+            group.add_argument(*flag.names, dest=flag.field, type=flag.type, default=None, metavar=flag.metavar, help=flag.help)
     return group
+
+
+def fill_optional_values(argv: list[str]) -> list[str]:
+    """Insert the implied value after flags given without one (``--system-metrics`` -> AUTO).
+
+    Typer/click options cannot take an optional value, so CLIs built on them call this on
+    their argv first; argparse handles it itself (``nargs="?"``).
+    """
+    consts = {name: flag.const for flag in TRACKING_FLAGS if flag.const is not None for name in flag.names}
+    out: list[str] = []
+    for index, arg in enumerate(argv):
+        out.append(arg)
+        following = argv[index + 1] if index + 1 < len(argv) else None
+        if arg in consts and (following is None or following.startswith("-")):
+            out.append(consts[arg])
+    return out
 
 
 def tracking_config_from(values: argparse.Namespace | Mapping[str, Any], base: TrackingConfig | None = None) -> TrackingConfig:
     """A TrackingConfig from parsed flags; flags left unset keep ``base``'s values."""
     data = vars(values) if isinstance(values, argparse.Namespace) else dict(values)
-    changes = {f.field: data[f.field] for f in TRACKING_FLAGS if data.get(f.field) not in (None, False)}
+    changes = {f.field: data[f.field] for f in TRACKING_FLAGS if data.get(f.field) is not None and data.get(f.field) is not False}
     return (base or TrackingConfig()).replace(**changes)
 
 
@@ -71,7 +98,7 @@ def with_tracking_options(func: Callable[..., Any]) -> Callable[..., Any]:
             flag.field,
             inspect.Parameter.KEYWORD_ONLY,
             default=False if flag.is_switch else None,
-            annotation=Annotated[bool if flag.is_switch else str | None, typer.Option(*flag.names, help=flag.help, metavar=flag.metavar, rich_help_panel="Tracking")],
+            annotation=Annotated[bool if flag.is_switch else flag.type | None, typer.Option(*flag.names, help=flag.help, metavar=flag.metavar, rich_help_panel="Tracking")],
         )
         for flag in TRACKING_FLAGS
     ]

@@ -68,6 +68,8 @@ class Run:
         self._close_lock = threading.Lock()
         self._closing_thread: int | None = None
         self._backpressure_reported = False
+        #: The system telemetry sampler started for this run (--system-metrics), if any.
+        self.system_metrics: Any = None
         self._started = time.time()
         previous = last_step(info.paths.metrics)
         self._next_step = 0 if previous is None else previous + 1
@@ -231,6 +233,8 @@ class Run:
     def _shutdown(self, status: str, timeout: float) -> CloseReport:
         began = time.time()
         give_up_at = began + timeout
+        if self.system_metrics is not None:
+            self.system_metrics.stop()  # first, so its last sample still reaches the sinks
         writer_done = self._dispatcher.stop(max(timeout, 1.0))
         for worker in self._dispatcher.workers:
             worker.finish(status, give_up_at)
@@ -305,6 +309,7 @@ def start_run(
     params: Any = None,
     tags: dict[str, Any] | None = None,
     sinks: list[Sink] | None = None,
+    checkpoint_dir: str | Path | None = None,
     **options: Any,
 ) -> Run:
     """Open a run under ``<output_root>/<run_name>`` and start its background writer.
@@ -313,7 +318,9 @@ def start_run(
     ``resume=True`` an existing run is continued: its NDJSON is appended to (after cutting
     a torn last line), steps continue, and the MLflow/W&B runs are reused. Extra ``sinks``
     are added after the built-in ones. Fails before anything runs if a requested sink's
-    package is missing or the output root is not writable.
+    package is missing or the output root is not writable. With ``system_metrics`` set, a
+    system telemetry sampler writes next to ``checkpoint_dir`` (default: the run directory)
+    and forwards its samples to the sinks; close() stops it.
     """
     config = (config or TrackingConfig()).replace(**options) if options else (config or TrackingConfig())
     name = run_name or config.run_name or default_run_name()
@@ -334,6 +341,8 @@ def start_run(
     dispatcher.start()
     run = Run(info, config, dispatcher, reporter)
     info.health = run.health
+    if config.system_metrics:
+        run.system_metrics = _start_system_metrics(config, run, Path(checkpoint_dir or paths.root))
     lifecycle.register(run)
     if params is not None:
         run.log_params(params)
@@ -369,3 +378,12 @@ def _run_info(paths: RunPaths, name: str, previous: dict[str, Any], config: Trac
 
     info = RunInfo(name, run_id, paths, bool(previous), dict(state.get("backends", {})), remember, reporter.warn)
     return info, reporter
+
+
+def _start_system_metrics(config: TrackingConfig, run: Run, checkpoint_dir: Path) -> Any:
+    from codex_ml.monitoring.system_metrics import SystemMetricsLogger, resolve_system_metrics_path
+
+    path = resolve_system_metrics_path(config.system_metrics, checkpoint_dir)
+    if path is None:
+        return None
+    return SystemMetricsLogger(path, config.system_metrics_interval, run=run).start()
