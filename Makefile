@@ -8,8 +8,9 @@ demo:  ## set up, then train the demo model on the bundled text with TensorBoard
 	@scripts/bootstrap.sh all
 	$(PY) tools/monitoring_integrate.py --run-name demo --enable-tensorboard --mlflow-enable --enable-wandb
 
-test:  ## set up, then run the test suite
+test:  ## set up (Python packages, and the Prometheus server the tests scrape with), then run the test suite
 	@scripts/bootstrap.sh dev
+	@scripts/install_system_deps.sh
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench:  ## set up, then run the tracking benchmark (prints a side-by-side table)
