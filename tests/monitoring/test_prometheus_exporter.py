@@ -248,6 +248,9 @@ def test_port_in_use_is_one_clear_error_and_training_goes_on(
     errors = _lines(err, "[monitoring-error] prometheus:")
     assert len(errors) == 1, err
     assert f"port {port} on 127.0.0.1 is in use; choose another with --prometheus-port" in errors[0]
+    # Retrying cannot free the port: one attempt, no retry message, no "repeated failures".
+    assert "retrying" not in errors[0] and "repeated failures" not in err
+    assert json.loads(run.paths.summary.read_text())["sinks"]["prometheus"]["failures"] == 1
     assert sink.bound_address is None
     assert [s for s, _ in metric_series(run.paths.metrics)["train/loss"]] == list(range(20))
     assert json.loads(run.paths.summary.read_text())["status"] == "FINISHED"

@@ -98,13 +98,6 @@ def test_sigterm_during_close_does_not_hang(tmp_path: Path) -> None:
     assert steps(tmp_path / "runs" / "midclose") == list(range(10))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="Run.close re-entered from the SIGTERM handler returns at once (run.py:218-220) and "
-    "lifecycle._on_sigterm then re-raises SIGTERM (lifecycle.py:93-103), killing the process before "
-    "the interrupted close writes summary.json/run.json: the run stays RUNNING",
-)
 def test_sigterm_during_close_still_records_a_final_status(tmp_path: Path) -> None:
     """The run being closed when SIGTERM arrives still ends with a final status and a summary."""
     done, _ = run_script(tmp_path, SIGTERM_DURING_CLOSE, timeout=20)
@@ -161,13 +154,6 @@ def test_exit_without_close_finishes_promptly(tmp_path: Path) -> None:
 
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="lifecycle keeps open runs in a weakref.WeakSet (lifecycle.py:29); a run that is only "
-    "referenced from a returned function is garbage-collected unclosed, so the exit hook never "
-    "sees it: no summary.json, status RUNNING, queued records lost with the daemon writer thread",
-)
 def test_exit_without_close_when_run_is_not_referenced(tmp_path: Path) -> None:
     """A run started inside a function and never closed is still closed FINISHED at exit with
     all its records (the tracker must keep open runs alive, not the caller)."""

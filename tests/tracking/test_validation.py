@@ -180,24 +180,12 @@ def test_python_int_outside_int64_is_kept_as_float(run) -> None:
     assert record["metrics"]["tokens"] == float(2**70)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=OverflowError,
-    reason="validation.coerce_value calls float(value) for ints outside int64; for ints beyond the "
-    "float range this raises OverflowError without naming the key (coerce_value, validation.py:46)",
-)
 def test_int_beyond_float_range_raises_error_naming_key(run) -> None:
     """An int too large even for a float is refused with TypeError/ValueError naming the key."""
     with pytest.raises((TypeError, ValueError), match="'huge'"):
         run.log_metrics({"huge": 10**400}, step=0)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=pytest.fail.Exception,
-    reason="Run.log_metrics skips the int64 range check when step is None (Run.log_metrics, run.py:105-109), so "
-    "auto-increment after step 2**63-1 writes step 2**63",
-)
 def test_auto_increment_past_int64_max_raises(run) -> None:
     """Auto-increment must not produce a step outside int64 (backends cannot store it)."""
     run.log_metrics({"a": 1.0}, step=INT64_MAX)

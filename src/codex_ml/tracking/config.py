@@ -47,8 +47,12 @@ class TrackingConfig:
     prometheus_port: int | None = None
     prometheus_addr: str = "127.0.0.1"
     prometheus_pushgateway: str | None = None
+    #: Names of registered sink plugins to add (``codex-ml plugins list sinks``); the
+    #: built-ins tensorboard/mlflow/wandb/prometheus are the same as their enable flags.
+    extra_sinks: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        self.extra_sinks = _sink_names(self.extra_sinks)
         if self.flush_interval <= 0:
             raise ValueError(f"flush_interval must be > 0 seconds, got {self.flush_interval}")
         if self.max_queue < 1 or self.sink_max_pending < 1:
@@ -71,3 +75,12 @@ class TrackingConfig:
     def resolved_wandb_project(self) -> str:
         """The W&B project: explicit, else $WANDB_PROJECT, else the default."""
         return self.wandb_project or os.environ.get(env.WANDB_PROJECT) or DEFAULT_WANDB_PROJECT
+
+
+def _sink_names(value: Any) -> list[str]:
+    """``extra_sinks`` as a list of names; one string (e.g. from YAML) is one name."""
+    names = [value] if isinstance(value, str) else list(value or [])
+    for name in names:
+        if not isinstance(name, str) or not name.strip():
+            raise ValueError(f"extra_sinks must be sink plugin names, got {name!r}")
+    return [name.strip() for name in names]

@@ -16,7 +16,7 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
-from codex_ml.tracking.encoding import decode_number, encode_metrics, encode_number, encode_record
+from codex_ml.tracking.encoding import decode_number, encode_metrics, encode_number, encode_record, json_safe
 from codex_ml.tracking.ndjson_writer import NdjsonFile
 from codex_ml.tracking.paths import RunPaths
 from codex_ml.tracking.records import HISTOGRAM, METRICS, PARAMS, TAGS, TEXT, Record, compute_histogram
@@ -27,7 +27,8 @@ from codex_ml.tracking.worker import SinkWorker
 def write_json_atomic(path: Path, data: Any) -> None:
     """Write JSON via a temp file and rename, so readers never see half a file."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
+    text = json.dumps(json_safe(data), indent=2, sort_keys=True, default=str, allow_nan=False)
+    tmp.write_text(text + "\n", encoding="utf-8", errors="surrogatepass")
     os.replace(tmp, path)
 
 
@@ -51,6 +52,8 @@ class Dispatcher:
         self.wake_threshold = max(1, min(10_000, max_queue // 4))
         self.workers = workers
         self.records_written = 0
+        #: Records that could not be prepared or encoded (each reported); close() is then incomplete.
+        self.records_skipped = 0
         # On resume, start from the previous session's last values so summary.json stays whole.
         self.last_values: dict[str, float | int] = _previous_last_values(paths)
         self.last_step: int | None = None
@@ -112,11 +115,24 @@ class Dispatcher:
         batch = [queue.popleft() for _ in range(len(queue))]
         if not batch:
             return
-        batch = [self._prepare(record) for record in batch]
-        self._write_ndjson(batch)
-        self.records_written += len(batch)
+        chunks: dict[int, list[bytes]] = {METRICS: [], HISTOGRAM: [], TEXT: []}
+        kept: list[Record] = []
+        for record in batch:
+            # One record at a time, so one that cannot be prepared or encoded costs only itself.
+            try:
+                record = self._prepare(record)
+                self._encode(record, chunks)
+            except Exception as exc:  # noqa: BLE001 - report it, keep the rest of the batch
+                self.records_skipped += 1
+                self._reporter.error("ndjson", f"skipped a record it could not write: {type(exc).__name__}: {exc}")
+                continue
+            kept.append(record)
+        for kind, lines in chunks.items():
+            if lines:
+                self._files[kind].append(b"".join(lines))
+        self.records_written += len(kept)
         for worker in self.workers:
-            worker.submit(batch)
+            worker.submit(kept)
 
     def _prepare(self, record: Record) -> Record:
         kind = record[0]
@@ -127,26 +143,21 @@ class Dispatcher:
             self.last_step = record[1]
         return record
 
-    def _write_ndjson(self, batch: list[Record]) -> None:
-        chunks: dict[int, list[bytes]] = {METRICS: [], HISTOGRAM: [], TEXT: []}
-        for record in batch:
-            kind, step, wall_time = record[0], record[1], record[2]
-            if kind == METRICS:
-                chunks[METRICS].append(encode_metrics(step, wall_time, record[3]))
-            elif kind == HISTOGRAM:
-                hist = {"step": step, "time": wall_time, "name": record[3], **record[4].to_json()}
-                chunks[HISTOGRAM].append(encode_record(hist))
-            elif kind == TEXT:
-                chunks[TEXT].append(encode_record({"step": step, "time": wall_time, "name": record[3], "text": record[4]}))
-            elif kind == PARAMS:
-                self.params.update(record[3])
-                write_json_atomic(self._paths.params, self.params)
-            elif kind == TAGS:
-                self.tags.update(record[3])
-                write_json_atomic(self._paths.tags, self.tags)
-        for kind, lines in chunks.items():
-            if lines:
-                self._files[kind].append(b"".join(lines))
+    def _encode(self, record: Record, chunks: dict[int, list[bytes]]) -> None:
+        kind, step, wall_time = record[0], record[1], record[2]
+        if kind == METRICS:
+            chunks[METRICS].append(encode_metrics(step, wall_time, record[3]))
+        elif kind == HISTOGRAM:
+            hist = {"step": step, "time": wall_time, "name": record[3], **record[4].to_json()}
+            chunks[HISTOGRAM].append(encode_record(hist))
+        elif kind == TEXT:
+            chunks[TEXT].append(encode_record({"step": step, "time": wall_time, "name": record[3], "text": record[4]}))
+        elif kind == PARAMS:
+            self.params.update(record[3])
+            write_json_atomic(self._paths.params, self.params)
+        elif kind == TAGS:
+            self.tags.update(record[3])
+            write_json_atomic(self._paths.tags, self.tags)
 
     def summary_metrics(self) -> dict[str, float | int | str]:
         """Last value of every metric, JSON-safe."""

@@ -8,6 +8,7 @@ one of these three. See docs/run-directory.md.
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
@@ -38,12 +39,33 @@ def decode_number(value: Any) -> float | int:
 def encode_metrics(step: int, wall_time: float, metrics: dict[str, float | int]) -> bytes:
     """One metrics line (with the trailing newline)."""
     values = {k: encode_number(v) for k, v in metrics.items()}
-    return orjson.dumps({"v": SCHEMA_VERSION, "step": step, "time": wall_time, "metrics": values}) + b"\n"
+    return _dumps_line({"v": SCHEMA_VERSION, "step": step, "time": wall_time, "metrics": values})
 
 
 def encode_record(record: dict[str, Any]) -> bytes:
     """Any other record (histogram, text): a dict with plain JSON values, plus the version."""
-    return orjson.dumps({"v": SCHEMA_VERSION, **record}) + b"\n"
+    return _dumps_line({"v": SCHEMA_VERSION, **record})
+
+
+def _dumps_line(obj: dict[str, Any]) -> bytes:
+    try:
+        return orjson.dumps(obj) + b"\n"
+    except orjson.JSONEncodeError:
+        # orjson refuses strings that are not valid Unicode (a lone surrogate such as
+        # "\ud800", which Python strings can hold). JSON can still carry them as \u escapes,
+        # and Python's json reads them back verbatim, so fall back to the stdlib encoder.
+        return json.dumps(obj, ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode("ascii") + b"\n"
+
+
+def json_safe(obj: Any) -> Any:
+    """``obj`` with every non-finite float spelled as :func:`encode_number` does (for JSON files)."""
+    if type(obj) is float:
+        return encode_number(obj)
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    return obj
 
 
 def decode_metrics_values(raw: dict[str, Any]) -> dict[str, float | int]:

@@ -2,7 +2,7 @@
 
 ``--enable-tensorboard``, ``--enable-wandb``, ``--mlflow-enable`` (alias
 ``--enable-mlflow``), ``--mlflow-tracking-uri``, ``--mlflow-experiment``, ``--run-name``,
-``--output-root``. Each maps to a :class:`TrackingConfig` field.
+``--output-root``, ``--sink NAME`` (repeatable), ... Each maps to a :class:`TrackingConfig` field.
 """
 
 from __future__ import annotations
@@ -31,6 +31,8 @@ class Flag:
     type: type = str
     #: Value used when the flag is given without one (``--system-metrics`` alone means AUTO).
     const: str | None = None
+    #: Repeatable flag collected into a list (``--sink a --sink b``).
+    multiple: bool = False
 
 
 TRACKING_FLAGS: tuple[Flag, ...] = (
@@ -46,6 +48,7 @@ TRACKING_FLAGS: tuple[Flag, ...] = (
     Flag(("--prometheus-port",), "prometheus_port", False, "Serve /metrics for Prometheus on this port (training scalars, system gauges, tracker health).", "PORT", int),
     Flag(("--prometheus-addr",), "prometheus_addr", False, "Address the Prometheus exporter binds (default: 127.0.0.1; 0.0.0.0 exposes it to the network).", "ADDR"),
     Flag(("--prometheus-pushgateway",), "prometheus_pushgateway", False, "Also push metrics to this Prometheus Pushgateway URL (for short jobs).", "URL"),
+    Flag(("--sink",), "extra_sinks", False, "Also log to this registered sink plugin (repeatable; `codex-ml plugins list sinks` shows the names).", "NAME", multiple=True),
 )
 
 
@@ -55,6 +58,8 @@ def add_tracking_arguments(parser: argparse.ArgumentParser) -> argparse._Argumen
     for flag in TRACKING_FLAGS:
         if flag.is_switch:
             group.add_argument(*flag.names, dest=flag.field, action="store_true", default=None, help=flag.help)
+        elif flag.multiple:
+            group.add_argument(*flag.names, dest=flag.field, action="append", type=flag.type, default=None, metavar=flag.metavar, help=flag.help)
         elif flag.const is not None:
             group.add_argument(*flag.names, dest=flag.field, nargs="?", const=flag.const, default=None, metavar=flag.metavar, help=flag.help)
         else:
@@ -81,8 +86,13 @@ def fill_optional_values(argv: list[str]) -> list[str]:
 def tracking_config_from(values: argparse.Namespace | Mapping[str, Any], base: TrackingConfig | None = None) -> TrackingConfig:
     """A TrackingConfig from parsed flags; flags left unset keep ``base``'s values."""
     data = vars(values) if isinstance(values, argparse.Namespace) else dict(values)
-    changes = {f.field: data[f.field] for f in TRACKING_FLAGS if data.get(f.field) is not None and data.get(f.field) is not False}
+    changes = {f.field: data[f.field] for f in TRACKING_FLAGS if _is_set(data.get(f.field))}
     return (base or TrackingConfig()).replace(**changes)
+
+
+def _is_set(value: Any) -> bool:
+    """Whether a parsed flag value was given (None, False and an empty list mean unset; 0 is set)."""
+    return value is not None and value is not False and not (isinstance(value, (list, tuple)) and not value)
 
 
 def with_tracking_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -98,7 +108,7 @@ def with_tracking_options(func: Callable[..., Any]) -> Callable[..., Any]:
             flag.field,
             inspect.Parameter.KEYWORD_ONLY,
             default=False if flag.is_switch else None,
-            annotation=Annotated[bool if flag.is_switch else flag.type | None, typer.Option(*flag.names, help=flag.help, metavar=flag.metavar, rich_help_panel="Tracking")],
+            annotation=Annotated[_typer_type(flag), typer.Option(*flag.names, help=flag.help, metavar=flag.metavar, rich_help_panel="Tracking")],
         )
         for flag in TRACKING_FLAGS
     ]
@@ -110,3 +120,10 @@ def with_tracking_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
     wrapper.__signature__ = signature.replace(parameters=kept + added)  # type: ignore[attr-defined]
     return wrapper
+
+
+def _typer_type(flag: Flag) -> Any:
+    """The annotation Typer needs for ``flag``: bool, ``T | None`` or ``list[T] | None``."""
+    if flag.is_switch:
+        return bool
+    return (list[flag.type] if flag.multiple else flag.type) | None  # type: ignore[valid-type]

@@ -13,7 +13,6 @@ import os
 import signal
 import sys
 import threading
-import weakref
 from typing import Any, Protocol
 
 EXIT_CLOSE_TIMEOUT = 10.0
@@ -26,11 +25,17 @@ class Closable(Protocol):
         """Close with a status."""
 
 
-_open_runs: weakref.WeakSet[Any] = weakref.WeakSet()
+# A strong set on purpose: a run nobody references any more must still be closed at exit
+# (a WeakSet would let it be collected unclosed, losing its queued records).
+_open_runs: set[Any] = set()
 _lock = threading.Lock()
 _installed = False
 _previous_sigterm: Any = None
 _uncaught = False
+#: Set when SIGTERM arrives while this thread is inside a run's close(): the signal is
+#: delivered again once that close has written its final files.
+_deferred_signal: int | None = None
+_closing_here: set[Any] = set()
 
 
 def register(run: Closable) -> None:
@@ -42,7 +47,23 @@ def register(run: Closable) -> None:
 
 def unregister(run: Closable) -> None:
     """Stop tracking a closed run."""
-    _open_runs.discard(run)
+    with _lock:
+        _open_runs.discard(run)
+
+
+def closing(run: Closable) -> None:
+    """Note that the current thread is inside ``run.close()`` (see :func:`closed`)."""
+    _closing_here.add(run)
+
+
+def closed(run: Closable) -> None:
+    """``run.close()`` has finished: stop tracking it, and deliver a SIGTERM deferred meanwhile."""
+    global _deferred_signal
+    _closing_here.discard(run)
+    unregister(run)
+    if _deferred_signal is not None and not _closing_here:
+        signum, _deferred_signal = _deferred_signal, None
+        _deliver(signum, None)
 
 
 def close_all(status: str, timeout: float | None = None) -> None:
@@ -91,7 +112,17 @@ def _install_sigterm() -> None:
 
 
 def _on_sigterm(signum: int, frame: Any) -> None:
+    global _deferred_signal
     close_all("KILLED", timeout=EXIT_CLOSE_TIMEOUT)
+    if _closing_here:
+        # The signal interrupted a close() on this thread; dying now would leave that run
+        # RUNNING with no summary. It is marked KILLED and the signal re-sent when it is done.
+        _deferred_signal = signum
+        return
+    _deliver(signum, frame)
+
+
+def _deliver(signum: int, frame: Any) -> None:
     previous = _previous_sigterm
     if callable(previous):
         previous(signum, frame)

@@ -6,6 +6,7 @@ and go on; a bad line anywhere else is reported with its line number.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -39,7 +40,7 @@ def iter_records(path: str | os.PathLike[str], report: ReadReport | None = None)
             if not line.strip():
                 continue
             try:
-                record = orjson.loads(line)
+                record = _loads(line)
                 if not isinstance(record, dict):
                     raise ValueError("not a JSON object")
             except (orjson.JSONDecodeError, ValueError) as exc:
@@ -52,6 +53,17 @@ def iter_records(path: str | os.PathLike[str], report: ReadReport | None = None)
                 report.bad_lines.append((lineno, str(exc)))
                 continue
             yield record
+
+
+def _loads(line: bytes) -> Any:
+    try:
+        return orjson.loads(line)
+    except orjson.JSONDecodeError:
+        if b"\\ud" not in line and b"\\uD" not in line:
+            raise
+        # A lone surrogate escape ("\ud800"), which the writer emits for strings that are not
+        # valid Unicode: orjson refuses it, the stdlib decoder reads it back verbatim.
+        return json.loads(line)
 
 
 def read_metrics(path: str | os.PathLike[str], report: ReadReport | None = None) -> list[dict[str, Any]]:
@@ -89,10 +101,10 @@ def repair_torn_tail(path: str | os.PathLike[str]) -> int:
         if tail.endswith(b"\n"):
             return 0
         try:
-            orjson.loads(tail)
+            _loads(tail)
             handle.write(b"\n")
             return 0
-        except orjson.JSONDecodeError:
+        except ValueError:
             handle.truncate(start)
             return len(tail)
 

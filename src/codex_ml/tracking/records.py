@@ -20,6 +20,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from codex_ml.tracking.encoding import encode_number
+
 METRICS, HISTOGRAM, TEXT, PARAMS, TAGS, ARTIFACT, SYSTEM = range(7)
 
 Record = tuple[Any, ...]
@@ -50,8 +52,9 @@ class Histogram:
             "count": self.count,
             "min": self.min,
             "max": self.max,
-            "sum": self.sum,
-            "sum_squares": self.sum_squares,
+            # Sums of huge finite values can overflow to inf: spelled "Infinity", never null.
+            "sum": encode_number(self.sum),
+            "sum_squares": encode_number(self.sum_squares),
             "nan_count": self.nan_count,
             "inf_count": self.inf_count,
         }
@@ -68,15 +71,23 @@ def compute_histogram(values: Any, bins: int) -> Histogram:
     inf_count = int(flat.size - finite.size - nan_count)
     if finite.size == 0:
         return Histogram([0.0, 0.0], [0], 0, 0.0, 0.0, 0.0, 0.0, nan_count, inf_count)
-    counts, edges = np.histogram(finite, bins=bins)
+    low, high = float(finite.min()), float(finite.max())
+    with np.errstate(over="ignore", invalid="ignore"):
+        try:
+            counts, edges = np.histogram(finite, bins=bins)
+            edge_list, count_list = edges.tolist(), counts.tolist()
+        except ValueError:
+            # The range itself overflows (e.g. [-1e308, 1e308]): keep one bin with everything.
+            edge_list, count_list = [low, high], [int(finite.size)]
+        total, squares = float(finite.sum()), float(np.dot(finite, finite))
     return Histogram(
-        edges=edges.tolist(),
-        counts=counts.tolist(),
+        edges=edge_list,
+        counts=count_list,
         count=int(finite.size),
-        min=float(finite.min()),
-        max=float(finite.max()),
-        sum=float(finite.sum()),
-        sum_squares=float(np.dot(finite, finite)),
+        min=low,
+        max=high,
+        sum=total,
+        sum_squares=squares,
         nan_count=nan_count,
         inf_count=inf_count,
     )

@@ -67,6 +67,7 @@ class Run:
         self._closed = False
         self._close_lock = threading.Lock()
         self._closing_thread: int | None = None
+        self._final_status = "FINISHED"
         self._backpressure_reported = False
         #: The system telemetry sampler started for this run (--system-metrics), if any.
         self.system_metrics: Any = None
@@ -104,6 +105,8 @@ class Run:
         values = coerce_metrics(metrics)
         if step is None:
             step = self._next_step
+            if step > INT64_MAX:
+                raise ValueError(f"step {step} (one past the last step) is outside the int64 range backends store")
         elif type(step) is not int or not INT64_MIN <= step <= INT64_MAX:
             step = coerce_step(step)
         self._next_step = step + 1
@@ -150,7 +153,7 @@ class Run:
         }
 
     def _step(self, step: Any) -> int:
-        return self._next_step if step is None else coerce_step(step)
+        return coerce_step(self._next_step if step is None else step)
 
     def log_histogram(self, name: str, values: Any, step: int | None = None) -> None:
         """Log the distribution of ``values`` (a sequence, numpy array or tensor)."""
@@ -216,29 +219,37 @@ class Run:
         if status not in STATUSES:
             raise ValueError(f"status must be one of {STATUSES}, got {status!r}")
         if self._closing_thread == threading.get_ident():
-            # Re-entered from a signal handler while this thread is already closing.
+            # Re-entered from a signal handler while this thread is already closing: the
+            # close in progress finishes with this status (lifecycle re-sends the signal after).
+            self._final_status = status
             return CloseReport(status, self._dispatcher.records_written, 0.0, complete=False)
         with self._close_lock:
             if self.close_report is not None:
                 return self.close_report
-            self._closed = True
             self._closing_thread = threading.get_ident()
+            self._final_status = status
+            lifecycle.closing(self)
             try:
-                self.close_report = self._shutdown(status, self.config.close_timeout if timeout is None else timeout)
+                self.close_report = self._shutdown(self.config.close_timeout if timeout is None else timeout)
             finally:
                 self._closing_thread = None
-            lifecycle.unregister(self)
+                lifecycle.closed(self)
             return self.close_report
 
-    def _shutdown(self, status: str, timeout: float) -> CloseReport:
+    def _shutdown(self, timeout: float) -> CloseReport:
         began = time.time()
         give_up_at = began + timeout
         if self.system_metrics is not None:
-            self.system_metrics.stop()  # first, so its last sample still reaches the sinks
+            # Stopped while the run still accepts records, so its last sample reaches the sinks.
+            self.system_metrics.stop()
+        self._closed = True
         writer_done = self._dispatcher.stop(max(timeout, 1.0))
         for worker in self._dispatcher.workers:
-            worker.finish(status, give_up_at)
-        report = CloseReport(status, self._dispatcher.records_written, 0.0, complete=writer_done)
+            worker.finish(self._final_status, give_up_at)
+        report = CloseReport(
+            self._final_status, self._dispatcher.records_written, 0.0,
+            complete=writer_done and not self._dispatcher.records_skipped,
+        )
         for worker in self._dispatcher.workers:
             done = worker.join(give_up_at - time.time())
             report.sinks[worker.sink.name] = asdict(worker.stats)
@@ -246,6 +257,7 @@ class Run:
                 report.complete = False
                 self._report_shortfall(worker)
         report.seconds = time.time() - began
+        report.status = self._final_status  # a SIGTERM during close turns it into KILLED
         self._write_closing_files(report)
         return report
 
@@ -323,7 +335,9 @@ def start_run(
     and forwards its samples to the sinks; close() stops it.
     """
     config = (config or TrackingConfig()).replace(**options) if options else (config or TrackingConfig())
-    name = run_name or config.run_name or default_run_name()
+    # `is None`, not `or`: an empty name is a mistake to report, not a request for a default.
+    name = run_name if run_name is not None else config.run_name
+    name = default_run_name() if name is None else name
     all_sinks = build_sinks(config) + list(sinks or [])
     paths = prepare_run_dir(config.output_root, name)
     previous = _load_json(paths.run_file)

@@ -43,7 +43,7 @@ def coerce_value(key: str, value: Any) -> float | int:
     if isinstance(value, bool) or value is None or isinstance(value, (str, bytes)):
         raise TypeError(f"metric {key!r}: expected a number, got {type(value).__name__} {value!r}")
     if isinstance(value, int):
-        return float(value)  # outside int64: keep it, as a float
+        return _int_as_float(key, value)  # outside int64: keep it, as a float
     if hasattr(value, "item") and hasattr(value, "shape"):
         return _coerce_array_scalar(key, value)
     if isinstance(value, numbers.Real):
@@ -63,8 +63,15 @@ def _coerce_array_scalar(key: str, value: Any) -> float | int:
     if isinstance(item, bool) or not isinstance(item, (int, float)):
         raise TypeError(f"metric {key!r}: expected a real number, got {type(item).__name__} {item!r}")
     if isinstance(item, int) and not INT64_MIN <= item <= INT64_MAX:
-        return float(item)
+        return _int_as_float(key, item)
     return item
+
+
+def _int_as_float(key: str, value: int) -> float:
+    try:
+        return float(value)
+    except OverflowError:
+        raise ValueError(f"metric {key!r}: an integer of {value.bit_length()} bits is beyond the float range and cannot be stored") from None
 
 
 def coerce_step(step: Any) -> int:

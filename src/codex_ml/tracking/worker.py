@@ -145,6 +145,11 @@ class SinkWorker:
             except Exception as exc:  # noqa: BLE001 - a sink must never take training down
                 attempt += 1
                 self.stats.failures += 1
+                if getattr(exc, "retryable", True) is False:
+                    # Retrying cannot help (e.g. the port is taken): say exactly why, once, and stop.
+                    self._report(f"{what}: {exc}; the sink is off for this run, other sinks and training go on")
+                    self._disable(exc, announce=False)
+                    return False
                 if attempt == 1:
                     self._report(
                         f"{what}: {type(exc).__name__}: {exc} (retrying; the sink is disabled after "
@@ -156,10 +161,13 @@ class SinkWorker:
                     return False
                 time.sleep(delay)
 
-    def _disable(self, exc: Exception) -> None:
+    def _disable(self, exc: Exception, announce: bool = True) -> None:
         with self._cond:
             self.stats.disabled = True
-        self._reporter.warn(self.sink.name, f"disabled after repeated failures ({type(exc).__name__}); {REPLAY_HINT}")
+        if announce:
+            self._reporter.warn(
+                self.sink.name, f"disabled after repeated failures ({type(exc).__name__}); {REPLAY_HINT}"
+            )
 
     def _report(self, why: str) -> None:
         # One [monitoring-error] line per sink; later problems are warnings and counts.
