@@ -116,3 +116,48 @@ def test_missing_package_names_the_extra(tmp_path: Path) -> None:
     out = _run_tool(tmp_path, "--run-name", "nowandb", "--enable-wandb", env=env)
     assert out.returncode == 2
     assert "pip install 'codex-ml[wandb]'" in out.stderr
+
+
+def _psutil_blocker(tmp_path: Path) -> Path:
+    """A sitecustomize that makes `import psutil` fail, as on a machine without it."""
+    hide = tmp_path / "nopsutil"
+    hide.mkdir()
+    (hide / "sitecustomize.py").write_text(
+        "import sys\n"
+        "class _Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'psutil' or name.startswith('psutil.'):\n"
+        "            raise ModuleNotFoundError(f'No module named {name!r}', name=name)\n"
+        "        return None\n"
+        "sys.meta_path.insert(0, _Block())\n"
+    )
+    return hide
+
+
+def test_system_metrics_auto_records_samples_and_forwards_them(tmp_path: Path) -> None:
+    """--system-metrics (no value = AUTO) writes <checkpoint_dir>/system_metrics.jsonl (the run
+    dir here) and forwards samples to TensorBoard as system/* scalars."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = _run_tool(tmp_path, "--run-name", "sys", "--enable-tensorboard", "--system-metrics",
+                    "--system-metrics-interval", "0.2")
+    assert out.returncode == 0, out.stderr
+    samples = [json.loads(line) for line in (tmp_path / "sys" / "system_metrics.jsonl").read_text().splitlines()]
+    assert samples and all(0.0 <= s["cpu"]["percent"] <= 100.0 for s in samples)
+    acc = EventAccumulator(str(tmp_path / "sys" / "tensorboard"), size_guidance={"scalars": 0})
+    acc.Reload()
+    assert any(tag.startswith("system/") for tag in acc.Tags()["scalars"])
+
+
+def test_training_goes_on_without_psutil(tmp_path: Path) -> None:
+    """With psutil not importable, --system-metrics prints one [monitoring-error] line and the
+    training job still finishes with every step logged."""
+    env = {"PYTHONPATH": os.pathsep.join([str(_psutil_blocker(tmp_path)), str(ROOT / "src"),
+                                          os.environ.get("PYTHONPATH", "")])}
+    out = _run_tool(tmp_path, "--run-name", "nopsutil", "--system-metrics", "AUTO", env=env)
+    assert out.returncode == 0, out.stderr
+    errors = [line for line in out.stderr.splitlines() if line.startswith("[monitoring-error]")]
+    assert len(errors) == 1 and "psutil is not installed" in errors[0] and "codex-ml[system]" in errors[0]
+    series = metric_series(tmp_path / "nopsutil" / "metrics.ndjson")
+    assert [s for s, _ in series["train/loss"]] == list(range(1, 61))
+    assert not (tmp_path / "nopsutil" / "system_metrics.jsonl").exists()
