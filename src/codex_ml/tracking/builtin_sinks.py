@@ -1,8 +1,15 @@
-"""Building the sinks a TrackingConfig asks for, failing early on missing packages."""
+"""Building the sinks a TrackingConfig asks for, failing early on missing packages.
+
+The built-in sinks follow their enable flags; ``extra_sinks`` names more sinks from the plugin
+registry (``codex-ml plugins list sinks``), built here so that an unknown or broken plugin
+stops the run before it starts.
+"""
 
 from __future__ import annotations
 
 import importlib.util
+import inspect
+from typing import Any
 
 from codex_ml.errors import MissingExtraError
 from codex_ml.tracking.config import TrackingConfig
@@ -19,8 +26,67 @@ def require(feature: str, module: str, extra: str, package: str | None = None) -
         raise MissingExtraError(feature, package or module, extra)
 
 
+#: ``--sink NAME`` for a built-in is the same as its enable flag.
+BUILTIN_SWITCHES = {"tensorboard": "enable_tensorboard", "mlflow": "enable_mlflow", "wandb": "enable_wandb"}
+
+
 def build_sinks(config: TrackingConfig) -> list[Sink]:
-    """The built-in sinks enabled in ``config``; each checks its package is installed."""
+    """The sinks ``config`` asks for: enabled built-ins, then ``extra_sinks`` plugins in order."""
+    plugin_names = list(dict.fromkeys(config.extra_sinks))  # a name given twice is one sink
+    switches = {BUILTIN_SWITCHES[n]: True for n in plugin_names if n in BUILTIN_SWITCHES}
+    if "prometheus" in plugin_names and config.prometheus_port is None and not config.prometheus_pushgateway:
+        from codex_ml.plugins.registry import PluginError
+
+        raise PluginError("the prometheus sink needs --prometheus-port PORT or --prometheus-pushgateway URL")
+    config = config.replace(**switches) if switches else config
+    sinks = _builtin_sinks(config)
+    others = [n for n in plugin_names if n not in BUILTIN_SWITCHES and n != "prometheus"]
+    if others:
+        sinks += build_plugin_sinks(others, config)
+    return sinks
+
+
+def build_plugin_sinks(names: list[str], config: TrackingConfig) -> list[Sink]:
+    """Sink plugins by registered name; unknown names and broken plugins raise a PluginError.
+
+    A plugin is a Sink class or factory: ``from_config(config)`` is used when it has one, a
+    ``config`` parameter is passed the TrackingConfig, otherwise it is called with no arguments.
+    """
+    from codex_ml.plugins.registry import Registry
+
+    registry = Registry()
+    return [_instantiate(name, registry.load("sinks", name), config) for name in names]
+
+
+def _instantiate(name: str, factory: Any, config: TrackingConfig) -> Sink:
+    from codex_ml.plugins.checks import sink_instance_problem
+    from codex_ml.plugins.registry import PluginError
+
+    try:
+        if callable(getattr(factory, "from_config", None)):
+            sink = factory.from_config(config)
+        elif _takes_config(factory):
+            sink = factory(config=config)
+        else:
+            sink = factory()
+    except Exception as exc:  # a plugin's own error, reported with the plugin's name
+        raise PluginError(f"sink plugin {name!r} could not be created: {type(exc).__name__}: {exc}") from exc
+    problem = sink_instance_problem(sink)
+    if problem:
+        raise PluginError(f"sink plugin {name!r}: {problem}")
+    if getattr(sink, "name", Sink.name) == Sink.name:
+        sink.name = name  # messages then say which plugin failed
+    return sink
+
+
+def _takes_config(factory: Any) -> bool:
+    try:
+        return "config" in inspect.signature(factory).parameters
+    except (TypeError, ValueError):  # a builtin or C callable without a signature
+        return False
+
+
+def _builtin_sinks(config: TrackingConfig) -> list[Sink]:
     sinks: list[Sink] = []
     if config.enable_tensorboard:
         require("The TensorBoard sink (--enable-tensorboard)", "tensorboard", "tensorboard")

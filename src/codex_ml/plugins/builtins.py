@@ -1,0 +1,71 @@
+"""The built-in plugins, by dotted path, so that listing them imports nothing.
+
+Add a built-in by adding one line to the group's tuple below. ``planned=True`` marks an
+entry whose module is being written: while the module is absent, ``codex-ml plugins
+diagnose`` shows it as *planned* instead of failing; once the module exists it is loaded
+and checked like any other. ``requires=(module, extra)`` names the optional package the
+plugin needs, so a missing one is reported as *missing-extra* with its install command.
+"""
+
+from __future__ import annotations
+
+from codex_ml.plugins.registry import PluginSpec
+
+# Tracking sinks. The NDJSON log is not a plugin: every run always writes it.
+SINKS = (
+    ("tensorboard", "codex_ml.tracking.tensorboard_sink:TensorBoardSink", False, ("tensorboard", "tensorboard")),
+    ("mlflow", "codex_ml.tracking.mlflow_sink:MlflowSink", False, ("mlflow", "mlflow")),
+    ("wandb", "codex_ml.tracking.wandb_sink:WandbSink", False, ("wandb", "wandb")),
+    ("prometheus", "codex_ml.monitoring.prometheus_exporter:PrometheusSink", False, ("prometheus_client", "prometheus")),
+)
+
+MODELS = (
+    ("gpt", "codex_ml.models.transformer:GPT", False, ("torch", "train")),
+)
+
+TOKENIZERS = (
+    ("char", "codex_ml.data.char_tokenizer:CharTokenizer", False, None),
+    ("bpe", "codex_ml.data.bpe_tokenizer:BPETokenizer", True, ("tokenizers", "train")),
+)
+
+DATASETS = (
+    ("sample", "codex_ml.data.sample:load_sample_text", False, None),
+    ("corpus", "codex_ml.data.corpus:read_corpus", True, None),
+)
+
+# Pipeline stages: none exist yet. When codex_ml/pipeline/stages/ is written, its author adds
+# one line per stage here, e.g.
+#     ("pretrain", "codex_ml.pipeline.stages.pretrain:PretrainStage", False, ("torch", "train")),
+# (and likewise sft, reward, preference). Until then the group is empty on purpose:
+# nothing is registered that could not be loaded.
+PIPELINE_STAGES: tuple[tuple[str, str, bool, tuple[str, str] | None], ...] = ()
+
+_PSUTIL = ("psutil", "system")
+SYSTEM_METRIC_COLLECTORS = (
+    ("cpu", "codex_ml.monitoring.collectors.cpu:CpuCollector", False, _PSUTIL),
+    ("memory", "codex_ml.monitoring.collectors.memory:MemoryCollector", False, _PSUTIL),
+    ("load", "codex_ml.monitoring.collectors.load:LoadCollector", False, _PSUTIL),
+    ("pressure", "codex_ml.monitoring.collectors.pressure:PressureCollector", False, _PSUTIL),
+    ("disk", "codex_ml.monitoring.collectors.disk:DiskCollector", False, _PSUTIL),
+    ("network", "codex_ml.monitoring.collectors.network:NetworkCollector", False, _PSUTIL),
+    ("process", "codex_ml.monitoring.collectors.process:ProcessCollector", False, _PSUTIL),
+    ("gpu", "codex_ml.monitoring.collectors.gpu:GpuCollector", False, ("pynvml", "gpu")),
+)
+
+_TABLE = {
+    "sinks": SINKS,
+    "models": MODELS,
+    "tokenizers": TOKENIZERS,
+    "datasets": DATASETS,
+    "pipeline_stages": PIPELINE_STAGES,
+    "system_metric_collectors": SYSTEM_METRIC_COLLECTORS,
+}
+
+
+def builtin_specs() -> list[PluginSpec]:
+    """Every built-in plugin as a PluginSpec (nothing is imported)."""
+    return [
+        PluginSpec(group, name, target, planned=planned, requires=requires)
+        for group, entries in _TABLE.items()
+        for name, target, planned, requires in entries
+    ]

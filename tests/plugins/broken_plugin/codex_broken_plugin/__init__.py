@@ -1,0 +1,1 @@
+"""Broken codex_ml plugins for the registry tests."""

@@ -1,0 +1,5 @@
+"""A plugin module that does not declare CODEX_ML_PLUGIN_API."""
+
+
+class Tokenizer:
+    """Fine otherwise."""
