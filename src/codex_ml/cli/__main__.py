@@ -43,6 +43,11 @@ def demo(
         raise typer.Exit(2) from exc
 
 
+from codex_ml.plugins.cli import app as plugins_app  # noqa: E402  (light: Typer only)
+
+app.add_typer(plugins_app, name="plugins")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point (``--system-metrics`` with no value means AUTO)."""
     import sys
