@@ -20,6 +20,7 @@ from codex_ml.tracking.builtin_sinks import build_sinks
 from codex_ml.tracking.config import TrackingConfig
 from codex_ml.tracking.dispatcher import Dispatcher, _load_json, write_json_atomic
 from codex_ml.tracking.params import flatten_params
+from codex_ml.tracking.redaction import redact_params
 from codex_ml.tracking.paths import RunPaths, default_run_name, prepare_run_dir
 from codex_ml.tracking.reader import last_step
 from codex_ml.tracking.records import ARTIFACT, HISTOGRAM, METRICS, PARAMS, SYSTEM, TAGS, TEXT
@@ -175,14 +176,14 @@ class Run:
         self._append((TEXT, self._step(step), time.time(), name, text))
 
     def log_params(self, params: Any) -> None:
-        """Log (nested) params/config; nested keys are joined with '.'."""
+        """Log (nested) params/config; nested keys are joined with '.', secrets redacted (redaction.py)."""
         self._check_open()
-        self._append((PARAMS, 0, time.time(), flatten_params(params)))
+        self._append((PARAMS, 0, time.time(), redact_params(flatten_params(params))))
 
     def set_tags(self, tags: dict[str, Any]) -> None:
         """Set run tags (values become strings)."""
         self._check_open()
-        clean = {check_name(k, "tag"): str(v) for k, v in tags.items()}
+        clean = redact_params({check_name(k, "tag"): str(v) for k, v in tags.items()})
         self._append((TAGS, 0, time.time(), clean))
 
     def log_artifact(self, path: str | Path, name: str | None = None) -> Path:
