@@ -3,6 +3,7 @@ so that ``codex-ml --help`` stays instant and loads no torch or tracking backend
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -46,6 +47,30 @@ def demo(
 from codex_ml.plugins.cli import app as plugins_app  # noqa: E402  (light: Typer only)
 
 app.add_typer(plugins_app, name="plugins")
+
+from codex_ml.monitoring.cli import app as monitoring_app  # noqa: E402  (light: Typer and rich only)
+
+app.add_typer(monitoring_app, name="monitoring")
+
+
+@app.command("train-model")
+@with_tracking_options
+def train_model(
+    overrides: Annotated[list[str] | None, typer.Argument(help="Config overrides, Hydra style: training.max_steps=200 model.n_layer=2", show_default=False)] = None,
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="YAML config, e.g. configs/training/base.yaml (default: built-in defaults on the bundled sample text).")] = None,
+    resume: Annotated[Path | None, typer.Option("--resume", help="Continue the run in this directory (runs/<name>) from its latest checkpoint.")] = None,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    tracking: TrackingConfig | None = None,
+) -> None:
+    """Train the transformer language model described by a config (works under torchrun too)."""
+    from codex_ml.cli.train_command import run_train_model
+    from codex_ml.errors import CodexMLError
+
+    try:
+        run_train_model(config, overrides or [], resume, tracking or TrackingConfig(), progress=progress)
+    except CodexMLError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,0 +1,83 @@
+"""The ``train-model`` job behind the Typer command: config, resume, training, the closing report.
+
+Precedence, lowest first: schema defaults < the config file (or, with ``--resume``, the config
+saved in the run's checkpoint) < ``key=value`` overrides < tracking flags on the command line.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from collections.abc import Sequence
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+from codex_ml.tracking.config import TrackingConfig
+
+__all__ = ["effective_tracking", "run_train_model", "split_override_from_flag"]
+
+_OVERRIDE = re.compile(r"^[+~]{0,2}[A-Za-z_][\w.]*=")
+
+
+def split_override_from_flag(tracking: TrackingConfig, overrides: list[str]) -> tuple[TrackingConfig, list[str]]:
+    """``--system-metrics training.max_steps=5`` means AUTO followed by an override, not a path
+    called ``training.max_steps=5`` (an option with an optional value cannot tell by itself)."""
+    value = tracking.system_metrics
+    if value and _OVERRIDE.match(value):
+        return tracking.replace(system_metrics="AUTO"), [value, *overrides]
+    return tracking, overrides
+
+
+def effective_tracking(from_config: TrackingConfig, from_flags: TrackingConfig) -> TrackingConfig:
+    """``from_config`` with every field the flags changed from its default replaced."""
+    defaults = TrackingConfig()
+    changes = {f.name: getattr(from_flags, f.name) for f in fields(TrackingConfig)
+               if getattr(from_flags, f.name) != getattr(defaults, f.name)}
+    return from_config.replace(**changes)
+
+
+def run_train_model(config_path: Path | None, overrides: Sequence[str], resume: Path | None,
+                    flags: TrackingConfig, progress: bool = True) -> Any:
+    """Load/validate the config (or the resumed run's), train, and print where the results went."""
+    from codex_ml.training.config import load_config
+    from codex_ml.training.errors import ResumeError
+    from codex_ml.training.trainer import train
+
+    flags, overrides = split_override_from_flag(flags, list(overrides))
+    resume_point = None
+    if resume is not None:
+        if config_path is not None:
+            raise ResumeError("pass either --config or --resume: a resumed run keeps the config saved in its "
+                              "checkpoint (change single values with key=value overrides)")
+        from codex_ml.training.components import find_resume_point
+
+        resume_point = find_resume_point(resume)
+        config = load_config(base=resume_point.state["config"], overrides=overrides)
+    else:
+        config = load_config(config_path, overrides)
+    if not progress:
+        config.training.progress = False
+    tracking = effective_tracking(config.tracking_config(), flags)
+    result = train(config.with_tracking(tracking), tracking, resume=resume_point)
+    _report(result)
+    return result
+
+
+def _report(result: Any) -> None:
+    import os
+
+    if int(os.environ.get("RANK", "0")) != 0:
+        return
+    from codex_ml.tracking.paths import RunPaths
+    from codex_ml.tracking.viewing import describe_outputs
+
+    state = "finished" if result.finished else "stopped (continue with --resume)"
+    print(f"{state} at step {result.last_step}: train loss {result.final_train_loss:.4f}, "
+          f"val loss {result.final_val_loss:.4f} (best {result.best_val_loss:.4f}), "
+          f"{result.tokens_per_s:,.0f} tokens/s", file=sys.stderr)
+    paths = RunPaths(result.run_dir)
+    sinks = json.loads(paths.run_file.read_text()).get("sinks", []) if paths.run_file.is_file() else []
+    for line in describe_outputs(paths, sinks):
+        print(line)

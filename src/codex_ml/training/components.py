@@ -1,0 +1,117 @@
+"""Building the pieces of a training job: data, tokenizer, model, optimizer, schedule, resume state."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from codex_ml.models.transformer import GPT, GPTConfig
+from codex_ml.training.config import TrainConfig
+from codex_ml.training.errors import ResumeError
+from codex_ml.training.schedule import WarmupCosine
+
+__all__ = ["CHECKPOINT_DIR", "TOKENIZER_DIR", "Data", "ResumePoint", "build_model", "build_optimizer",
+           "build_scheduler", "find_resume_point", "prepare_data"]
+
+CHECKPOINT_DIR = "checkpoints"
+TOKENIZER_DIR = "tokenizer"
+
+
+@dataclass
+class Data:
+    """The tokenizer and the two token streams (int64 tensors on the CPU)."""
+
+    tokenizer: Any
+    train: torch.Tensor  # (N_train,)
+    val: torch.Tensor  # (N_val,)
+    source: Path
+
+
+def corpus_path(config: TrainConfig) -> Path:
+    """The configured corpus, or the sample text bundled with the package."""
+    from codex_ml.data.sample import sample_text_path
+
+    return Path(config.data.path).expanduser() if config.data.path else sample_text_path()
+
+
+def prepare_data(config: TrainConfig, tokenizer_dir: Path | None = None) -> Data:
+    """Read and tokenize the corpus. A ``tokenizer_dir`` (resume) reloads the run's tokenizer
+    instead of training a new one, so ids mean the same as before."""
+    from codex_ml.data.corpus import encode_corpus, read_corpus, split_train_val
+    from codex_ml.data.tokenizers import load_tokenizer, train_tokenizer
+
+    source = corpus_path(config)
+    documents = read_corpus(source)
+    if tokenizer_dir is not None:
+        tokenizer = load_tokenizer(tokenizer_dir)
+    else:
+        tokenizer = train_tokenizer(config.data.tokenizer, documents, vocab_size=config.data.vocab_size)
+    ids = encode_corpus(documents, tokenizer)
+    train, val = split_train_val(ids, config.data.val_fraction)
+    as_tensor = lambda a: torch.from_numpy(np.asarray(a, dtype=np.int64))  # noqa: E731
+    return Data(tokenizer, as_tensor(train), as_tensor(val), source)
+
+
+def build_model(config: TrainConfig, vocab_size: int) -> GPT:
+    """The GPT described by ``config.model`` for a ``vocab_size`` vocabulary."""
+    m = config.model
+    return GPT(GPTConfig(vocab_size=vocab_size, block_size=m.block_size, n_layer=m.n_layer, n_head=m.n_head,
+                         n_embd=m.n_embd, dropout=m.dropout, bias=m.bias))
+
+
+def build_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.AdamW:
+    """AdamW that decays only matrices (weights, embeddings), not biases or LayerNorm gains."""
+    t = config.training
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [
+        {"params": [p for p in params if p.dim() >= 2], "weight_decay": t.weight_decay},
+        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(groups, lr=t.lr, betas=(t.beta1, t.beta2))
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig) -> torch.optim.lr_scheduler.LambdaLR:
+    """Warmup + cosine decay from ``lr`` to ``min_lr`` over ``max_steps`` updates."""
+    t = config.training
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, WarmupCosine(t.lr, t.min_lr, t.warmup_steps, t.max_steps))
+
+
+@dataclass
+class ResumePoint:
+    """A run directory to continue and the checkpoint it continues from."""
+
+    run_dir: Path
+    checkpoint_path: Path
+    state: dict[str, Any]
+
+
+def find_resume_point(run_dir: str | Path) -> ResumePoint:
+    """Check that ``run_dir`` is a run with a checkpoint and load its latest one (read only)."""
+    from codex_ml.training.checkpoints import find_latest_checkpoint, load_checkpoint
+
+    root = Path(run_dir)
+    if not root.is_dir():
+        raise ResumeError(f"cannot resume {root}: no such directory (pass a run directory such as runs/<name>)")
+    run_file = root / "run.json"
+    if not run_file.is_file():
+        raise ResumeError(f"cannot resume {root}: it is not a run directory (no run.json); pass runs/<name>")
+    try:
+        json.loads(run_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ResumeError(f"cannot resume {root}: {run_file} is unreadable ({exc})") from exc
+    latest = find_latest_checkpoint(root / CHECKPOINT_DIR)
+    if latest is None:
+        raise ResumeError(f"cannot resume {root}: no checkpoint in {root / CHECKPOINT_DIR} "
+                          "(the run stopped before its first checkpoint; start it again instead)")
+    if not (root / TOKENIZER_DIR).is_dir():
+        raise ResumeError(f"cannot resume {root}: its tokenizer ({root / TOKENIZER_DIR}) is missing")
+    state = load_checkpoint(latest)
+    for key in ("model", "optimizer", "scheduler", "step", "config"):
+        if key not in state:
+            raise ResumeError(f"cannot resume from {latest}: the checkpoint has no {key!r} entry")
+    return ResumePoint(root, Path(latest), state)

@@ -1,0 +1,362 @@
+"""The training config tree (model, data, training, tracking, system_metrics) and its schema.
+
+``train-model --config FILE key=value ...`` and the Hydra CLI (``python -m codex_ml.cli.main``)
+both end here: the composed tree is checked against these dataclasses by :func:`validate_config`,
+which reports *every* unknown key, wrong type and out-of-range value in one :class:`ConfigError`.
+Keys a file leaves out take the defaults below, so a config only needs what it changes.
+
+This module imports neither torch nor omegaconf at import time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal
+
+from codex_ml.errors import CodexMLError
+from codex_ml.tracking.config import TrackingConfig
+
+__all__ = [
+    "ConfigError", "DataConfig", "ModelConfig", "SystemMetricsConfig", "TrainConfig", "TrainingConfig",
+    "load_config", "parse_overrides", "validate_config",
+]  # fmt: skip
+
+#: Top-level keys Hydra (or the pipeline runner) owns; they are not part of the training schema.
+NON_SCHEMA_KEYS = ("defaults", "hydra", "pipeline")
+#: TrackingConfig fields set through the ``system_metrics`` section instead of ``tracking``.
+_SYSTEM_FIELDS = ("system_metrics", "system_metrics_interval")
+
+
+class ConfigError(CodexMLError, ValueError):
+    """A config with problems; the message lists all of them, one per line."""
+
+    def __init__(self, source: str, problems: Sequence[str]) -> None:
+        self.source = source
+        self.problems = list(problems)
+        listing = "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(f"invalid config ({source}): {len(self.problems)} problem(s):\n{listing}")
+
+
+@dataclass
+class ModelConfig:
+    """The transformer's shape (the vocabulary size comes from the tokenizer)."""
+
+    n_layer: int = 4
+    n_head: int = 4
+    n_embd: int = 128
+    block_size: int = 64
+    dropout: float = 0.0
+    bias: bool = True
+
+    def problems(self) -> list[str]:
+        """Values the model cannot be built with."""
+        out = [f"{k} must be > 0, got {getattr(self, k)}" for k in ("n_layer", "n_head", "n_embd", "block_size") if getattr(self, k) <= 0]
+        if not out and self.n_embd % self.n_head:
+            out.append(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
+        if not 0.0 <= self.dropout < 1.0:
+            out.append(f"dropout must be in [0, 1), got {self.dropout}")
+        return out
+
+
+@dataclass
+class DataConfig:
+    """Where the text comes from and how it is tokenized."""
+
+    #: A .txt or .jsonl corpus; None means the sample text bundled with the package.
+    path: str | None = None
+    tokenizer: Literal["char", "bpe"] = "char"
+    #: Target vocabulary size for the BPE tokenizer (ignored for "char").
+    vocab_size: int = 512
+    #: Fraction of the token stream (its tail) held out for validation.
+    val_fraction: float = 0.1
+
+    def problems(self) -> list[str]:
+        """Values the data pipeline cannot work with."""
+        out = [] if 0.0 < self.val_fraction < 1.0 else [f"val_fraction must be in (0, 1), got {self.val_fraction}"]
+        if self.vocab_size < 1:
+            out.append(f"vocab_size must be >= 1, got {self.vocab_size}")
+        return out
+
+
+@dataclass
+class TrainingConfig:
+    """Optimisation, evaluation, logging and checkpointing."""
+
+    seed: int = 1337
+    max_steps: int = 2000
+    batch_size: int = 12
+    grad_accum_steps: int = 1
+    lr: float = 1e-3
+    min_lr: float = 1e-4
+    warmup_steps: int = 100
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    #: 0.99 rather than 0.999: tiny batches give noisy second moments (nanoGPT's char setup).
+    beta2: float = 0.99
+    #: Clip the global gradient norm to this; <= 0 disables clipping (the norm is still logged).
+    grad_clip: float = 1.0
+    precision: Literal["fp32", "bf16"] = "fp32"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    eval_interval: int = 250
+    eval_batches: int = 20
+    log_interval: int = 1
+    histogram_interval: int = 500
+    sample_interval: int = 500
+    sample_tokens: int = 200
+    checkpoint_interval: int = 500
+    keep_last: int = 3
+    #: End this session after this many steps (checkpointed) although max_steps is larger;
+    #: ``--resume`` continues. The schedule always spans max_steps. None: run to max_steps.
+    stop_after_steps: int | None = None
+    progress: bool = True
+
+    def problems(self) -> list[str]:
+        """Values the loop cannot run with."""
+        positive = ("max_steps", "batch_size", "grad_accum_steps", "eval_interval", "eval_batches", "log_interval",
+                    "histogram_interval", "sample_interval", "checkpoint_interval", "keep_last")
+        out = [f"{k} must be > 0, got {getattr(self, k)}" for k in positive if getattr(self, k) <= 0]
+        out += [f"{k} must be >= 0, got {getattr(self, k)}" for k in ("warmup_steps", "sample_tokens", "weight_decay") if getattr(self, k) < 0]
+        if not 0.0 <= self.min_lr <= self.lr:
+            out.append(f"min_lr ({self.min_lr}) must be in [0, lr={self.lr}]")
+        if self.stop_after_steps is not None and self.stop_after_steps <= 0:
+            out.append(f"stop_after_steps must be > 0 or null, got {self.stop_after_steps}")
+        return out
+
+
+@dataclass
+class SystemMetricsConfig:
+    """System telemetry: ``path`` None (off), "AUTO" (<checkpoint_dir>/system_metrics.jsonl) or a path."""
+
+    path: str | None = None
+    interval: float = 15.0
+
+    def problems(self) -> list[str]:
+        """An interval that cannot be honoured."""
+        return [] if self.interval >= 0 else [f"interval must be >= 0 seconds, got {self.interval}"]
+
+
+@dataclass
+class TrainConfig:
+    """The whole validated tree. ``tracking`` holds only the TrackingConfig keys the config set."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    tracking: dict[str, Any] = field(default_factory=dict)
+    system_metrics: SystemMetricsConfig = field(default_factory=SystemMetricsConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The resolved config as plain nested data (for checkpoints and run params)."""
+        return dataclasses.asdict(self)
+
+    def tracking_config(self) -> TrackingConfig:
+        """A TrackingConfig from the ``tracking`` and ``system_metrics`` sections (flags apply on top)."""
+        return TrackingConfig(**self.tracking, system_metrics=self.system_metrics.path,
+                              system_metrics_interval=self.system_metrics.interval)
+
+    def with_tracking(self, tracking: TrackingConfig) -> TrainConfig:
+        """A copy whose tracking sections hold ``tracking``'s effective values (what a resume reuses).
+
+        The run name and output root are left out: a resumed run is named by its directory.
+        """
+        values = {f.name: getattr(tracking, f.name) for f in fields(tracking)
+                  if f.name not in (*_SYSTEM_FIELDS, "run_name", "output_root")}
+        system = SystemMetricsConfig(tracking.system_metrics, tracking.system_metrics_interval)
+        return dataclasses.replace(self, tracking=values, system_metrics=system)
+
+
+_SECTIONS: dict[str, type] = {"model": ModelConfig, "data": DataConfig, "training": TrainingConfig,
+                              "system_metrics": SystemMetricsConfig}
+
+
+def validate_config(raw: Mapping[str, Any], source: str = "config") -> TrainConfig:
+    """Check ``raw`` (nested mappings) against the schema; raise one ConfigError listing every problem."""
+    problems: list[str] = []
+    if not isinstance(raw, Mapping):
+        raise ConfigError(source, [f"the top level must be a mapping of sections, got {type(raw).__name__}"])
+    valid = sorted([*_SECTIONS, "tracking"])
+    for key in raw:
+        if key not in _SECTIONS and key != "tracking" and key not in NON_SCHEMA_KEYS:
+            problems.append(f"{key}: unknown section (valid: {', '.join(valid)})")
+    sections = {name: _build_section(cls, raw.get(name), name, problems) for name, cls in _SECTIONS.items()}
+    tracking = _check_tracking(raw.get("tracking"), problems)
+    if problems:
+        raise ConfigError(source, problems)
+    config = TrainConfig(tracking=tracking, **sections)
+    try:
+        config.tracking_config()
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(source, [f"tracking: {exc}"]) from exc
+    return config
+
+
+def _build_section(cls: type, data: Any, prefix: str, problems: list[str]) -> Any:
+    """An instance of ``cls`` from ``data``, appending (not raising) every problem found."""
+    values = _check_mapping(data, typing.get_type_hints(cls), prefix, problems)
+    if values is None:
+        return cls()
+    instance = cls(**values)
+    problems.extend(f"{prefix}.{p}" for p in instance.problems())
+    return instance
+
+
+def _check_tracking(data: Any, problems: list[str]) -> dict[str, Any]:
+    hints = {k: v for k, v in typing.get_type_hints(TrackingConfig).items() if k not in _SYSTEM_FIELDS}
+    values = _check_mapping(data, hints, "tracking", problems)
+    return values or {}
+
+
+def _check_mapping(data: Any, hints: dict[str, Any], prefix: str, problems: list[str]) -> dict[str, Any] | None:
+    """Type-checked values of ``data`` (None when it is absent or not a mapping)."""
+    if data is None:
+        return None
+    if not isinstance(data, Mapping):
+        problems.append(f"{prefix}: expected a mapping, got {type(data).__name__} {data!r}")
+        return None
+    values: dict[str, Any] = {}
+    for key, value in data.items():
+        if key not in hints:
+            problems.append(f"{prefix}.{key}: unknown key (valid: {', '.join(sorted(hints))})")
+            continue
+        ok, converted = _coerce(value, hints[key])
+        if ok:
+            values[key] = converted
+        else:
+            problems.append(f"{prefix}.{key}: expected {_describe(hints[key])}, got {type(value).__name__} {value!r}")
+    return values
+
+
+def _coerce(value: Any, hint: Any) -> tuple[bool, Any]:
+    """(True, value) if ``value`` fits ``hint`` (ints are accepted for floats), else (False, None)."""
+    origin = typing.get_origin(hint)
+    if origin is Literal:
+        return (value in typing.get_args(hint)), value
+    if origin in (typing.Union, types.UnionType):
+        for option in typing.get_args(hint):
+            ok, converted = _coerce(value, option)
+            if ok:
+                return True, converted
+        return False, None
+    if hint is type(None):
+        return value is None, None
+    if hint is bool:
+        return isinstance(value, bool), value
+    if hint is int:  # a bool is an int subclass, but `max_steps: true` is a typo, not a number
+        return isinstance(value, int) and not isinstance(value, bool), value
+    if hint is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        return ok, float(value) if ok else None
+    if hint is str:
+        return isinstance(value, str), value
+    return True, value
+
+
+def _describe(hint: Any) -> str:
+    origin = typing.get_origin(hint)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(hint))
+    if typing.get_args(hint):
+        return " or ".join(_describe(a) for a in typing.get_args(hint))
+    return "null" if hint is type(None) else getattr(hint, "__name__", str(hint))
+
+
+def parse_overrides(overrides: Sequence[str]) -> tuple[dict[str, Any], list[str]]:
+    """Hydra-style ``key.sub=value`` overrides as a nested dict (values parsed as YAML) and deletions.
+
+    ``+key=value`` and ``++key=value`` are accepted like plain ones; ``~key`` deletes a key.
+    """
+    import yaml  # a dependency of omegaconf (the train extra)
+
+    tree: dict[str, Any] = {}
+    deletions: list[str] = []
+    problems: list[str] = []
+    for item in overrides:
+        if item.startswith("~"):
+            deletions.append(item[1:].split("=", 1)[0])
+            continue
+        key, sep, text = item.lstrip("+").partition("=")
+        if not sep or not key or any(not part for part in key.split(".")):
+            problems.append(f"override {item!r}: expected key.subkey=value (e.g. training.max_steps=200)")
+            continue
+        value = yaml.safe_load(text) if text.strip() else None
+        node = tree
+        *parents, leaf = key.split(".")
+        for part in parents:
+            if not isinstance(node.get(part), dict):
+                node[part] = {}
+            node = node[part]
+        node[leaf] = value
+    if problems:
+        raise ConfigError("command line", problems)
+    return tree, deletions
+
+
+def merge_tree(base: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` with ``changes`` merged in recursively (mappings merge, anything else replaces)."""
+    merged = dict(base)
+    for key, value in changes.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = merge_tree(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _delete(tree: dict[str, Any], dotted: str) -> None:
+    *parents, leaf = dotted.split(".")
+    node: Any = tree
+    for part in parents:
+        node = node.get(part) if isinstance(node, dict) else None
+    if isinstance(node, dict):
+        node.pop(leaf, None)
+
+
+def load_yaml_file(path: str | Path) -> dict[str, Any]:
+    """A YAML config file as a dict, interpolations resolved; errors name the file (and line)."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(str(path), [f"config file {path} does not exist (try configs/training/base.yaml)"])
+    try:
+        loaded = OmegaConf.load(path)
+        data = OmegaConf.to_container(loaded, resolve=True) if loaded is not None else {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(str(path), [f"not valid YAML: {exc}"]) from exc
+    except OmegaConfBaseException as exc:
+        raise ConfigError(str(path), [str(exc).splitlines()[0]]) from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(str(path), [f"the top level must be a mapping of sections, got {type(data).__name__}"])
+    return data
+
+
+def load_config(path: str | Path | None = None, overrides: Sequence[str] = (),
+                base: Mapping[str, Any] | None = None) -> TrainConfig:
+    """Read ``path`` (or start from ``base``, e.g. a checkpoint's config), apply overrides, validate."""
+    raw: dict[str, Any] = dict(base or {})
+    if path is not None:
+        raw = merge_tree(raw, load_yaml_file(path))
+    changes, deletions = parse_overrides(overrides)
+    raw = merge_tree(raw, changes)
+    for dotted in deletions:
+        _delete(raw, dotted)
+    for key in NON_SCHEMA_KEYS:
+        raw.pop(key, None)
+    source = str(path) if path is not None else "resumed config" if base else "defaults"
+    return validate_config(raw, source + (" + overrides" if overrides else ""))
+
+
+def schema_sections() -> dict[str, list[str]]:
+    """Every section and its keys (for help texts and docs)."""
+    out = {name: [f.name for f in fields(cls)] for name, cls in _SECTIONS.items()}
+    out["tracking"] = [f.name for f in fields(TrackingConfig) if f.name not in _SYSTEM_FIELDS]
+    return out

@@ -1,0 +1,80 @@
+"""Opening the tracking run of a training session, rank-aware.
+
+Rank 0 opens the run with every sink (and, on a single process, the tracking core starts the
+system-metrics sampler next to the checkpoints). Other ranks wait until rank 0 has opened the
+run (so they never write into a directory rank 0 then refuses), and log to a NullRun. Under
+DDP each rank samples its own system metrics with its rank in every record: rank 0 into the
+configured file, rank k into ``system_metrics.rank<k>.jsonl`` beside it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch.distributed as dist
+
+from codex_ml.tracking.config import TrackingConfig
+from codex_ml.training.distributed import DistInfo, NullRun
+from codex_ml.training.errors import TrainingError
+
+__all__ = ["open_run", "rank_file", "run_name_for"]
+
+
+def run_name_for(tracking: TrackingConfig, info: DistInfo) -> str:
+    """The run name, generated once on rank 0 and shared, so all ranks agree."""
+    from codex_ml.tracking.paths import default_run_name
+
+    name = tracking.run_name or default_run_name()
+    if info.enabled:
+        box = [name]
+        dist.broadcast_object_list(box, src=0)
+        name = box[0]
+    return name
+
+
+def rank_file(path: Path, rank: int) -> Path:
+    """``system_metrics.jsonl`` -> ``system_metrics.rank<k>.jsonl`` for rank k > 0."""
+    return path if rank == 0 else path.with_name(f"{path.stem}.rank{rank}{path.suffix}")
+
+
+def open_run(trainer: Any) -> Any:
+    """Open ``trainer``'s run on rank 0 (NullRun elsewhere) and start per-rank system metrics."""
+    from codex_ml.tracking import start_run
+
+    info: DistInfo = trainer.info
+    tracking: TrackingConfig = trainer.tracking
+    checkpoint_dir = trainer.run_dir / "checkpoints"
+    core = tracking.replace(system_metrics=None) if info.enabled else tracking
+    run: Any = None
+    error: BaseException | None = None
+    if info.is_main:
+        try:
+            run = start_run(tracking.run_name, config=core, resume=trainer.resume is not None,
+                            params=trainer._params(), tags={"job": "train-model"}, checkpoint_dir=checkpoint_dir)
+        except BaseException as exc:  # tell the other ranks before raising, or they wait forever
+            error = exc
+    if info.enabled:
+        box = [error is None]
+        dist.broadcast_object_list(box, src=0)
+        if not box[0] and error is None:
+            raise TrainingError("rank 0 could not open the run (see its error above)")
+    if error is not None:
+        raise error
+    if not info.is_main:
+        run = NullRun()
+    if info.enabled and tracking.system_metrics:
+        _start_rank_sampler(run, tracking, checkpoint_dir, info)
+    return run
+
+
+def _start_rank_sampler(run: Any, tracking: TrackingConfig, checkpoint_dir: Path, info: DistInfo) -> None:
+    from codex_ml.monitoring.system_metrics import SystemMetricsLogger, resolve_system_metrics_path
+
+    path = resolve_system_metrics_path(tracking.system_metrics, checkpoint_dir)
+    if path is None:
+        return
+    forward = run if info.is_main else None  # only rank 0 has sinks to forward to
+    # The run stops it on close (Run.close and NullRun.close both stop run.system_metrics).
+    run.system_metrics = SystemMetricsLogger(rank_file(path, info.rank), tracking.system_metrics_interval,
+                                             run=forward, rank=info.rank).start()

@@ -1,0 +1,265 @@
+"""The training loop of ``codex-ml train-model``: a GPT on a text corpus, logging through the tracking core.
+
+Step numbering: step ``s`` (1..max_steps) is logged after the ``s``-th optimizer update; the
+untrained model's val loss is logged at step 0. A resumed run continues at ``last checkpoint + 1``,
+so ``metrics.ndjson`` holds every training step exactly once.
+
+Distributed (``torchrun``): every rank trains on its own batches, DDP averages the gradients,
+logged losses are averaged over ranks, rank 0 owns the run (sinks, checkpoints) and the
+others log to a :class:`~codex_ml.training.distributed.NullRun`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from codex_ml.tracking.config import TrackingConfig
+from codex_ml.training import components as build
+from codex_ml.training.batches import RandomWindows
+from codex_ml.training.config import TrainConfig, merge_tree
+from codex_ml.training.distributed import DistInfo, all_reduce_mean, cleanup, init_distributed
+from codex_ml.training.errors import TrainingError
+from codex_ml.training.observe import estimate_loss, generate_sample, log_histograms, val_metrics
+from codex_ml.training.run_setup import open_run, run_name_for
+
+__all__ = ["TrainResult", "Trainer", "train"]
+
+
+@dataclass
+class TrainResult:
+    """What a training session achieved."""
+
+    run_dir: Path
+    last_step: int
+    final_train_loss: float
+    final_val_loss: float
+    best_val_loss: float
+    tokens_per_s: float
+    finished: bool  # False when stop_after_steps ended the session before max_steps
+    sample: str = ""
+
+
+def train(config: TrainConfig, tracking: TrackingConfig | None = None, *,
+          resume: build.ResumePoint | None = None) -> TrainResult:
+    """Train ``config`` (continuing ``resume`` if given), logging per ``tracking``; handles torchrun."""
+    info, device = init_distributed(config.training.device)
+    try:
+        return Trainer(config, tracking or config.tracking_config(), info, device, resume).fit()
+    finally:
+        cleanup()
+
+
+class Trainer:
+    """One training session. Everything that can fail on bad input fails in ``__init__``,
+    before the run directory is touched."""
+
+    def __init__(self, config: TrainConfig, tracking: TrackingConfig, info: DistInfo, device: torch.device,
+                 resume: build.ResumePoint | None = None) -> None:
+        self.config, self.info, self.device, self.resume = config, info, device, resume
+        t = config.training
+        if resume is not None:
+            tracking = tracking.replace(run_name=resume.run_dir.name, output_root=str(resume.run_dir.parent))
+        self.tracking = tracking.replace(run_name=run_name_for(tracking, info))
+        self.run_dir = Path(self.tracking.output_root) / self.tracking.run_name
+        torch.manual_seed(t.seed)  # the same initial weights on every rank
+        tokenizer_dir = resume.run_dir / build.TOKENIZER_DIR if resume else None
+        self.data = build.prepare_data(config, tokenizer_dir)
+        self.model = build.build_model(config, self.data.tokenizer.vocab_size).to(device)
+        self.optimizer = build.build_optimizer(self.model, config)
+        self.scheduler = build.build_scheduler(self.optimizer, config)
+        self.windows = RandomWindows(self.data.train, t.batch_size, config.model.block_size, t.seed + 7919 * info.rank)
+        torch.manual_seed(t.seed + info.rank)  # dropout differs per rank, like the batches
+        self.start_step, self.best_val = 0, math.inf
+        if resume is not None:
+            self._restore(resume)
+        if self.start_step >= t.max_steps:
+            raise TrainingError(f"{self.run_dir} already trained {self.start_step} of training.max_steps="
+                                f"{t.max_steps} steps; resume with a larger training.max_steps=N to train further")
+        self.ddp = self._wrap_ddp()
+        self.autocast_dtype = torch.bfloat16 if t.precision == "bf16" else None
+
+    # -- setup ------------------------------------------------------------------------
+    def _restore(self, resume: build.ResumePoint) -> None:
+        """Load model/optimizer/scheduler/RNG state from the checkpoint (nothing is written)."""
+        from codex_ml.training.checkpoints import load_model_state, restore_rng_state
+
+        state, source = resume.state, str(resume.checkpoint_path)
+        load_model_state(self.model, state["model"], source)
+        try:
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+        except (ValueError, KeyError, RuntimeError) as exc:
+            raise TrainingError(f"{source}: optimizer/scheduler state does not fit this config ({exc})") from exc
+        self.start_step = int(state["step"])
+        self.best_val = float(state.get("best_val_loss", math.inf))
+        ranks = state.get("ranks") or []
+        if len(ranks) == self.info.world_size:
+            self.windows.load_state_dict(ranks[self.info.rank]["batches"])
+            restore_rng_state(ranks[self.info.rank]["rng"])
+        else:  # a different number of processes: continue with fresh, step-dependent streams
+            seed = self.config.training.seed + 7919 * self.info.rank + 104729 * self.start_step
+            self.windows.generator.manual_seed(seed)
+            torch.manual_seed(seed)
+            print(f"[train] resuming on {self.info.world_size} process(es), the checkpoint had {len(ranks)}: "
+                  "batches continue from a new random stream", file=sys.stderr)
+
+    def _wrap_ddp(self) -> torch.nn.Module:
+        if not self.info.enabled:
+            return self.model
+        from torch.nn.parallel import DistributedDataParallel
+
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        return DistributedDataParallel(self.model, device_ids=ids)
+
+    def _autocast(self) -> Any:
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
+
+    def _params(self) -> dict[str, Any]:
+        extra = {
+            "model": {"vocab_size": self.data.tokenizer.vocab_size, "num_parameters": self.model.num_parameters()},
+            "data": {"resolved_path": str(self.data.source), "train_tokens": len(self.data.train),
+                     "val_tokens": len(self.data.val)},
+            "distributed": {"world_size": self.info.world_size, "device": str(self.device)},
+        }
+        return merge_tree(self.config.to_dict(), extra)
+
+    # -- the loop ---------------------------------------------------------------------
+    def fit(self) -> TrainResult:
+        """Open the run, train to max_steps (or stop_after_steps), close the run."""
+        run = open_run(self)
+        if self.info.is_main and self.resume is None:
+            from codex_ml.data.tokenizers import save_tokenizer
+
+            save_tokenizer(self.data.tokenizer, self.run_dir / build.TOKENIZER_DIR)
+        status = "FAILED"
+        try:
+            result = self._loop(run)
+            status = "FINISHED"
+            return result
+        except KeyboardInterrupt:
+            status = "KILLED"
+            raise
+        finally:
+            run.close(status)
+
+    def _loop(self, run: Any) -> TrainResult:
+        # Longer than most functions on purpose: the whole step reads top to bottom in one place.
+        t, cfg = self.config.training, self.config
+        end = t.max_steps if t.stop_after_steps is None else min(t.max_steps, self.start_step + t.stop_after_steps)
+        tokens_per_step = t.batch_size * cfg.model.block_size * t.grad_accum_steps * self.info.world_size
+        max_norm = t.grad_clip if t.grad_clip > 0 else math.inf
+        bar = self._progress_bar()
+        val_loss = self.best_val
+        if self.start_step == 0:
+            val_loss = self._evaluate(run, 0)
+        loss, log_time, train_time, sample = math.nan, 0.0, 0.0, ""
+        for step in range(self.start_step + 1, end + 1):
+            t0 = time.perf_counter()
+            data_wait, fwd_bwd, loss_sum = 0.0, 0.0, torch.zeros((), device=self.device)
+            for micro in range(t.grad_accum_steps):
+                ta = time.perf_counter()
+                x, y = (b.to(self.device, non_blocking=True) for b in self.windows.next())
+                tb = time.perf_counter()
+                # Only the last micro-batch all-reduces gradients (DDP no_sync on the others).
+                sync = micro == t.grad_accum_steps - 1 or not self.info.enabled
+                with (contextlib.nullcontext() if sync else self.ddp.no_sync()), self._autocast():
+                    _, micro_loss = self.ddp(x, y)
+                (micro_loss / t.grad_accum_steps).backward()
+                loss_sum += micro_loss.detach().float()
+                self._sync()  # CUDA runs ahead of the CPU; wait so the timing is real
+                data_wait, fwd_bwd = data_wait + tb - ta, fwd_bwd + time.perf_counter() - tb
+            t1 = time.perf_counter()
+            grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
+            lr = self.scheduler.get_last_lr()[0]  # the rate this update uses
+            self.optimizer.step()
+            self.scheduler.step()
+            self.optimizer.zero_grad(set_to_none=True)
+            loss = (loss_sum / t.grad_accum_steps).item()  # .item() waits for the step to finish
+            t2 = time.perf_counter()
+            step_time = t2 - t0 + log_time  # the previous step's logging belongs to this step's cost
+            train_time += step_time
+            if step % t.log_interval == 0 or step == end:
+                loss, norm = all_reduce_mean([loss, float(grad_norm)], self.info, self.device)
+                run.log_metrics({
+                    "train/loss": loss, "train/lr": lr, "train/grad_norm": norm,
+                    "train/tokens_per_s": tokens_per_step / step_time, "time/step_s": step_time,
+                    "time/data_wait_s": data_wait, "time/fwd_bwd_s": fwd_bwd, "time/optimizer_s": t2 - t1,
+                    "time/logging_s": log_time,
+                }, step)
+                bar.set_postfix(loss=f"{loss:.4f}", val=f"{val_loss:.4f}", refresh=False)
+            bar.update(1)
+            log_time = time.perf_counter() - t2
+            val_loss, sample = self._periodic(run, step, end, val_loss, sample)
+        bar.close()
+        done = end == t.max_steps
+        return TrainResult(self.run_dir, end, loss, val_loss, self.best_val,
+                           tokens_per_step * (end - self.start_step) / max(train_time, 1e-9), done, sample)
+
+    def _periodic(self, run: Any, step: int, end: int, val_loss: float, sample: str) -> tuple[float, str]:
+        """Evaluation, histograms, samples and checkpoints due after ``step``."""
+        t = self.config.training
+        last, finished = step == end, step == t.max_steps
+        is_best = False
+        if step % t.eval_interval == 0 or finished:
+            val_loss = self._evaluate(run, step)
+            is_best = val_loss < self.best_val
+            self.best_val = min(self.best_val, val_loss)
+        if self.info.is_main and (step % t.histogram_interval == 0 or finished):
+            log_histograms(run, self.model, step)
+        if self.info.is_main and (step % t.sample_interval == 0 or finished):
+            sample = generate_sample(self.model, self.data.tokenizer, t.sample_tokens, t.seed, self.device)
+            run.log_text("samples/generation", sample, step)
+        if step % t.checkpoint_interval == 0 or is_best or last:
+            self._checkpoint(step, is_best)
+        return val_loss, sample
+
+    def _evaluate(self, run: Any, step: int) -> float:
+        t = self.config.training
+        # Every rank evaluates the same fixed batches on its identical weights, so all agree
+        # on "best" (it decides checkpoint collectives) without another all-reduce.
+        loss = estimate_loss(self.model, self.data.val, t.batch_size, self.config.model.block_size,
+                             t.eval_batches, t.seed + 1, self.device, self._autocast)
+        run.log_metrics(val_metrics(loss), step)
+        return loss
+
+    def _checkpoint(self, step: int, is_best: bool) -> None:
+        """Rank 0 writes; every rank contributes its RNG and batch-stream state."""
+        from codex_ml.training.checkpoints import capture_rng_state, save_checkpoint
+
+        mine = {"batches": self.windows.state_dict(), "rng": capture_rng_state()}
+        ranks: list[Any] = [mine]
+        if self.info.enabled:
+            ranks = [None] * self.info.world_size
+            dist.all_gather_object(ranks, mine)
+        if not self.info.is_main:
+            return
+        state = {
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(), "step": step, "config": self.config.to_dict(),
+            "best_val_loss": self.best_val, "world_size": self.info.world_size, "ranks": ranks,
+        }
+        save_checkpoint(self.run_dir / build.CHECKPOINT_DIR, state, step=step, is_best=is_best,
+                        keep_last=self.config.training.keep_last)
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def _progress_bar(self) -> Any:
+        from tqdm import tqdm
+
+        t = self.config.training
+        return tqdm(total=t.max_steps, initial=self.start_step, unit="step", dynamic_ncols=True,
+                    desc=f"training {self.tracking.run_name}", disable=not (t.progress and self.info.is_main))
+
