@@ -65,3 +65,9 @@ def test_data_package_does_not_import_torch() -> None:
     )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")])}
     subprocess.run([sys.executable, "-c", code], check=True, env=env)
+
+
+def test_kind_and_eot_id_match_the_shared_tokenizer_interface() -> None:
+    tok = CharTokenizer.fit("abc")
+    assert tok.kind == "char"
+    assert tok.eot_id is None

@@ -20,6 +20,11 @@ _FORMAT_VERSION = 1
 class CharTokenizer:
     """Maps each character of a fixed vocabulary to an integer id and back."""
 
+    #: Tokenizer family, as written in saved files (``"type"``).
+    kind = _FORMAT_TYPE
+    #: No end-of-text token: documents are joined with a separator text instead.
+    eot_id: int | None = None
+
     def __init__(self, chars: Iterable[str]) -> None:
         """Use ``chars`` (in order) as the vocabulary; id ``i`` is ``chars[i]``."""
         itos = list(chars)

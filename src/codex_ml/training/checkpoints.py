@@ -1,0 +1,420 @@
+"""Checkpoints that survive crashes: atomic writes, ``latest``/``best`` links, pruning, safe loading.
+
+Layout of a checkpoint directory::
+
+    step-00000100.pt   one file per save (the newest ``keep_last`` are kept)
+    step-00000200.pt
+    latest.pt          the newest save (a hard link to its step file, or a copy)
+    best.pt            the save made with ``is_best=True`` most recently
+
+Every file is written to a temporary file in the same directory, fsynced, then renamed
+over its final name (``os.replace``), so a crash or a full disk leaves either the old
+file or the new one, never a torn one. ``latest.pt``/``best.pt`` are hard links (a copy
+where the filesystem has none), so pruning a step file never breaks them.
+
+Format: ``torch.save`` of ``{"codex_ml_checkpoint": 1, "step": step, "state": state}``.
+**Loading uses ``torch.load(weights_only=True)``**, which cannot run code from the file:
+before saving, :func:`save_checkpoint` turns dataclasses into dicts, numpy scalars into
+Python numbers and paths into strings, and refuses any other object (naming its key), so
+everything we write loads that way, RNG states included (see :func:`capture_rng_state`).
+``load_checkpoint(..., trusted=True)`` falls back to full unpickling for old files one
+wrote oneself; never use it on a file from elsewhere.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import pickle
+import random
+import re
+import shutil
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+import torch
+
+from codex_ml.errors import CodexMLError
+
+__all__ = [
+    "BEST_NAME",
+    "LATEST_NAME",
+    "CheckpointError",
+    "capture_rng_state",
+    "find_latest_checkpoint",
+    "list_step_checkpoints",
+    "load_checkpoint",
+    "load_model_state",
+    "restore_rng_state",
+    "save_checkpoint",
+]
+
+LATEST_NAME = "latest.pt"
+BEST_NAME = "best.pt"
+_MARKER = "codex_ml_checkpoint"
+_FORMAT_VERSION = 1
+_STEP_FILE = re.compile(r"^step-(\d+)\.pt$")
+
+
+class CheckpointError(CodexMLError, RuntimeError):
+    """A checkpoint that cannot be written, found, read, or applied to the model."""
+
+
+# ---------------------------------------------------------------------------- saving
+
+def save_checkpoint(
+    directory: str | os.PathLike[str],
+    state: dict[str, Any],
+    *,
+    step: int,
+    is_best: bool = False,
+    keep_last: int | None = 3,
+) -> Path:
+    """Write ``state`` as ``<directory>/step-<step:08d>.pt`` atomically and return its path.
+
+    Then points ``latest.pt`` (and ``best.pt`` when ``is_best``) at it and deletes the
+    oldest step files beyond ``keep_last`` (``None`` keeps all), never one that
+    ``latest.pt``/``best.pt`` share. Any failure raises :class:`CheckpointError` and
+    leaves the previous checkpoints as they were, with no temporary file behind.
+    """
+    if not isinstance(step, int) or step < 0:
+        raise CheckpointError(f"checkpoint step must be a non-negative int, got {step!r}")
+    if keep_last is not None and keep_last < 1:
+        raise CheckpointError(f"keep_last must be at least 1 (or None to keep all), got {keep_last}")
+    folder = Path(directory)
+    payload = {_MARKER: _FORMAT_VERSION, "step": step, "state": _to_safe(state, "state")}
+    path = folder / f"step-{step:08d}.pt"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        _atomic_write(path, lambda f: torch.save(payload, f))
+        _publish(path, folder / LATEST_NAME)
+        if is_best:
+            _publish(path, folder / BEST_NAME)
+    except Exception as err:
+        raise CheckpointError(
+            f"{path}: cannot write the checkpoint ({_why(err)}); the previous checkpoints in "
+            f"{folder} are unchanged. Free disk space or fix permissions, then save again."
+        ) from err
+    if keep_last is not None:
+        _prune(folder, keep_last, protect=path)
+    return path
+
+
+def _why(err: BaseException) -> str:
+    """A one-line reason for an exception."""
+    if isinstance(err, OSError) and err.strerror:
+        return err.strerror
+    return f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}".rstrip(": ")
+
+
+def _atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
+    """Write ``path`` via a temp file in its directory + fsync + rename; no temp file survives."""
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        with open(tmp, "xb") as f:
+            out = _ErrorRecordingFile(f)
+            try:
+                write(out)
+            except Exception as err:
+                # torch turns a failed write() into a vague RuntimeError; report the OS error.
+                if out.error is not None and out.error is not err:
+                    raise out.error from err
+                raise
+            f.flush()
+            os.fsync(f.fileno())  # data on disk before the rename makes it visible
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+class _ErrorRecordingFile:
+    """A binary file wrapper that remembers the OSError of a failed ``write`` (disk full)."""
+
+    def __init__(self, file: IO[bytes]) -> None:
+        """Wrap the open ``file``."""
+        self._file = file
+        self.error: OSError | None = None
+
+    def write(self, data: bytes) -> int:
+        """Write ``data``, recording an OSError before re-raising it."""
+        try:
+            return self._file.write(data)
+        except OSError as err:
+            self.error = err
+            raise
+
+    def flush(self) -> None:
+        """Flush the wrapped file."""
+        self._file.flush()
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename in ``folder`` durable (a no-op where directories cannot be opened)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _publish(source: Path, target: Path) -> None:
+    """Atomically make ``target`` a hard link to ``source`` (a copy if links are unsupported)."""
+    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        try:
+            os.link(source, tmp)
+        except OSError:
+            _atomic_write(tmp, lambda f: _copy_into(source, f))
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(target.parent)
+
+
+def _copy_into(source: Path, out: IO[bytes]) -> None:
+    """Copy the bytes of ``source`` into the open file ``out``."""
+    with open(source, "rb") as src:
+        shutil.copyfileobj(src, out)
+
+
+def list_step_checkpoints(directory: str | os.PathLike[str]) -> list[tuple[int, Path]]:
+    """``(step, path)`` of every ``step-*.pt`` file in ``directory``, oldest step first."""
+    folder = Path(directory)
+    if not folder.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _STEP_FILE.match(p.name))]
+    return sorted(found)
+
+
+def _prune(folder: Path, keep_last: int, protect: Path) -> None:
+    """Delete step files older than the newest ``keep_last``, except linked or protected ones."""
+    linked = [folder / name for name in (LATEST_NAME, BEST_NAME) if (folder / name).exists()]
+    steps = list_step_checkpoints(folder)
+    for _, path in steps[: max(0, len(steps) - keep_last)]:
+        if path == protect or any(_same_file(path, link) for link in linked):
+            continue
+        path.unlink(missing_ok=True)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether two paths are the same inode (a hard link); False if either vanished."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+_PLAIN = (type(None), bool, int, float, complex, str, bytes, torch.Tensor, torch.Size,
+          torch.dtype, torch.device)
+
+
+def _to_safe(value: Any, where: str) -> Any:
+    """``value`` in types ``torch.load(weights_only=True)`` reads back; else CheckpointError."""
+    if isinstance(value, _PLAIN):
+        return value
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return _to_safe(dataclasses.asdict(value), where)
+    if isinstance(value, dict):
+        return _safe_dict(value, where)
+    if type(value) in (list, tuple):
+        items = [_to_safe(v, f"{where}[{i}]") for i, v in enumerate(value)]
+        return type(value)(items)
+    raise CheckpointError(
+        f"cannot save {where} (a {type(value).__module__}.{type(value).__qualname__}) in a "
+        "checkpoint: only tensors, numbers, strings, lists, tuples, dicts and dataclasses are "
+        "stored, so checkpoints load with torch.load(weights_only=True). Convert it first "
+        "(e.g. numpy array -> torch.from_numpy, object -> its state dict)."
+    )
+
+
+def _safe_dict(value: dict[Any, Any], where: str) -> dict[Any, Any]:
+    """A dict with safe values; returns the same object (keeping ``_metadata``) if nothing changed."""
+    out = {}
+    changed = False
+    for key, item in value.items():
+        if not isinstance(key, (str, int, float, bool, type(None))):
+            raise CheckpointError(f"cannot save {where}: key {key!r} is not a str or number")
+        out[key] = _to_safe(item, f"{where}[{key!r}]")
+        changed = changed or out[key] is not item
+    if not changed and type(value) in (dict, OrderedDict):
+        return value  # e.g. a module state_dict with its _metadata, as torch expects
+    return out
+
+
+# ---------------------------------------------------------------------------- loading
+
+def find_latest_checkpoint(directory: str | os.PathLike[str]) -> Path | None:
+    """``latest.pt`` in ``directory``, else its highest ``step-*.pt``, else ``None``."""
+    folder = Path(directory)
+    if (folder / LATEST_NAME).is_file():
+        return folder / LATEST_NAME
+    steps = list_step_checkpoints(folder)
+    return steps[-1][1] if steps else None
+
+
+def load_checkpoint(
+    path: str | os.PathLike[str], map_location: Any = "cpu", *, trusted: bool = False
+) -> dict[str, Any]:
+    """Return the ``state`` dict saved by :func:`save_checkpoint`.
+
+    ``path`` is a checkpoint file or a checkpoint directory (its ``latest.pt``, else its
+    newest step file). Loads with ``weights_only=True``; ``trusted=True`` allows full
+    unpickling for a file you wrote yourself that needs it.
+    """
+    file = _resolve(Path(path))
+    try:
+        payload = torch.load(file, map_location=map_location, weights_only=True)
+    except Exception as err:
+        if trusted and isinstance(err, pickle.UnpicklingError):
+            payload = _load_untrusted(file, map_location)
+        else:
+            raise CheckpointError(_load_failure(file, err)) from err
+    if not isinstance(payload, dict) or _MARKER not in payload or "state" not in payload:
+        raise CheckpointError(
+            f"{file}: not a codex_ml checkpoint (no {_MARKER!r} marker); point to a file "
+            "written by codex_ml training (step-*.pt, latest.pt, best.pt)"
+        )
+    if payload[_MARKER] != _FORMAT_VERSION:
+        raise CheckpointError(
+            f"{file}: checkpoint format version {payload[_MARKER]!r} is not supported "
+            f"(this codex_ml reads version {_FORMAT_VERSION}); upgrade codex_ml"
+        )
+    return payload["state"]
+
+
+def _resolve(path: Path) -> Path:
+    """The checkpoint file ``path`` names, or a CheckpointError saying what to do."""
+    if path.is_dir():
+        found = find_latest_checkpoint(path)
+        if found is None:
+            raise CheckpointError(
+                f"{path}: no checkpoint in this directory (no {LATEST_NAME} or step-*.pt); "
+                "train without resuming first, or point to the directory that has them"
+            )
+        return found
+    if not path.exists():
+        raise CheckpointError(f"{path}: checkpoint not found; check the path")
+    return path
+
+
+def _load_failure(file: Path, err: Exception) -> str:
+    """The message for a file torch could not load."""
+    if "Weights only load failed" in str(err):
+        return (
+            f"{file}: the checkpoint holds Python objects that are not loaded by default, "
+            "because unpickling them can run code; if you wrote this file yourself, load it "
+            "with load_checkpoint(..., trusted=True)"
+        )
+    others = [p.name for _, p in list_step_checkpoints(file.parent) if p != file]
+    hint = f"; other checkpoints there: {', '.join(others)}" if others else ""
+    return (
+        f"{file}: truncated or not a checkpoint ({_why(err)}); it was probably cut off "
+        f"by a crash or is another kind of file. Delete it and resume from an earlier one{hint}"
+    )
+
+
+def _load_untrusted(file: Path, map_location: Any) -> Any:
+    """Full unpickling, only for files the caller vouched for (``trusted=True``)."""
+    try:
+        return torch.load(file, map_location=map_location, weights_only=False)
+    except Exception as err:
+        raise CheckpointError(_load_failure(file, err)) from err
+
+
+def load_model_state(model: torch.nn.Module, state_dict: dict[str, Any], source: str) -> None:
+    """Load ``state_dict`` into ``model`` strictly, or explain every mismatch.
+
+    Raises :class:`CheckpointError` naming ``source`` and listing each missing,
+    unexpected or differently shaped key (checkpoint shape vs model shape). A
+    ``_orig_mod.`` prefix left by ``torch.compile`` is removed first.
+    """
+    expected = model.state_dict()
+    prefix = "_orig_mod."
+    if any(k.startswith(prefix) for k in state_dict) and not any(k.startswith(prefix) for k in expected):
+        state_dict = {k.removeprefix(prefix): v for k, v in state_dict.items()}
+    problems = _state_mismatches(state_dict, expected)
+    if problems:
+        shown = problems[:20] + ([f"... and {len(problems) - 20} more"] if len(problems) > 20 else [])
+        raise CheckpointError(
+            f"{source}: checkpoint from a different model shape (checkpoint vs model): "
+            + "; ".join(shown)
+            + ". Use the model config the checkpoint was trained with, or start a new run."
+        )
+    try:
+        model.load_state_dict(state_dict, strict=True)
+    except RuntimeError as err:
+        raise CheckpointError(f"{source}: cannot load the model weights: {err}") from err
+
+
+def _state_mismatches(got: dict[str, Any], expected: dict[str, Any]) -> list[str]:
+    """One line per key that is missing, unexpected, or shaped differently."""
+    problems = []
+    for key, want in expected.items():
+        if key not in got:
+            problems.append(f"{key} missing from the checkpoint (model {_shape(want)})")
+        elif _shape(got[key]) != _shape(want):
+            problems.append(f"{key} {_shape(got[key])} vs {_shape(want)}")
+    problems += [f"{key} {_shape(v)} not in the model" for key, v in got.items() if key not in expected]
+    return problems
+
+
+def _shape(value: Any) -> str:
+    """``(384, 128)`` for a tensor; the type name for anything else."""
+    shape = getattr(value, "shape", None)
+    return str(tuple(shape)) if shape is not None else type(value).__name__
+
+
+# ---------------------------------------------------------------------------- RNG state
+
+def capture_rng_state() -> dict[str, Any]:
+    """The global RNG states of Python ``random``, numpy, torch CPU and (if present) CUDA.
+
+    Stored as tuples, lists and tensors only, so it loads with ``weights_only=True``.
+    Generators you create yourself (``np.random.default_rng``, ``torch.Generator``)
+    are not included: save their state yourself.
+    """
+    np_state = np.random.get_state(legacy=False)
+    state: dict[str, Any] = {
+        "python": random.getstate(),
+        "numpy": {**np_state, "state": {"key": np_state["state"]["key"].tolist(),
+                                        "pos": int(np_state["state"]["pos"])}},
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng_state(state: dict[str, Any]) -> None:
+    """Restore states captured by :func:`capture_rng_state`, so random draws continue identically."""
+    try:
+        version, internal, gauss = state["python"]
+        random.setstate((version, tuple(internal), gauss))
+        np_state = state["numpy"]
+        key = np.asarray(np_state["state"]["key"], dtype=np.uint32)
+        np.random.set_state({**np_state, "state": {"key": key, "pos": np_state["state"]["pos"]}})
+        torch.set_rng_state(state["torch"].cpu())
+    except (KeyError, TypeError, ValueError) as err:
+        raise CheckpointError(f"invalid RNG state in checkpoint ({_why(err)})") from err
+    cuda = state.get("cuda")
+    if cuda and torch.cuda.is_available():
+        # A resume on fewer GPUs restores the ones present; extra states are ignored.
+        count = min(len(cuda), torch.cuda.device_count())
+        for device, device_state in enumerate(cuda[:count]):
+            torch.cuda.set_rng_state(device_state.cpu(), device)
