@@ -1,0 +1,188 @@
+"""``codex-ml monitoring ...``: read runs back (inspect, export/replay, tail, plot, ui).
+
+Also runnable as ``python -m codex_ml.monitoring.cli``. This module imports only typer
+and rich at load time; numpy, pyarrow, matplotlib and the backends are imported inside the
+commands, so ``codex-ml --help`` stays instant. Errors print one ``error: ...`` line and
+exit with status 2.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from codex_ml.errors import CodexMLError
+
+app = typer.Typer(
+    name="monitoring",
+    help="Read runs back: inspect, export or replay into a backend, tail, plot, open a viewer.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+EXIT_ERROR = 2
+FORMATS_HELP = "csv | parquet | jsonl (default: from OUT's suffix)"
+BACKENDS_HELP = "tensorboard | mlflow | wandb: replay the run's NDJSON into that backend (idempotent)"
+
+
+def _err_console() -> Any:
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+def _guard(action: Callable[[], Any]) -> Any:
+    """Run ``action``; a CodexMLError becomes one 'error:' line and exit status 2."""
+    try:
+        return action()
+    except CodexMLError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(EXIT_ERROR) from exc
+
+
+@app.command()
+def inspect(
+    paths: Annotated[list[Path], typer.Argument(help="Run directories or NDJSON files (metrics or system metrics).")],
+    json_output: Annotated[bool, typer.Option("--json", help="Print JSON for machines instead of tables.")] = False,
+) -> None:
+    """Per-metric count, steps, min/max/mean/last, NaN/Inf, wall-time span and rate; unreadable lines."""
+    from codex_ml.monitoring import inspect as inspect_mod
+
+    def action() -> None:
+        with _err_console().status("reading…"):
+            results = inspect_mod.inspect_paths(paths)
+        if json_output:
+            sys.stdout.buffer.write(inspect_mod.to_json(results))
+            sys.stdout.flush()
+        else:
+            from rich.console import Console
+
+            inspect_mod.render(results, Console())
+
+    _guard(action)
+
+
+@app.command()
+def export(
+    path: Annotated[Path, typer.Argument(help="Run directory or metrics NDJSON file.")],
+    out: Annotated[Optional[Path], typer.Argument(help="Output file (not used with --to).")] = None,
+    fmt: Annotated[Optional[str], typer.Option("--fmt", "-f", help=FORMATS_HELP)] = None,
+    wide: Annotated[bool, typer.Option("--wide", help="One row per step, one column per metric (default: long).")] = False,
+    system: Annotated[bool, typer.Option("--system", help="Export the run's system_metrics.jsonl instead.")] = False,
+    to: Annotated[Optional[str], typer.Option("--to", help=BACKENDS_HELP)] = None,
+    tracking_uri: Annotated[Optional[str], typer.Option(help="MLflow tracking URI for --to mlflow (default: the run's).")] = None,
+    experiment: Annotated[Optional[str], typer.Option(help="MLflow experiment for --to mlflow (default: the run's).")] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print what was written as JSON.")] = False,
+) -> None:
+    """Write metrics to CSV/Parquet/JSONL, or replay them into TensorBoard, MLflow or W&B."""
+    if to is not None:
+        _guard(lambda: _replay(path, to, tracking_uri, experiment, json_output))
+    else:
+        _guard(lambda: _export(path, out, fmt, wide, system, json_output))
+
+
+def _export(path: Path, out: Path | None, fmt: str | None, wide: bool, system: bool, json_output: bool) -> None:
+    from codex_ml.monitoring import export as export_mod
+    from codex_ml.monitoring.loading import load
+    from codex_ml.monitoring.runs import SYSTEM, MonitoringInputError, resolve
+
+    if out is None:
+        raise MonitoringInputError("OUT", "missing output file; e.g. codex-ml monitoring export runs/demo metrics.parquet")
+    chosen = export_mod.pick_format(fmt, out)
+    source = resolve(path)
+    if system and source.kind != SYSTEM and not source.system_files:
+        raise MonitoringInputError(path, "has no system_metrics.jsonl to export (start the run with --system-metrics)")
+    main, kind = (source.system_files[0], SYSTEM) if system and source.kind != SYSTEM else (source.main, source.kind)
+    with _err_console().status(f"exporting {main} …"):
+        rows = export_mod.export(load(main, kind), out, chosen, wide=wide)
+    _report({"out": str(out), "format": chosen, "layout": "wide" if wide else "long", "rows": rows},
+            f"wrote {rows:,} rows ({'wide' if wide else 'long'}) to {out}", json_output)  # fmt: skip
+
+
+def _replay(path: Path, to: str, tracking_uri: str | None, experiment: str | None, json_output: bool) -> None:
+    from codex_ml.monitoring import replay
+
+    result = replay.replay(path, to, tracking_uri=tracking_uri, experiment=experiment, progress=not json_output)
+    _report(result.to_dict(), result.describe(), json_output)
+
+
+def _report(data: dict[str, Any], text: str, json_output: bool) -> None:
+    if json_output:
+        import json
+
+        typer.echo(json.dumps(data))
+    else:
+        typer.echo(text)
+
+
+@app.command()
+def tail(
+    path: Annotated[Path, typer.Argument(help="Run directory or metrics NDJSON file.")],
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new records as the run writes them.")] = False,
+    lines: Annotated[int, typer.Option("--lines", "-n", min=0, help="Records to show first.")] = 10,
+    until_closed: Annotated[bool, typer.Option(help="With -f: stop once the run's summary.json appears.")] = False,
+    interval: Annotated[float, typer.Option(min=0.01, help="Seconds between checks for new data.")] = 0.5,
+    json_output: Annotated[bool, typer.Option("--json", help="Print each record as one JSON line.")] = False,
+) -> None:
+    """Print the last records of a run; with -f follow it live (Ctrl-C to stop)."""
+    from codex_ml.monitoring import tail as tail_mod
+
+    def action() -> None:
+        printer = tail_mod.json_printer if json_output else tail_mod.text_printer
+        try:
+            tail_mod.tail(path, printer, follow=follow, lines=lines, until_closed=until_closed, interval=interval)
+        except KeyboardInterrupt:
+            pass  # Ctrl-C is how a user stops following
+
+    _guard(action)
+
+
+@app.command()
+def plot(
+    paths: Annotated[list[Path], typer.Argument(help="Run directories or metrics NDJSON files (overlaid).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="PNG file to write.")] = Path("curves.png"),
+    metric: Annotated[Optional[list[str]], typer.Option("--metric", "-m", help="Glob of metrics to plot (repeatable; default all).")] = None,
+    max_points: Annotated[int, typer.Option(min=4, help="Points per curve after min/max downsampling.")] = 2000,
+    system: Annotated[bool, typer.Option(help="Add system-metrics panels when the run has them.")] = True,
+) -> None:
+    """Loss curves and system-metric panels as a PNG (spikes survive downsampling)."""
+    from codex_ml.monitoring import plot as plot_mod
+
+    def action() -> None:
+        with _err_console().status("plotting…"):
+            panels = plot_mod.plot(paths, output, patterns=metric or None, max_points=max_points, system=system)
+        typer.echo(f"wrote {output} ({panels} panels)")
+
+    _guard(action)
+
+
+@app.command()
+def ui(
+    path: Annotated[Path, typer.Argument(help="Run directory.")],
+    tensorboard: Annotated[bool, typer.Option("--tensorboard", help="Start TensorBoard on the run's event files.")] = False,
+    mlflow: Annotated[bool, typer.Option("--mlflow", help="Start the MLflow UI on the run's store.")] = False,
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port (0: a free one).")] = 0,
+    host: Annotated[str, typer.Option(help="Address to bind (local only by default).")] = "127.0.0.1",
+) -> None:
+    """Start TensorBoard or the MLflow UI for a run on 127.0.0.1, print the URL, wait for Ctrl-C."""
+    from codex_ml.monitoring import ui as ui_mod
+
+    def action() -> None:
+        viewer = ui_mod.start_viewer(path, ui_mod.pick_viewer(tensorboard, mlflow), port=port, host=host)
+        typer.echo(f"{viewer.kind} for {path}: {viewer.url}   (Ctrl-C to stop)")
+        try:
+            viewer.wait()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            viewer.stop()
+
+    _guard(action)
+
+
+if __name__ == "__main__":
+    app(prog_name="python -m codex_ml.monitoring.cli")

@@ -1,0 +1,147 @@
+"""``codex-ml monitoring export``: a run's metrics as CSV, Parquet or JSONL, long or wide.
+
+Long: one row per metric point (``step, time, key, value``) in file order. Wide: one row
+per step (ascending), one column per metric, an empty cell where a metric was not logged
+at that step (when a step was logged twice, the later value wins); ``time`` is the latest
+wall time of the step. Non-finite values stay non-finite: Parquet stores them as floats,
+CSV as ``nan``/``inf``/``-inf``, JSONL as ``"NaN"``/``"Infinity"``/``"-Infinity"`` (the
+codex_ml NDJSON spelling). pyarrow (extra ``export``) writes CSV and Parquet.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from codex_ml.errors import MissingExtraError
+from codex_ml.monitoring.loading import MetricsData
+from codex_ml.monitoring.runs import UnknownFormatError
+
+FORMATS = ("csv", "parquet", "jsonl")
+_SUFFIXES = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl"}
+
+
+def pick_format(fmt: str | None, out: Path) -> str:
+    """The explicit format, else the one the output suffix names; unknown ones list the choices."""
+    if fmt:
+        if fmt.lower() not in FORMATS:
+            raise UnknownFormatError("export format", fmt, FORMATS)
+        return fmt.lower()
+    guess = _SUFFIXES.get(out.suffix.lower())
+    if guess is None:
+        raise UnknownFormatError("export format (from the file suffix)", out.suffix or out.name, FORMATS)
+    return guess
+
+
+def long_columns(data: MetricsData) -> dict[str, Any]:
+    """numpy columns ``step, time, key (codes), value`` in file order, plus the key names."""
+    keys = data.keys()
+    if not keys:
+        empty = np.empty(0)
+        return {"step": empty.astype(np.int64), "time": empty, "code": empty.astype(np.int32), "value": empty, "keys": keys}
+    rows = np.concatenate([data.series[k].rows for k in keys])
+    codes = np.concatenate([np.full(len(data.series[k]), i, dtype=np.int32) for i, k in enumerate(keys)])
+    # Points were grouped by key; a stable sort on the record number restores file order
+    # and keeps first-appearance key order within a record.
+    order = np.argsort(rows, kind="stable")
+    return {
+        "step": np.concatenate([data.series[k].steps for k in keys])[order],
+        "time": np.concatenate([data.series[k].times for k in keys])[order],
+        "code": codes[order],
+        "value": np.concatenate([data.series[k].values for k in keys])[order],
+        "keys": keys,
+    }
+
+
+def wide_columns(data: MetricsData) -> dict[str, Any]:
+    """``step``, ``time`` and one (values, present-mask) pair per metric, one row per step."""
+    keys = data.keys()
+    all_steps = np.concatenate([data.series[k].steps for k in keys]) if keys else np.empty(0, np.int64)
+    steps = np.unique(all_steps)
+    times = np.full(len(steps), -np.inf)
+    columns: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for key in keys:
+        series = data.series[key]
+        index = np.searchsorted(steps, series.steps)
+        values = np.zeros(len(steps))
+        present = np.zeros(len(steps), dtype=bool)
+        values[index] = series.values  # in file order, so a repeated step keeps its later value
+        present[index] = True
+        np.maximum.at(times, index, series.times)
+        columns[key] = (values, present)
+    return {"step": steps, "time": times, "columns": columns}
+
+
+def to_arrow(data: MetricsData, wide: bool) -> Any:
+    """A pyarrow Table of the long or wide layout."""
+    pa = _pyarrow()
+    if wide:
+        cols = wide_columns(data)
+        arrays = {"step": pa.array(cols["step"]), "time": pa.array(cols["time"])}
+        for key, (values, present) in cols["columns"].items():
+            arrays[key] = pa.array(values, mask=~present)
+        return pa.table(arrays)
+    cols = long_columns(data)
+    keys = pa.DictionaryArray.from_arrays(pa.array(cols["code"], pa.int32()), pa.array(cols["keys"], pa.string()))
+    return pa.table({"step": cols["step"], "time": cols["time"], "key": keys, "value": cols["value"]})
+
+
+def export(data: MetricsData, out: Path, fmt: str, wide: bool = False) -> int:
+    """Write ``data`` to ``out`` in ``fmt``; returns the number of rows written."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if fmt == "jsonl":
+        return _write_jsonl(data, out, wide)
+    table = to_arrow(data, wide)
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        pq.write_table(table, out)
+    elif fmt == "csv":
+        import pyarrow.csv as pcsv
+
+        pcsv.write_csv(_plain_keys(table), out)
+    else:
+        raise UnknownFormatError("export format", fmt, FORMATS)
+    return table.num_rows
+
+
+def _plain_keys(table: Any) -> Any:
+    # The CSV writer wants plain strings rather than dictionary-encoded keys.
+    import pyarrow as pa
+
+    if "key" in table.column_names and pa.types.is_dictionary(table.schema.field("key").type):
+        index = table.column_names.index("key")
+        return table.set_column(index, "key", table.column("key").cast(pa.string()))
+    return table
+
+
+def _write_jsonl(data: MetricsData, out: Path, wide: bool) -> int:
+    import orjson
+
+    from codex_ml.tracking.encoding import encode_number
+
+    lines: list[bytes] = []
+    if wide:
+        cols = wide_columns(data)
+        named = list(cols["columns"].items())
+        for i, step in enumerate(cols["step"].tolist()):
+            row = {"step": step, "time": float(cols["time"][i])}
+            row.update((k, encode_number(float(v[i]))) for k, (v, p) in named if p[i])
+            lines.append(orjson.dumps(row))
+    else:
+        cols = long_columns(data)
+        keys = cols["keys"]
+        for step, when, code, value in zip(cols["step"].tolist(), cols["time"].tolist(), cols["code"].tolist(), cols["value"].tolist()):
+            lines.append(orjson.dumps({"step": step, "time": when, "key": keys[code], "value": encode_number(value)}))
+    out.write_bytes(b"\n".join(lines) + (b"\n" if lines else b""))
+    return len(lines)
+
+
+def _pyarrow() -> Any:
+    try:
+        import pyarrow
+    except ImportError as exc:
+        raise MissingExtraError("export to CSV/Parquet", "pyarrow", "export") from exc
+    return pyarrow

@@ -1,0 +1,205 @@
+"""``codex-ml monitoring inspect``: what a run logged, per metric, in one screen.
+
+Per metric: count, first/last step, min/max/mean (of the finite values), last value,
+NaN/Inf counts, wall-time span and rate. System telemetry gets the same summary. Lines
+that could not be read are listed with their numbers; a torn last line is reported, not
+fatal. Several inputs are shown side by side; ``--json`` gives the same data to machines.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from codex_ml.monitoring.loading import MetricsData, Series, load
+from codex_ml.monitoring.runs import SYSTEM, RunSource, resolve
+from codex_ml.tracking.encoding import encode_number
+
+#: System series shown to humans (the JSON output has all of them).
+_SYSTEM_HIGHLIGHTS = ("percent", "rss_bytes", "utilization", "power_w", "temperature", "load/1m")
+MAX_SYSTEM_ROWS = 16
+
+
+def series_stats(series: Series) -> dict[str, Any]:
+    """Summary numbers of one metric (min/max/mean over the finite values only)."""
+    values = series.values
+    finite_mask = np.isfinite(values)
+    finite = values[finite_mask]
+    nan_count = int(np.isnan(values).sum())
+    times = series.times
+    span = float(times.max() - times.min()) if len(times) else 0.0
+    return {
+        "count": len(values),
+        "first_step": int(series.steps[0]),
+        "last_step": int(series.steps[-1]),
+        "min": float(finite.min()) if finite.size else None,
+        "max": float(finite.max()) if finite.size else None,
+        "mean": float(finite.mean()) if finite.size else None,
+        "last": float(values[-1]),
+        "nan": nan_count,
+        "inf": int(len(values) - finite.size - nan_count),
+        "first_time": float(times.min()),
+        "last_time": float(times.max()),
+        "span_s": span,
+        "rate_per_s": (len(values) - 1) / span if span > 0 else None,
+    }
+
+
+def summarize(data: MetricsData) -> dict[str, Any]:
+    """Per-metric statistics plus what the read found (bad lines, torn tail)."""
+    span = data.time_span
+    return {
+        "file": str(data.path),
+        "kind": data.kind,
+        "records": data.records,
+        "first_time": span[0] if span else None,
+        "last_time": span[1] if span else None,
+        "span_s": (span[1] - span[0]) if span else 0.0,
+        "bad_lines": [{"line": line, "error": why} for line, why in data.report.bad_lines],
+        "torn_tail": data.report.torn_tail,
+        "metrics": {key: series_stats(series) for key, series in data.series.items()},
+    }
+
+
+def inspect_source(source: RunSource) -> dict[str, Any]:
+    """Everything ``inspect`` reports about one run directory or file."""
+    main = summarize(load(source.main, source.kind))
+    result: dict[str, Any] = {"path": source.label, "run": _run_meta(source), **main}
+    systems = [summarize(load(path, SYSTEM)) for path in source.system_files]
+    if source.kind == SYSTEM:
+        result["system"] = None
+    elif systems:
+        result["system"] = systems[0] if len(systems) == 1 else {"files": systems}
+    else:
+        result["system"] = None
+    return result
+
+
+def _run_meta(source: RunSource) -> dict[str, Any]:
+    info, summary = source.run_info, source.summary
+    return {
+        "name": info.get("run_name") or info.get("name"),
+        "run_id": info.get("run_id"),
+        "status": summary.get("status") or info.get("status"),
+        "backends": sorted(source.backends),
+    }
+
+
+def inspect_paths(paths: list[str | Path]) -> list[dict[str, Any]]:
+    """``inspect_source`` for each path, in order."""
+    return [inspect_source(resolve(path)) for path in paths]
+
+
+def to_json(results: list[dict[str, Any]]) -> bytes:
+    """Machine-readable output; non-finite numbers spelled as in the NDJSON files."""
+    import orjson
+
+    return orjson.dumps({"runs": _json_safe(results)}, option=orjson.OPT_INDENT_2) + b"\n"
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, float):
+        return encode_number(value)
+    return value
+
+
+# -- rendering for humans ---------------------------------------------------------
+def fmt(value: float | int | None) -> str:
+    """A compact number: 4 significant digits, ints as they are, '-' for none."""
+    if value is None:
+        return "-"
+    if isinstance(value, int):
+        return str(value)
+    if not math.isfinite(value):
+        return str(value)
+    if value != 0 and (abs(value) >= 1e5 or abs(value) < 1e-3):
+        return f"{value:.3e}"
+    return f"{value:.4g}"
+
+
+def render(results: list[dict[str, Any]], console: Any) -> None:
+    """Rich tables: a header per input, then one metrics table (side by side for several)."""
+    from rich.table import Table
+
+    for result in results:
+        console.print(_header(result))
+        for line in _problems(result):
+            console.print(line, style="yellow")
+    if len(results) == 1:
+        console.print(_single_table(results[0], "metrics"))
+    else:
+        console.print(_side_by_side(results))
+    for result in results:
+        system = result.get("system")
+        if system and "metrics" in system:
+            table = Table(title=f"system metrics — {result['path']} ({system['records']} samples)")
+            _fill_single(table, system["metrics"], _system_keys(system["metrics"]))
+            console.print(table)
+
+
+def _header(result: dict[str, Any]) -> str:
+    run = result["run"]
+    parts = [f"[bold]{result['path']}[/bold]", f"{result['records']:,} records", f"{len(result['metrics'])} metrics"]
+    if result["span_s"]:
+        parts.append(f"{result['span_s']:.1f} s of wall time")
+    if run.get("status"):
+        parts.append(f"status {run['status']}")
+    if run.get("backends"):
+        parts.append("backends " + ", ".join(run["backends"]))
+    return "  ".join(parts)
+
+
+def _problems(result: dict[str, Any]) -> list[str]:
+    lines = [f"  {result['file']}:{bad['line']}: {bad['error']}" for bad in result["bad_lines"][:20]]
+    if len(result["bad_lines"]) > 20:
+        lines.append(f"  ... and {len(result['bad_lines']) - 20} more unreadable lines")
+    if result["torn_tail"]:
+        lines.append(f"  {result['file']}: the last line is torn (cut off mid-write, e.g. by a crash); skipped")
+    return lines
+
+
+def _single_table(result: dict[str, Any], what: str) -> Any:
+    from rich.table import Table
+
+    table = Table(title=f"{what} — {result['path']}")
+    _fill_single(table, result["metrics"], list(result["metrics"]))
+    return table
+
+
+def _fill_single(table: Any, metrics: dict[str, Any], keys: list[str]) -> None:
+    for column in ("metric", "count", "steps", "min", "max", "mean", "last", "NaN/Inf", "span s", "rate/s"):
+        table.add_column(column, justify="left" if column == "metric" else "right")
+    for key in keys:
+        s = metrics[key]
+        table.add_row(key, f"{s['count']:,}", f"{s['first_step']}–{s['last_step']}", fmt(s["min"]), fmt(s["max"]),
+                      fmt(s["mean"]), fmt(s["last"]), f"{s['nan']}/{s['inf']}", f"{s['span_s']:.1f}",
+                      fmt(s["rate_per_s"]))  # fmt: skip
+
+
+def _side_by_side(results: list[dict[str, Any]]) -> Any:
+    from rich.table import Table
+
+    table = Table(title="metrics, side by side (last value; min–max; points)")
+    table.add_column("metric")
+    for result in results:
+        table.add_column(result["path"], justify="right")
+    keys = list(dict.fromkeys(key for result in results for key in result["metrics"]))
+    for key in keys:
+        cells = []
+        for result in results:
+            s = result["metrics"].get(key)
+            cells.append("-" if s is None else f"{fmt(s['last'])}  ({fmt(s['min'])}–{fmt(s['max'])}; n={s['count']:,})")
+        table.add_row(key, *cells)
+    return table
+
+
+def _system_keys(metrics: dict[str, Any]) -> list[str]:
+    chosen = [k for k in metrics if any(h in k for h in _SYSTEM_HIGHLIGHTS) and "/per_core/" not in k]
+    return (chosen or list(metrics))[:MAX_SYSTEM_ROWS]

@@ -1,0 +1,298 @@
+"""Fast columnar loading of metrics NDJSON: one numpy array set per metric.
+
+The fast path hands the whole file to ``pyarrow.json.read_json`` (multi-threaded C++),
+after cutting a torn last line off and swapping the non-finite spellings (``"NaN"``,
+``"Infinity"``, ``"-Infinity"``, see docs/run-directory.md) for sentinel numbers that are
+swapped back afterwards: pyarrow cannot read a column holding both numbers and strings.
+Any file the fast path cannot take (a bad line, an unexpected type, pyarrow missing, a
+sentinel already present) is read by the slow path, one ``orjson.loads`` per line, which
+reports bad lines with their numbers, as ``codex_ml.tracking.reader`` does.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+
+from codex_ml.monitoring.runs import METRICS, SYSTEM, EmptyInputError
+from codex_ml.tracking.encoding import decode_number
+from codex_ml.tracking.reader import ReadReport, iter_records
+
+# Replacement numbers for the non-finite spellings. orjson writes a value as ':"NaN"'
+# (a key can never contain a bare quote), so the swap cannot touch keys. A file that
+# already holds these digits anywhere goes to the slow path, so the swap is exact.
+_MAX = 1.7976931348623157e308
+_NAN_SENTINEL = 1.7976931348623155e308  # the double just below the largest one
+_SENTINEL_PREFIX = b"1.797693134862315"
+_SWAPS = ((b':"NaN"', b":1.7976931348623155e308"), (b':"-Infinity"', b":-1.7976931348623157e308"),
+          (b':"Infinity"', b":1.7976931348623157e308"))  # fmt: skip
+
+
+@dataclass
+class Series:
+    """One metric's points in file order: step, wall time, value and record number."""
+
+    steps: np.ndarray
+    times: np.ndarray
+    values: np.ndarray
+    rows: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+
+@dataclass
+class MetricsData:
+    """Every metric of one NDJSON file, plus what could not be read."""
+
+    path: Path
+    kind: str
+    records: int
+    series: dict[str, Series]
+    report: ReadReport
+    #: The first and last wall time of any record (None for an empty file).
+    time_span: tuple[float, float] | None = None
+    fast_path: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def keys(self) -> list[str]:
+        """Metric names in order of first appearance."""
+        return list(self.series)
+
+
+def load(path: str | Path, kind: str = METRICS) -> MetricsData:
+    """Load a metrics (``kind="metrics"``) or system-metrics (``"system"``) NDJSON file."""
+    path = Path(path)
+    data = load_system(path) if kind == SYSTEM else load_metrics(path)
+    if data.records == 0 and not data.report.bad_lines:
+        raise EmptyInputError(path)
+    return data
+
+
+def load_metrics(path: str | Path) -> MetricsData:
+    """A metrics.ndjson file: the pyarrow path when it can, else the per-line path."""
+    path = Path(path)
+    raw = path.read_bytes()
+    try:
+        fast = _load_fast(path, raw)
+    except ImportError:
+        fast = None
+    return fast if fast is not None else _load_slow(path, raw)
+
+
+# -- fast path ----------------------------------------------------------------------
+def _load_fast(path: Path, raw: bytes) -> MetricsData | None:
+    import pyarrow as pa
+    import pyarrow.json as pj
+
+    report = ReadReport(str(path))
+    body, tail = _split_tail(raw)
+    present = [(spelling, number) for spelling, number in _SWAPS if spelling in body]
+    if present and _SENTINEL_PREFIX in body:
+        return None
+    for spelling, number in present:
+        body = body.replace(spelling, number)
+    tail_record = _parse_tail(tail, report)
+    if not body or body.isspace():
+        return None
+    try:
+        table = pj.read_json(pa.BufferReader(body))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None  # a bad line or mixed types: the slow path says where
+    data = _from_table(path, table, bool(present), report)
+    if data is not None and tail_record is not None:
+        _append_record(data, tail_record)
+    return data
+
+
+def _split_tail(raw: bytes) -> tuple[bytes, bytes]:
+    """(complete lines, a last line without its newline)."""
+    cut = raw.rfind(b"\n") + 1
+    if cut == len(raw):
+        return raw, b""  # the usual case: no 100 MB copy
+    return raw[:cut], raw[cut:]
+
+
+def _parse_tail(tail: bytes, report: ReadReport) -> dict[str, Any] | None:
+    # A last line without a newline counts if it parses (the reader's rule), else it is torn.
+    if not tail.strip():
+        return None
+    try:
+        record = orjson.loads(tail)
+    except orjson.JSONDecodeError:
+        report.torn_tail = True
+        return None
+    if not isinstance(record, dict):
+        report.torn_tail = True
+        return None
+    return record
+
+
+def _from_table(path: Path, table: Any, swapped: bool, report: ReadReport) -> MetricsData | None:
+    import pyarrow as pa
+
+    names = table.column_names
+    if "metrics" not in names or "step" not in names or "time" not in names:
+        return None
+    steps_col, times_col = table.column("step"), table.column("time")
+    if steps_col.null_count or times_col.null_count or not pa.types.is_integer(steps_col.type):
+        return None
+    metrics_col = table.column("metrics")
+    if not pa.types.is_struct(metrics_col.type):
+        return None
+    steps = steps_col.to_numpy().astype(np.int64, copy=False)
+    times = times_col.cast(pa.float64()).to_numpy()
+    parts: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
+    offset = 0
+    for chunk in metrics_col.chunks:
+        for child_field, child in zip(chunk.type, chunk.flatten()):
+            got = _child_values(child, swapped)
+            if got is None:
+                return None
+            rows, values = got
+            parts.setdefault(child_field.name, []).append((rows + offset, values))
+        offset += len(chunk)
+    series = {key: _series(chunks, steps, times) for key, chunks in parts.items()}
+    return MetricsData(path, METRICS, len(table), series, report, _span(times), fast_path=True)
+
+
+def _child_values(child: Any, swapped: bool) -> tuple[np.ndarray, np.ndarray] | None:
+    import pyarrow as pa
+
+    if not (pa.types.is_floating(child.type) or pa.types.is_integer(child.type)):
+        return None  # strings other than the non-finite spellings, booleans, objects
+    values = child.cast(pa.float64()).fill_null(0.0).to_numpy() if child.null_count else child.cast(pa.float64()).to_numpy()
+    if child.null_count:
+        rows = np.flatnonzero(child.is_valid().to_numpy(zero_copy_only=False))
+        values = values[rows]
+    else:
+        rows = np.arange(len(child), dtype=np.int64)
+    if swapped:
+        values = _unswap(values)
+    return rows.astype(np.int64, copy=False), values
+
+
+def _unswap(values: np.ndarray) -> np.ndarray:
+    values = np.array(values, dtype=np.float64, copy=True)
+    values[values == _NAN_SENTINEL] = math.nan
+    values[values == _MAX] = math.inf
+    values[values == -_MAX] = -math.inf
+    return values
+
+
+def _series(chunks: list[tuple[np.ndarray, np.ndarray]], steps: np.ndarray, times: np.ndarray) -> Series:
+    rows = np.concatenate([c[0] for c in chunks]) if len(chunks) > 1 else chunks[0][0]
+    values = np.concatenate([c[1] for c in chunks]) if len(chunks) > 1 else chunks[0][1]
+    return Series(steps[rows], times[rows], values, rows)
+
+
+def _span(times: np.ndarray) -> tuple[float, float] | None:
+    return (float(times.min()), float(times.max())) if len(times) else None
+
+
+def _append_record(data: MetricsData, record: dict[str, Any]) -> None:
+    """Add one record (the complete last line that lacked its newline) to loaded data."""
+    try:
+        step, when = int(record["step"]), float(record["time"])
+        metrics = {k: float(decode_number(v)) for k, v in record.get("metrics", {}).items()}
+    except (KeyError, TypeError, ValueError) as exc:
+        data.report.bad_lines.append((data.records + 1, f"bad record ({exc})"))
+        return
+    row = data.records
+    for key, value in metrics.items():
+        old = data.series.get(key) or Series(*(np.empty(0, dt) for dt in (np.int64, np.float64, np.float64, np.int64)))
+        data.series[key] = Series(np.append(old.steps, step), np.append(old.times, when),
+                                  np.append(old.values, value), np.append(old.rows, row))  # fmt: skip
+    data.records += 1
+    span = data.time_span or (when, when)
+    data.time_span = (min(span[0], when), max(span[1], when))
+
+
+# -- slow path ----------------------------------------------------------------------
+class _Columns:
+    """Growing per-key Python lists, turned into numpy arrays at the end."""
+
+    def __init__(self) -> None:
+        self.cols: dict[str, tuple[list[int], list[float], list[float], list[int]]] = {}
+        self.times: list[float] = []
+        self.records = 0
+
+    def add(self, step: int, when: float, metrics: dict[str, float]) -> None:
+        for key, value in metrics.items():
+            col = self.cols.get(key)
+            if col is None:
+                col = self.cols[key] = ([], [], [], [])
+            col[0].append(step)
+            col[1].append(when)
+            col[2].append(value)
+            col[3].append(self.records)
+        self.times.append(when)
+        self.records += 1
+
+    def series(self) -> dict[str, Series]:
+        dtypes = (np.int64, np.float64, np.float64, np.int64)
+        return {k: Series(*(np.asarray(c, dtype=dt) for c, dt in zip(col, dtypes))) for k, col in self.cols.items()}
+
+
+def _load_slow(path: Path, raw: bytes) -> MetricsData:
+    report = ReadReport(str(path))
+    columns = _Columns()
+    lines = raw.split(b"\n")
+    last = len(lines) - 1  # the piece after the final newline ('' for a clean file)
+    for index, line in enumerate(lines):
+        if not line.strip():
+            continue
+        parsed = _parse_metrics_line(line)
+        if isinstance(parsed, str):
+            if index == last:
+                report.torn_tail = True
+            else:
+                report.bad_lines.append((index + 1, parsed))
+            continue
+        columns.add(*parsed)
+    times = np.asarray(columns.times, dtype=np.float64)
+    return MetricsData(path, METRICS, columns.records, columns.series(), report, _span(times))
+
+
+def _parse_metrics_line(line: bytes) -> tuple[int, float, dict[str, float]] | str:
+    """(step, time, metrics) of one line, or why it is not a metrics record."""
+    try:
+        record = orjson.loads(line)
+    except orjson.JSONDecodeError as exc:
+        return f"not JSON ({exc})"
+    if not isinstance(record, dict):
+        return "not a JSON object"
+    step, when, metrics = record.get("step"), record.get("time"), record.get("metrics")
+    if type(step) is not int or not isinstance(when, (int, float)) or not isinstance(metrics, dict):
+        return "not a metrics record (needs an integer 'step', a number 'time' and a 'metrics' object)"
+    try:
+        values = {k: float(decode_number(v)) for k, v in metrics.items()}
+    except ValueError as exc:
+        return f"bad metric value ({exc})"
+    return step, float(when), values
+
+
+# -- system metrics -----------------------------------------------------------------
+def load_system(path: str | Path) -> MetricsData:
+    """A system_metrics.jsonl file as ``system/<group>/<field>`` series on the sample axis.
+
+    These files hold one line per sampling interval (small), so the reader's per-line path
+    is fast enough.
+    """
+    from codex_ml.monitoring.system_metrics import flatten_sample
+
+    path = Path(path)
+    report = ReadReport(str(path))
+    columns = _Columns()
+    for record in iter_records(path, report):
+        sample, when = record.get("sample"), record.get("time")
+        if not isinstance(sample, int) or not isinstance(when, (int, float)):
+            continue  # not a sample: unknown records are ignored, as the schema says
+        columns.add(sample, float(when), flatten_sample(record))
+    times = np.asarray(columns.times, dtype=np.float64)
+    return MetricsData(path, SYSTEM, columns.records, columns.series(), report, _span(times))
