@@ -1,0 +1,119 @@
+"""The Hydra entry point: ``python -m codex_ml.cli.main [key=value ...] [tracking flags]``.
+
+Composes ``configs/config.yaml`` (the same tree ``train-model --config`` reads: model, data,
+training, tracking, system_metrics), validates it against the schema and trains. With a
+``pipeline=<name>`` choice it hands the config to the pipeline runner instead.
+
+The old-style tracking flags (``--enable-wandb``, ``--mlflow-enable``/``--enable-mlflow``,
+``--mlflow-tracking-uri X``, ``--mlflow-experiment Y``, ``--enable-tensorboard``,
+``--system-metrics [AUTO|PATH]``, ``--system-metrics-interval S``, ``--prometheus-port P``, ...)
+are taken out of ``sys.argv`` before Hydra parses it; they win over the config's ``tracking``.
+
+The config directory is ``$CODEX_ML_CONFIG_DIR``, else ``./configs`` when it has a config.yaml,
+else the ``configs/`` of the source checkout; Hydra's own ``--config-dir`` also works.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+from codex_ml.tracking.config import TrackingConfig
+from codex_ml.tracking.flags import add_tracking_arguments, fill_optional_values, tracking_config_from
+
+__all__ = ["config_dir", "main", "split_tracking_flags"]
+
+CONFIG_DIR_ENV = "CODEX_ML_CONFIG_DIR"
+_OVERRIDE = re.compile(r"^[+~]{0,2}[A-Za-z_][\w.@/-]*=")
+
+
+def config_dir() -> Path:
+    """Where the Hydra config tree lives (see the module docstring)."""
+    if os.environ.get(CONFIG_DIR_ENV):
+        return Path(os.environ[CONFIG_DIR_ENV]).resolve()
+    local = Path.cwd() / "configs"
+    if (local / "config.yaml").is_file():
+        return local.resolve()
+    return Path(__file__).resolve().parents[3] / "configs"
+
+
+def split_tracking_flags(argv: list[str]) -> tuple[TrackingConfig, list[str]]:
+    """Parse the tracking flags out of ``argv``; return them and the arguments left for Hydra."""
+    argv = fill_optional_values(argv)
+    # `--system-metrics training.max_steps=5`: the flag has no value; the override is Hydra's.
+    for index, arg in enumerate(argv[:-1]):
+        if arg == "--system-metrics" and _OVERRIDE.match(argv[index + 1]):
+            argv = [*argv[: index + 1], "AUTO", *argv[index + 1 :]]
+            break
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    add_tracking_arguments(parser)
+    known, rest = parser.parse_known_args(argv)
+    return tracking_config_from(known), [_hydra_override(arg) for arg in rest]
+
+
+def _hydra_override(arg: str) -> str:
+    """Adapt one plain ``key=value`` to our tree.
+
+    ``training=tiny`` picks a config group option; the training configs are whole trees, so
+    that group is mounted at the top (``training@_global_``). Any other plain key becomes
+    ``++key=value`` (set, adding it if absent): a typo then reaches the schema check, which
+    reports every unknown key at once, instead of Hydra stopping at the first.
+    """
+    key, sep, value = arg.partition("=")
+    if not sep or not _OVERRIDE.match(arg) or key.startswith(("+", "~")) or "@" in key:
+        return arg
+    if key == "training":
+        return f"training@_global_={value}"
+    if "." not in key and (config_dir() / key).is_dir():
+        return arg  # another config group choice, e.g. pipeline=<name>
+    return f"++{arg}"
+
+
+def _run(cfg: Any, flags: TrackingConfig) -> Any:
+    """Validate the composed config, then train (or run the chosen pipeline)."""
+    from omegaconf import OmegaConf
+
+    from codex_ml.cli.train_command import _report, effective_tracking
+    from codex_ml.training.config import NON_SCHEMA_KEYS, validate_config
+
+    raw = OmegaConf.to_container(cfg, resolve=True)
+    schema_part = {k: v for k, v in raw.items() if k not in NON_SCHEMA_KEYS}
+    config = validate_config(schema_part, "hydra config " + str(config_dir() / "config.yaml") + " + overrides")
+    tracking = effective_tracking(config.tracking_config(), flags)
+    if raw.get("pipeline") is not None:
+        from codex_ml.pipeline.runner import run_from_hydra
+
+        return run_from_hydra(cfg, tracking=tracking)
+    from codex_ml.training.trainer import train
+
+    result = train(config.with_tracking(tracking), tracking)
+    _report(result)
+    return result
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Strip the tracking flags, then let Hydra compose the config and call the trainer."""
+    import hydra
+
+    from codex_ml.errors import CodexMLError
+
+    flags, rest = split_tracking_flags(sys.argv[1:] if argv is None else argv)
+    sys.argv = [sys.argv[0], *rest]
+
+    @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")
+    def _entry(cfg: Any) -> None:
+        try:
+            _run(cfg, flags)
+        except CodexMLError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            sys.exit(2)
+
+    _entry()
+
+
+if __name__ == "__main__":
+    main()
