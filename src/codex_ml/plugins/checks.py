@@ -70,5 +70,8 @@ def _collector_problem(obj: Any) -> str | None:
 
 
 def _describe(obj: Any) -> str:
-    name = getattr(obj, "__qualname__", None) or getattr(obj, "__name__", None)
-    return f"{type(obj).__name__} {name}" if name else f"a {type(obj).__name__} object"
+    if inspect.isclass(obj):
+        return f"class {obj.__qualname__}"
+    if inspect.isfunction(obj) or inspect.ismodule(obj):
+        return f"{type(obj).__name__} {obj.__name__}"
+    return f"an object of type {type(obj).__name__}"
