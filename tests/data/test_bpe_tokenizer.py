@@ -82,7 +82,7 @@ def test_vocab_size_below_bytes_plus_eot_is_refused() -> None:
 
 def test_bad_files_are_rejected(tmp_path: Path) -> None:
     wrong_type = tmp_path / "char.json"
-    wrong_type.write_text(json.dumps({"type": "char", "version": 1, "chars": ["a"]}), encoding="utf-8")
+    wrong_type.write_text(json.dumps({"type": "char", "version": 1, "chars": ["a"]}))
     with pytest.raises(ValueError, match="not a BPE tokenizer"):
         BPETokenizer.load(wrong_type)
     future = tmp_path / "future.json"
@@ -90,6 +90,6 @@ def test_bad_files_are_rejected(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="unsupported BPE tokenizer version 99"):
         BPETokenizer.load(future)
     broken = tmp_path / "broken.json"
-    broken.write_text(json.dumps({"type": "bpe", "version": 1, "tokenizer": {"model": 1}}), encoding="utf-8")
+    broken.write_text(json.dumps({"type": "bpe", "version": 1, "tokenizer": {"model": 1}}))
     with pytest.raises(ValueError, match="invalid Hugging Face tokenizer JSON"):
         BPETokenizer.load(broken)

@@ -53,7 +53,9 @@ def test_jsonl_accepts_strings_and_text_objects_and_skips_blank_lines(tmp_path: 
         ('{"text": 5}', '"text" is a number'),
     ],
 )
-def test_bad_jsonl_line_names_file_line_and_expectation(tmp_path: Path, line: str, expected: str) -> None:
+def test_bad_jsonl_line_names_file_line_and_expectation(
+    tmp_path: Path, line: str, expected: str
+) -> None:
     path = _write(tmp_path / "bad.jsonl", '"ok"\n\n' + line + '\n"also ok"\n')
     with pytest.raises(CorpusError, match=expected) as info:
         read_corpus(path)

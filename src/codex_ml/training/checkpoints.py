@@ -1,4 +1,4 @@
-"""Checkpoints that survive crashes: atomic writes, ``latest``/``best`` links, pruning, safe loading.
+"""Crash-safe checkpoints: atomic writes, ``latest``/``best`` links, pruning, safe loading.
 
 Layout of a checkpoint directory::
 
@@ -84,7 +84,7 @@ def save_checkpoint(
     if not isinstance(step, int) or step < 0:
         raise CheckpointError(f"checkpoint step must be a non-negative int, got {step!r}")
     if keep_last is not None and keep_last < 1:
-        raise CheckpointError(f"keep_last must be at least 1 (or None to keep all), got {keep_last}")
+        raise CheckpointError(f"keep_last must be at least 1 (None keeps all), got {keep_last}")
     folder = Path(directory)
     payload = {_MARKER: _FORMAT_VERSION, "step": step, "state": _to_safe(state, "state")}
     path = folder / f"step-{step:08d}.pt"
@@ -244,7 +244,7 @@ def _to_safe(value: Any, where: str) -> Any:
 
 
 def _safe_dict(value: dict[Any, Any], where: str) -> dict[Any, Any]:
-    """A dict with safe values; returns the same object (keeping ``_metadata``) if nothing changed."""
+    """A dict of safe values; the same object (with its ``_metadata``) if nothing changed."""
     out = {}
     changed = False
     for key, item in value.items():
@@ -346,11 +346,13 @@ def load_model_state(model: torch.nn.Module, state_dict: dict[str, Any], source:
     """
     expected = model.state_dict()
     prefix = "_orig_mod."
-    if any(k.startswith(prefix) for k in state_dict) and not any(k.startswith(prefix) for k in expected):
+    compiled = any(k.startswith(prefix) for k in state_dict)
+    if compiled and not any(k.startswith(prefix) for k in expected):
         state_dict = {k.removeprefix(prefix): v for k, v in state_dict.items()}
     problems = _state_mismatches(state_dict, expected)
     if problems:
-        shown = problems[:20] + ([f"... and {len(problems) - 20} more"] if len(problems) > 20 else [])
+        more = [f"... and {len(problems) - 20} more"] if len(problems) > 20 else []
+        shown = problems[:20] + more
         raise CheckpointError(
             f"{source}: checkpoint from a different model shape (checkpoint vs model): "
             + "; ".join(shown)
@@ -370,7 +372,9 @@ def _state_mismatches(got: dict[str, Any], expected: dict[str, Any]) -> list[str
             problems.append(f"{key} missing from the checkpoint (model {_shape(want)})")
         elif _shape(got[key]) != _shape(want):
             problems.append(f"{key} {_shape(got[key])} vs {_shape(want)}")
-    problems += [f"{key} {_shape(v)} not in the model" for key, v in got.items() if key not in expected]
+    problems += [
+        f"{key} {_shape(v)} not in the model" for key, v in got.items() if key not in expected
+    ]
     return problems
 
 
@@ -402,7 +406,7 @@ def capture_rng_state() -> dict[str, Any]:
 
 
 def restore_rng_state(state: dict[str, Any]) -> None:
-    """Restore states captured by :func:`capture_rng_state`, so random draws continue identically."""
+    """Restore :func:`capture_rng_state`'s states, so random draws continue identically."""
     try:
         version, internal, gauss = state["python"]
         random.setstate((version, tuple(internal), gauss))
