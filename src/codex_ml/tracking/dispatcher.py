@@ -143,6 +143,14 @@ class Dispatcher:
             self.last_step = record[1]
         return record
 
+    def encode_record_into(self, record: Record, chunks: dict[int, list[bytes]]) -> None:
+        """Prepare and encode one record into ``chunks`` (used by a forked child's run)."""
+        self._encode(self._prepare(record), chunks)
+
+    def append_now(self, kind: int, line: bytes) -> None:
+        """Append one encoded line with a single ``O_APPEND`` write (a forked child's path)."""
+        self._files[kind].append_line_now(line)
+
     def _encode(self, record: Record, chunks: dict[int, list[bytes]]) -> None:
         kind, step, wall_time = record[0], record[1], record[2]
         if kind == METRICS:

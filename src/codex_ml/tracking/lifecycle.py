@@ -89,6 +89,7 @@ def _install_once() -> None:
         previous_hook(kind, value, tb)
 
     sys.excepthook = excepthook
+    os.register_at_fork(after_in_child=_after_fork_in_child)
     # threading's exit hooks run before atexit ones, so W&B/MLflow (atexit) see our last writes.
     register_exit = getattr(threading, "_register_atexit", None)
     if register_exit is not None:
@@ -97,6 +98,17 @@ def _install_once() -> None:
         import atexit
 
         atexit.register(_at_exit)
+
+
+def _after_fork_in_child() -> None:
+    # The child's copies of open runs belong to the parent: they must not be closed at the
+    # child's exit (that would finish the parent's MLflow run); records go straight to disk.
+    for run in list(_open_runs):
+        become = getattr(run, "become_fork_child", None)
+        if become is not None:
+            become()
+    _open_runs.clear()
+    _closing_here.clear()
 
 
 def _at_exit() -> None:

@@ -42,6 +42,14 @@ class NdjsonFile:
         except OSError as exc:
             self._on_error(exc)
 
+    def append_line_now(self, line: bytes) -> None:
+        """One ``os.write`` of one line, bypassing the pending buffer (a forked child's copy
+        of that buffer belongs to the parent). O_APPEND keeps concurrent writers' lines whole."""
+        try:
+            os.write(self._fd, line)
+        except OSError as exc:
+            self._reporter.error("ndjson", f"cannot write {self.path.name} from a forked child: {exc.strerror or exc}")
+
     def _on_error(self, exc: OSError) -> None:
         if not self._failing:
             self._failing = True

@@ -23,7 +23,7 @@ from codex_ml.tracking.params import flatten_params
 from codex_ml.tracking.redaction import redact_params
 from codex_ml.tracking.paths import RunPaths, default_run_name, prepare_run_dir
 from codex_ml.tracking.reader import last_step
-from codex_ml.tracking.records import ARTIFACT, HISTOGRAM, METRICS, PARAMS, SYSTEM, TAGS, TEXT
+from codex_ml.tracking.records import ARTIFACT, HISTOGRAM, METRICS, PARAMS, SYSTEM, TAGS, TEXT, Record
 from codex_ml.tracking.reporting import Reporter
 from codex_ml.tracking.sink import RunInfo, Sink
 from codex_ml.tracking.validation import INT64_MAX, INT64_MIN, check_name, coerce_metrics, coerce_step
@@ -70,6 +70,8 @@ class Run:
         self._closing_thread: int | None = None
         self._final_status = "FINISHED"
         self._backpressure_reported = False
+        self._forked = False
+        self._fork_warned = False
         #: The system telemetry sampler started for this run (--system-metrics), if any.
         self.system_metrics: Any = None
         self._started = time.time()
@@ -206,6 +208,31 @@ class Run:
         if self._closed:
             raise RunClosedError(self.info.name)
 
+    # -- in a child made by fork() -----------------------------------------------------
+    def become_fork_child(self) -> None:
+        """Switch this copy of the run to direct appends (called in a child after ``fork()``).
+
+        The child has no writer thread. What the parent had queued is the parent's to write,
+        so the copy of the queue is dropped (no duplicated lines); records the child logs are
+        appended straight to the NDJSON files, one ``O_APPEND`` write per record, so lines from
+        parent and child never interleave. They reach the other sinks only by replay.
+        """
+        self._queue.clear()
+        self._forked = True
+        self._append = self._append_from_fork_child
+
+    def _append_from_fork_child(self, record: Record) -> None:
+        if record[0] not in (METRICS, HISTOGRAM, TEXT):
+            if not self._fork_warned:
+                self._fork_warned = True
+                self.reporter.warn("run", "params, tags, artifacts and system metrics logged in a forked child are ignored")
+            return
+        chunks: dict[int, list[bytes]] = {METRICS: [], HISTOGRAM: [], TEXT: []}
+        self._dispatcher.encode_record_into(record, chunks)
+        for kind, lines in chunks.items():
+            if lines:
+                self._dispatcher.append_now(kind, lines[0])
+
     # -- closing --------------------------------------------------------------------
     def flush(self, timeout: float = 10.0) -> None:
         """Write everything queued so far to the NDJSON files now (sinks follow on their own)."""
@@ -219,6 +246,9 @@ class Run:
         """Flush, stop the sinks with ``status`` and write summary.json. Idempotent."""
         if status not in STATUSES:
             raise ValueError(f"status must be one of {STATUSES}, got {status!r}")
+        if self._forked:
+            # The parent owns the run: a forked child must not close its sinks or write its summary.
+            return CloseReport(status, 0, 0.0, complete=True)
         if self._closing_thread == threading.get_ident():
             # Re-entered from a signal handler while this thread is already closing: the
             # close in progress finishes with this status (lifecycle re-sends the signal after).
