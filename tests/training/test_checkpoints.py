@@ -168,6 +168,16 @@ def test_unsupported_objects_are_refused_before_anything_is_written(tmp_path: Pa
     assert _files(tmp_path) == [LATEST_NAME, "step-00000001.pt"]
 
 
+def test_config_objects_are_stored_as_plain_containers(tmp_path: Path) -> None:
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.create({"lr": 0.1, "model": {"sizes": [1, 2, "${lr}"]}})
+    save_checkpoint(tmp_path, {"cfg": cfg, "pair": (1, [2, 3])}, step=1)
+    loaded = load_checkpoint(tmp_path)
+    assert loaded == {"cfg": {"lr": 0.1, "model": {"sizes": [1, 2, 0.1]}}, "pair": (1, [2, 3])}
+    assert type(loaded["cfg"]) is dict and type(loaded["cfg"]["model"]["sizes"]) is list
+
+
 class _ExplodingTensor(torch.Tensor):
     """A tensor whose pickling fails, to break ``torch.save`` after it has started writing."""
 
@@ -281,3 +291,16 @@ def test_compiled_model_prefix_is_accepted() -> None:
     compiled_keys = {f"_orig_mod.{k}": v for k, v in source.state_dict().items()}
     load_model_state(target, compiled_keys, "ckpt")
     assert torch.equal(target.wte.weight, source.wte.weight)
+
+
+@pytest.mark.gpu
+def test_cuda_rng_state_round_trips(tmp_path: Path) -> None:
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA (torch here is a CPU build or no GPU is visible)")
+    torch.cuda.manual_seed_all(5)
+    save_checkpoint(tmp_path, {"rng": capture_rng_state()}, step=1)
+    first = torch.rand(4, device="cuda").tolist()
+    torch.cuda.manual_seed_all(6)
+    state = load_checkpoint(tmp_path, map_location="cuda")  # RNG tensors land on the GPU
+    restore_rng_state(state["rng"])
+    assert torch.rand(4, device="cuda").tolist() == first

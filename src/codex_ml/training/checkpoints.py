@@ -31,7 +31,7 @@ import re
 import shutil
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -230,11 +230,11 @@ def _to_safe(value: Any, where: str) -> Any:
         return os.fspath(value)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return _to_safe(dataclasses.asdict(value), where)
-    if isinstance(value, dict):
+    if isinstance(value, Mapping):  # dicts, and e.g. an OmegaConf DictConfig as a plain dict
         return _safe_dict(value, where)
-    if type(value) in (list, tuple):
+    if isinstance(value, Sequence):  # lists and tuples stay so; other sequences become lists
         items = [_to_safe(v, f"{where}[{i}]") for i, v in enumerate(value)]
-        return type(value)(items)
+        return tuple(items) if isinstance(value, tuple) else list(items)
     raise CheckpointError(
         f"cannot save {where} (a {type(value).__module__}.{type(value).__qualname__}) in a "
         "checkpoint: only tensors, numbers, strings, lists, tuples, dicts and dataclasses are "
@@ -243,7 +243,7 @@ def _to_safe(value: Any, where: str) -> Any:
     )
 
 
-def _safe_dict(value: dict[Any, Any], where: str) -> dict[Any, Any]:
+def _safe_dict(value: Mapping[Any, Any], where: str) -> dict[Any, Any]:
     """A dict of safe values; the same object (with its ``_metadata``) if nothing changed."""
     out = {}
     changed = False
