@@ -1,0 +1,166 @@
+"""``codex-ml monitoring ui``: TensorBoard or the MLflow UI for one run, on 127.0.0.1.
+
+The viewer runs as a child process in its own process group (so stopping it also stops
+its workers), bound to 127.0.0.1 on a free port unless one is given. ``start_viewer``
+returns once the URL answers HTTP. MLflow 3.13+ refuses file stores unless
+``MLFLOW_ALLOW_FILE_STORE=true``; ``mlflow_utils.prepare_environment`` sets it. A run
+whose MLflow store is a server (http URI) needs no new process: its URL is printed.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from codex_ml.errors import CodexMLError
+from codex_ml.monitoring.runs import MonitoringInputError, read_json
+from codex_ml.tracking.paths import RUN_FILE
+
+START_TIMEOUT = 120.0
+VIEWERS = ("tensorboard", "mlflow")
+
+
+class ViewerError(CodexMLError, RuntimeError):
+    """A viewer process that exited or never answered."""
+
+
+@dataclass
+class Viewer:
+    """A started viewer: its kind, URL and process (None when nothing was started)."""
+
+    kind: str
+    url: str
+    process: subprocess.Popen | None = None
+    log_path: Path | None = None
+
+    def wait(self) -> None:
+        """Block until the viewer exits (Ctrl-C raises KeyboardInterrupt here)."""
+        if self.process is not None:
+            self.process.wait()
+
+    def stop(self) -> None:
+        """Terminate the viewer's process group; kill it if it does not stop in 10 s."""
+        process = self.process
+        if process is None or process.poll() is not None:
+            return
+        try:
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+        except ProcessLookupError:
+            pass
+
+
+def pick_viewer(tensorboard: bool, mlflow: bool) -> str:
+    """The one viewer the flags choose; both or neither is an error saying what to pass."""
+    if tensorboard == mlflow:
+        raise MonitoringInputError("ui", "choose exactly one viewer: --tensorboard or --mlflow")
+    return "tensorboard" if tensorboard else "mlflow"
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def start_viewer(run_dir: str | Path, kind: str, *, port: int = 0, host: str = "127.0.0.1",
+                 timeout: float = START_TIMEOUT) -> Viewer:  # fmt: skip
+    """Start the viewer for ``run_dir`` and return once its URL answers."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise MonitoringInputError(run_dir, "not a run directory (give e.g. runs/demo)")
+    port = port or free_port(host)
+    if kind == "tensorboard":
+        command, env, path = _tensorboard_command(run_dir, host, port), dict(os.environ), ""
+    elif kind == "mlflow":
+        started = _mlflow_command(run_dir, host, port)
+        if isinstance(started, Viewer):
+            return started
+        command, env, path = started
+    else:
+        raise MonitoringInputError("ui", f"unknown viewer {kind!r}; choose one of: {', '.join(VIEWERS)}")
+    viewer = _spawn(kind, command, env, run_dir, f"http://{host}:{port}")
+    _wait_ready(viewer, timeout)
+    viewer.url += path
+    return viewer
+
+
+def _tensorboard_command(run_dir: Path, host: str, port: int) -> list[str]:
+    logdir = run_dir / "tensorboard"
+    if not logdir.is_dir():
+        raise MonitoringInputError(run_dir, "has no tensorboard/ folder; run with --enable-tensorboard, or "
+                                            "replay: codex-ml monitoring export RUN --to tensorboard")  # fmt: skip
+    return [sys.executable, "-m", "tensorboard.main", "--logdir", str(logdir), "--host", host, "--port", str(port)]
+
+
+def _mlflow_command(run_dir: Path, host: str, port: int) -> tuple[list[str], dict[str, str], str] | Viewer:
+    from codex_ml.tracking import mlflow_utils as mu
+
+    saved = read_json(run_dir / RUN_FILE).get("backends", {}).get("mlflow", {})
+    uri = saved.get("tracking_uri") or (mu.default_tracking_uri(run_dir) if (run_dir / "mlruns").is_dir() else None)
+    if uri is None:
+        raise MonitoringInputError(run_dir, "has no MLflow store; run with --mlflow-enable, or replay: "
+                                            "codex-ml monitoring export RUN --to mlflow")  # fmt: skip
+    if uri.startswith(("http://", "https://")):
+        return Viewer("mlflow", uri.rstrip("/") + _run_fragment(saved, run_dir))  # the server is already up
+    mu.prepare_environment(uri)
+    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", host, "--port", str(port),
+               "--workers", "1"]  # fmt: skip
+    return command, dict(os.environ), _run_fragment(saved, run_dir)
+
+
+def _run_fragment(saved: dict[str, Any], run_dir: Path) -> str:
+    # The MLflow UI route of the run; for a file store the experiment id is its folder name.
+    run_id = saved.get("run_id")
+    if not run_id:
+        return "/"
+    for match in (run_dir / "mlruns").glob(f"*/{run_id}"):
+        return f"/#/experiments/{match.parent.name}/runs/{run_id}"
+    return "/"
+
+
+def _spawn(kind: str, command: list[str], env: dict[str, str], cwd: Path, url: str) -> Viewer:
+    log_path = Path(tempfile.mkstemp(prefix=f"codex-ml-{kind}-", suffix=".log")[1])
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(command, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                   stdin=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    return Viewer(kind, url, process, log_path)
+
+
+def _wait_ready(viewer: Viewer, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not answers(viewer.url + "/"):
+        if viewer.process is not None and viewer.process.poll() is not None:
+            raise ViewerError(f"{viewer.kind} exited with status {viewer.process.returncode}:\n{_log_tail(viewer)}")
+        if time.monotonic() > deadline:
+            viewer.stop()
+            raise ViewerError(f"{viewer.kind} did not answer at {viewer.url} within {timeout:.0f} s:\n{_log_tail(viewer)}")
+        time.sleep(0.25)
+
+
+def answers(url: str) -> bool:
+    """True when ``url`` returns HTTP 200."""
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+def _log_tail(viewer: Viewer, size: int = 3000) -> str:
+    if viewer.log_path is None or not viewer.log_path.exists():
+        return ""
+    return viewer.log_path.read_bytes()[-size:].decode("utf-8", "replace")

@@ -1,0 +1,59 @@
+"""ui: a real TensorBoard and a real MLflow UI answer HTTP on 127.0.0.1, then stop."""
+
+from __future__ import annotations
+
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from codex_ml.monitoring.runs import MonitoringInputError
+from codex_ml.monitoring.ui import answers, pick_viewer, start_viewer
+from codex_ml.tracking import start_run
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    # prepare_environment sets MLFLOW_* with setdefault; monkeypatch restores them after.
+    for name in ("MLFLOW_TRACKING_URI", "MLFLOW_ALLOW_FILE_STORE", "MLFLOW_HTTP_REQUEST_MAX_RETRIES",
+                 "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "MLFLOW_HTTP_REQUEST_TIMEOUT"):  # fmt: skip
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
+
+
+def _fetch(url: str) -> bytes:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        assert response.status == 200
+        return response.read()
+
+
+@pytest.mark.parametrize("kind", ["tensorboard", "mlflow"])
+def test_viewer_serves_the_run_and_stops(tmp_path: Path, kind: str) -> None:
+    options = {"enable_tensorboard": True} if kind == "tensorboard" else {"enable_mlflow": True}
+    with start_run("v", output_root=tmp_path, flush_interval=0.05, **options) as run:
+        run.log_metrics({"train/loss": 1.5}, step=0)
+    viewer = start_viewer(run.paths.root, kind)
+    try:
+        assert viewer.url.startswith("http://127.0.0.1:")
+        assert _fetch(viewer.url)  # the page of that run
+        if kind == "tensorboard":
+            runs = _fetch(viewer.url.rstrip("/") + "/data/runs")
+            assert b"[" in runs
+        else:
+            assert "/#/experiments/" in viewer.url
+            assert _fetch(viewer.url.split("/#")[0] + "/health") == b"OK"
+    finally:
+        viewer.stop()
+    assert viewer.process is not None and viewer.process.poll() is not None
+    assert not answers(viewer.url.split("/#")[0] + "/")
+
+
+def test_viewer_choice_and_missing_store_are_clear_errors(tmp_path: Path) -> None:
+    with pytest.raises(MonitoringInputError, match="exactly one viewer"):
+        pick_viewer(True, True)
+    with start_run("bare", output_root=tmp_path, flush_interval=0.05) as run:
+        run.log_metrics({"x": 1}, step=0)
+    with pytest.raises(MonitoringInputError, match="--enable-tensorboard"):
+        start_viewer(run.paths.root, "tensorboard")
+    with pytest.raises(MonitoringInputError, match="--mlflow-enable"):
+        start_viewer(run.paths.root, "mlflow")
