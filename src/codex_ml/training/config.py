@@ -283,7 +283,7 @@ def parse_overrides(overrides: Sequence[str]) -> tuple[dict[str, Any], list[str]
         if not sep or not key or any(not part for part in key.split(".")):
             problems.append(f"override {item!r}: expected key.subkey=value (e.g. training.max_steps=200)")
             continue
-        value = yaml.safe_load(text) if text.strip() else None
+        value = yaml.load(text, Loader=_yaml_loader()) if text.strip() else None
         node = tree
         *parents, leaf = key.split(".")
         for part in parents:
@@ -294,6 +294,18 @@ def parse_overrides(overrides: Sequence[str]) -> tuple[dict[str, Any], list[str]
     if problems:
         raise ConfigError("command line", problems)
     return tree, deletions
+
+
+def _yaml_loader() -> Any:
+    """OmegaConf's YAML loader (as Hydra uses): ``1e-3`` is a float there, a string in plain PyYAML."""
+    try:
+        from omegaconf._utils import get_yaml_loader
+
+        return get_yaml_loader()
+    except ImportError:  # a future omegaconf without it: PyYAML's safe loader
+        import yaml
+
+        return yaml.SafeLoader
 
 
 def merge_tree(base: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:

@@ -64,11 +64,13 @@ class Trainer:
 
     def __init__(self, config: TrainConfig, tracking: TrackingConfig, info: DistInfo, device: torch.device,
                  resume: build.ResumePoint | None = None) -> None:
-        self.config, self.info, self.device, self.resume = config, info, device, resume
+        self.info, self.device, self.resume = info, device, resume
         t = config.training
         if resume is not None:
             tracking = tracking.replace(run_name=resume.run_dir.name, output_root=str(resume.run_dir.parent))
         self.tracking = tracking.replace(run_name=run_name_for(tracking, info))
+        # Checkpoints keep the effective tracking settings, so a resume reopens the same sinks.
+        self.config = config = config.with_tracking(self.tracking)
         self.run_dir = Path(self.tracking.output_root) / self.tracking.run_name
         torch.manual_seed(t.seed)  # the same initial weights on every rank
         tokenizer_dir = resume.run_dir / build.TOKENIZER_DIR if resume else None
@@ -166,6 +168,8 @@ class Trainer:
         loss, log_time, train_time, sample = math.nan, 0.0, 0.0, ""
         for step in range(self.start_step + 1, end + 1):
             t0 = time.perf_counter()
+            # Gradients are cleared here, not after the update, so histograms can still see them.
+            self.optimizer.zero_grad(set_to_none=True)
             data_wait, fwd_bwd, loss_sum = 0.0, 0.0, torch.zeros((), device=self.device)
             for micro in range(t.grad_accum_steps):
                 ta = time.perf_counter()
@@ -184,7 +188,6 @@ class Trainer:
             lr = self.scheduler.get_last_lr()[0]  # the rate this update uses
             self.optimizer.step()
             self.scheduler.step()
-            self.optimizer.zero_grad(set_to_none=True)
             loss = (loss_sum / t.grad_accum_steps).item()  # .item() waits for the step to finish
             t2 = time.perf_counter()
             step_time = t2 - t0 + log_time  # the previous step's logging belongs to this step's cost

@@ -1,0 +1,109 @@
+"""Resume continues a run exactly; bad input fails clearly and leaves existing runs untouched."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from codex_ml.data.corpus import CorpusError
+from codex_ml.tracking.run import RunExistsError
+from codex_ml.training.checkpoints import CheckpointError
+from codex_ml.training.components import find_resume_point
+from codex_ml.training.config import load_config
+from codex_ml.training.errors import ResumeError, TrainingError
+from codex_ml.training.trainer import train
+from trainer_helpers import records, series, snapshot, tiny_config, tracking_for
+
+N, K = 12, 7
+
+
+def _resume(run_dir: Path, *overrides: str) -> None:
+    point = find_resume_point(run_dir)
+    config = load_config(base=point.state["config"], overrides=list(overrides))
+    train(config, config.tracking_config(), resume=point)
+
+
+def test_stopped_and_resumed_run_equals_an_uninterrupted_one(tmp_path: Path) -> None:
+    """N steps stopped at K then resumed: steps 1..N exactly once, losses identical to one go."""
+    train(tiny_config(f"training.max_steps={N}"), tracking_for(tmp_path, "whole"))
+    partial = train(tiny_config(f"training.max_steps={N}", f"training.stop_after_steps={K}"),
+                    tracking_for(tmp_path, "parts"))
+    assert not partial.finished and partial.last_step == K
+    _resume(tmp_path / "parts", "training.stop_after_steps=null")
+    whole, parts = series(tmp_path / "whole", "train/loss"), series(tmp_path / "parts", "train/loss")
+    assert [s for s, _ in parts] == list(range(1, N + 1))
+    assert parts == whole  # bit-identical floats: same batches, dropout, optimizer and schedule state
+    assert series(tmp_path / "parts", "val/loss") == series(tmp_path / "whole", "val/loss")
+    run = json.loads((tmp_path / "parts" / "run.json").read_text())
+    assert len(run["sessions"]) == 2 and run["status"] == "FINISHED"
+    assert json.loads((tmp_path / "parts" / "summary.json").read_text())["last_step"] == N
+
+
+def test_resume_continues_the_tracking_backends(tmp_path: Path) -> None:
+    """The resumed session writes to the same TensorBoard folder and keeps the same run id."""
+    config = tiny_config("training.max_steps=6", "training.stop_after_steps=3")
+    train(config, tracking_for(tmp_path, "tb", enable_tensorboard=True))
+    run_id = json.loads((tmp_path / "tb" / "run.json").read_text())["run_id"]
+    _resume(tmp_path / "tb")  # sinks come from the checkpoint's effective tracking config
+    assert json.loads((tmp_path / "tb" / "run.json").read_text())["run_id"] == run_id
+    assert list((tmp_path / "tb" / "tensorboard").glob("events.out.tfevents.*"))
+    resumed = json.loads((tmp_path / "tb" / "run.json").read_text())
+    assert len(resumed["sessions"]) == 2 and resumed["sinks"] == ["tensorboard"]
+    assert [s for s, _ in series(tmp_path / "tb", "train/loss")] == list(range(1, 7))
+
+
+def test_resume_of_a_finished_run_asks_for_more_steps(tmp_path: Path) -> None:
+    """Resuming a run that reached max_steps says how to train further, changing nothing."""
+    train(tiny_config("training.max_steps=3"), tracking_for(tmp_path, "done"))
+    before = snapshot(tmp_path / "done")
+    with pytest.raises(TrainingError, match="training.max_steps"):
+        _resume(tmp_path / "done")
+    assert snapshot(tmp_path / "done") == before
+    _resume(tmp_path / "done", "training.max_steps=5")
+    assert [s for s, _ in series(tmp_path / "done", "train/loss")] == [1, 2, 3, 4, 5]
+
+
+def test_resume_path_that_is_not_a_run(tmp_path: Path) -> None:
+    """A missing directory, a plain directory and a run without checkpoints are refused by name."""
+    with pytest.raises(ResumeError, match="no such directory"):
+        find_resume_point(tmp_path / "nope")
+    (tmp_path / "plain").mkdir()
+    (tmp_path / "plain" / "notes.txt").write_text("x")
+    with pytest.raises(ResumeError, match="not a run directory"):
+        find_resume_point(tmp_path / "plain")
+    (tmp_path / "plain" / "run.json").write_text("{}")
+    with pytest.raises(ResumeError, match="no checkpoint"):
+        find_resume_point(tmp_path / "plain")
+    assert sorted(p.name for p in (tmp_path / "plain").iterdir()) == ["notes.txt", "run.json"]
+
+
+def test_checkpoint_from_a_different_model_shape(tmp_path: Path) -> None:
+    """Resuming with another model size names the checkpoint and the tensors; the run is untouched."""
+    train(tiny_config("training.max_steps=4", "training.stop_after_steps=2"), tracking_for(tmp_path, "shape"))
+    before = snapshot(tmp_path / "shape")
+    with pytest.raises(CheckpointError, match=r"latest\.pt.*different model shape.*wte\.weight"):
+        _resume(tmp_path / "shape", "model.n_embd=64")
+    assert snapshot(tmp_path / "shape") == before
+
+
+@pytest.mark.parametrize("content", [None, "", "   \n"], ids=["missing", "empty", "blank"])
+def test_missing_or_empty_corpus(tmp_path: Path, content: str | None) -> None:
+    """A missing or empty corpus is a CorpusError naming the file; no run directory is created."""
+    corpus = tmp_path / "corpus.txt"
+    if content is not None:
+        corpus.write_text(content)
+    with pytest.raises(CorpusError, match="corpus.txt"):
+        train(tiny_config(f"data.path={corpus}"), tracking_for(tmp_path / "runs", "r"))
+    assert not (tmp_path / "runs" / "r").exists()
+
+
+def test_existing_run_name_is_refused_without_damage(tmp_path: Path) -> None:
+    """Starting a new run under a taken name fails before anything in that run changes."""
+    train(tiny_config("training.max_steps=2"), tracking_for(tmp_path, "taken"))
+    before = snapshot(tmp_path / "taken")
+    with pytest.raises(RunExistsError):
+        train(tiny_config("training.max_steps=2"), tracking_for(tmp_path, "taken"))
+    assert snapshot(tmp_path / "taken") == before
+    assert len(records(tmp_path / "taken" / "metrics.ndjson")) > 0
