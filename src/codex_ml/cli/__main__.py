@@ -56,7 +56,7 @@ app.add_typer(monitoring_app, name="monitoring")
 @app.command("train-model")
 @with_tracking_options
 def train_model(
-    overrides: Annotated[list[str] | None, typer.Argument(help="Config overrides, Hydra style: training.max_steps=200 model.n_layer=2", show_default=False)] = None,
+    overrides: Annotated[list[str] | None, typer.Argument(metavar="KEY=VALUE...", help="Config overrides, Hydra style: training.max_steps=200 model.n_layer=2", show_default=False)] = None,
     config: Annotated[Path | None, typer.Option("--config", "-c", help="YAML config, e.g. configs/training/base.yaml (default: built-in defaults on the bundled sample text).")] = None,
     resume: Annotated[Path | None, typer.Option("--resume", help="Continue the run in this directory (runs/<name>) from its latest checkpoint.")] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,

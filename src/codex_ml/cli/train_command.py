@@ -73,8 +73,8 @@ def _report(result: Any) -> None:
     from codex_ml.tracking.paths import RunPaths
     from codex_ml.tracking.viewing import describe_outputs
 
-    state = "finished" if result.finished else "stopped (continue with --resume)"
-    print(f"{state} at step {result.last_step}: train loss {result.final_train_loss:.4f}, "
+    state = f"finished at step {result.last_step}" if result.finished else f"stopped at step {result.last_step} (continue with --resume {result.run_dir})"
+    print(f"{state}: train loss {result.final_train_loss:.4f}, "
           f"val loss {result.final_val_loss:.4f} (best {result.best_val_loss:.4f}), "
           f"{result.tokens_per_s:,.0f} tokens/s", file=sys.stderr)
     paths = RunPaths(result.run_dir)

@@ -1,0 +1,90 @@
+"""`codex-ml train-model`: config file + overrides + every tracking flag, resume, and clear errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from codex_ml.cli.__main__ import app
+from codex_ml.cli.train_command import split_override_from_flag
+from codex_ml.tracking.config import TrackingConfig
+
+REPO = Path(__file__).resolve().parents[2]
+TINY = str(REPO / "configs" / "training" / "tiny.yaml")
+FAST = ["training.eval_interval=3", "training.checkpoint_interval=3", "training.sample_tokens=8", "training.eval_batches=2"]
+
+
+def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "WANDB_SILENT": "true", "WANDB_MODE": "offline"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    return subprocess.run([sys.executable, "-m", "codex_ml.cli", "train-model", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_help_shows_config_resume_overrides_and_tracking_flags() -> None:
+    """--help documents the command's own options and every shared tracking flag."""
+    result = CliRunner().invoke(app, ["train-model", "--help"], terminal_width=200)
+    assert result.exit_code == 0
+    for flag in ("--config", "--resume", "KEY=VALUE", "--enable-tensorboard", "--mlflow-enable", "--enable-wandb",
+                 "--mlflow-tracking-uri", "--system-metrics", "--system-metrics-interval", "--prometheus-port"):
+        assert flag in result.output, flag
+
+
+def test_config_overrides_and_all_sinks_then_resume(tmp_path: Path) -> None:
+    """A real process trains with TensorBoard, MLflow, W&B and AUTO system metrics, then --resume
+    continues the same run (same MLflow and W&B run ids, steps 1..N once)."""
+    first = _cli("--config", TINY, "--output-root", str(tmp_path), "--run-name", "cli", "--no-progress",
+                 "--enable-tensorboard", "--mlflow-enable", "--enable-wandb", "--system-metrics-interval", "0.2",
+                 "--system-metrics", "training.max_steps=6", "training.stop_after_steps=4", *FAST, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    run = tmp_path / "cli"
+    assert "stopped at step 4" in first.stderr and "TensorBoard:" in first.stdout and "MLflow:" in first.stdout
+    assert list((run / "tensorboard").glob("events.out.tfevents.*")) and (run / "mlruns").is_dir()
+    assert list((run / "wandb").rglob("*.wandb"))
+    samples = [json.loads(line) for line in (run / "checkpoints" / "system_metrics.jsonl").read_text().splitlines()]
+    assert samples and "cpu" in samples[0]
+    backends = json.loads((run / "run.json").read_text())["backends"]
+
+    second = _cli("--resume", str(run), "--no-progress", "training.stop_after_steps=null", cwd=tmp_path)
+    assert second.returncode == 0, second.stderr
+    state = json.loads((run / "run.json").read_text())
+    assert len(state["sessions"]) == 2 and state["status"] == "FINISHED"
+    assert state["backends"]["mlflow"]["run_id"] == backends["mlflow"]["run_id"]
+    assert state["backends"]["wandb"]["run_id"] == backends["wandb"]["run_id"]
+    steps = [json.loads(line)["step"] for line in (run / "metrics.ndjson").read_text().splitlines()
+             if "train/loss" in json.loads(line)["metrics"]]
+    assert steps == [1, 2, 3, 4, 5, 6]
+    more = [json.loads(line) for line in (run / "checkpoints" / "system_metrics.jsonl").read_text().splitlines()]
+    assert len(more) > len(samples)  # the resumed session kept sampling into the same file
+
+
+def test_unknown_key_is_one_error_listing_all(tmp_path: Path) -> None:
+    """Typos and wrong types: exit 2, one message naming every key; no run directory is made."""
+    result = CliRunner().invoke(app, ["train-model", "--config", TINY, "--output-root", str(tmp_path),
+                                      "training.max_stepz=3", "model.n_layer=many"])
+    assert result.exit_code == 2
+    assert "training.max_stepz: unknown key" in result.output and "model.n_layer: expected int" in result.output
+    assert "2 problem(s)" in result.output and not any(tmp_path.iterdir())
+
+
+def test_resume_of_something_that_is_not_a_run(tmp_path: Path) -> None:
+    """--resume on a plain folder, or together with --config, exits 2 with a message saying why."""
+    (tmp_path / "folder").mkdir()
+    result = CliRunner().invoke(app, ["train-model", "--resume", str(tmp_path / "folder")])
+    assert result.exit_code == 2 and "not a run directory" in result.output
+    both = CliRunner().invoke(app, ["train-model", "--resume", str(tmp_path / "folder"), "--config", TINY])
+    assert both.exit_code == 2 and "either --config or --resume" in both.output
+    assert list((tmp_path / "folder").iterdir()) == []
+
+
+def test_bare_system_metrics_before_an_override() -> None:
+    """`--system-metrics training.max_steps=5` is AUTO plus an override, not a file of that name."""
+    tracking, overrides = split_override_from_flag(TrackingConfig(system_metrics="training.max_steps=5"), ["a.b=1"])
+    assert tracking.system_metrics == "AUTO" and overrides == ["training.max_steps=5", "a.b=1"]
+    kept, same = split_override_from_flag(TrackingConfig(system_metrics="logs/sys.jsonl"), [])
+    assert kept.system_metrics == "logs/sys.jsonl" and same == []
