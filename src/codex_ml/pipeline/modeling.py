@@ -1,0 +1,88 @@
+"""Model pieces shared by the stages: building the GPT, padded batches, log-probs, the reward model.
+
+The reward model is a wrapper around :class:`~codex_ml.models.transformer.GPT` that runs
+the GPT's own submodules up to the final LayerNorm (the "backbone") and reads a scalar
+from the hidden state of each sequence's last real token, so transformer.py stays unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from codex_ml.models.transformer import GPT, GPTConfig
+from codex_ml.pipeline.config import ModelSection
+
+__all__ = ["RewardModel", "build_gpt", "hidden_states", "pad_batch", "sequence_logprobs", "token_logprobs"]
+
+
+def build_gpt(section: ModelSection, vocab_size: int) -> GPT:
+    """A fresh GPT of the configured shape."""
+    return GPT(
+        GPTConfig(
+            vocab_size=vocab_size,
+            block_size=section.block_size,
+            n_layer=section.n_layer,
+            n_head=section.n_head,
+            n_embd=section.n_embd,
+            dropout=section.dropout,
+        )
+    )
+
+
+def pad_batch(sequences: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad token lists into (B, T) ids and return them with their (B,) lengths.
+
+    Right padding needs no attention mask: causal attention never lets a real token see
+    the padding that follows it.
+    """
+    lengths = torch.tensor([len(s) for s in sequences], dtype=torch.long)
+    ids = torch.full((len(sequences), int(lengths.max())), pad_id, dtype=torch.long)
+    for row, seq in enumerate(sequences):
+        ids[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
+    return ids, lengths
+
+
+def hidden_states(gpt: GPT, idx: torch.Tensor) -> torch.Tensor:
+    """The GPT's final-LayerNorm output (B, T, C) for ids (B, T): everything but the LM head."""
+    pos = torch.arange(idx.size(1), device=idx.device)  # (T,)
+    x = gpt.drop(gpt.wte(idx) + gpt.wpe(pos))  # (B, T, C)
+    for block in gpt.blocks:
+        x = block(x)
+    return gpt.ln_f(x)
+
+
+def token_logprobs(model: GPT, ids: torch.Tensor) -> torch.Tensor:
+    """log p(ids[:, t+1] | ids[:, :t+1]) for every position: (B, T-1)."""
+    logits, _ = model(ids[:, :-1])  # (B, T-1, V)
+    return torch.gather(F.log_softmax(logits, dim=-1), 2, ids[:, 1:].unsqueeze(-1)).squeeze(-1)
+
+
+def sequence_logprobs(model: GPT, ids: torch.Tensor, target_mask: torch.Tensor) -> torch.Tensor:
+    """Sum of log-probs of the tokens where ``target_mask`` (B, T) is true: (B,).
+
+    ``target_mask[:, 0]`` is ignored (the first token has no prediction).
+    """
+    return (token_logprobs(model, ids) * target_mask[:, 1:].float()).sum(dim=1)
+
+
+class RewardModel(nn.Module):
+    """A GPT backbone plus a linear head giving one scalar per sequence."""
+
+    def __init__(self, backbone: GPT) -> None:
+        """Wrap ``backbone`` (usually a copy of M1) and add a zero-initialised head."""
+        super().__init__()
+        self.backbone = backbone
+        self.head = nn.Linear(backbone.config.n_embd, 1)
+        # Zero init: every sequence starts at reward 0, so early Bradley-Terry gradients are unbiased.
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+
+    def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Rewards (B,) read at each sequence's last real token (index ``length - 1``)."""
+        hidden = hidden_states(self.backbone, ids)  # (B, T, C)
+        last = hidden[torch.arange(ids.size(0)), lengths - 1]  # (B, C)
+        return self.head(last).squeeze(-1)

@@ -1,0 +1,226 @@
+"""The pipeline runner: validate inputs, then M0 -> M1 -> RM -> M2, one tracking run for all.
+
+Every stage logs under its own metric prefix (``m0/``, ``m1/``, ``rm/``, ``m2/``) into one
+run whose directory is ``output_dir``; each stage sets an MLflow/W&B tag
+``pipeline.stage.<STAGE>`` and logs its checkpoint and ``stage.json`` as artifacts. A stage
+whose checkpoint verifies (see :mod:`codex_ml.pipeline.store`) is reused unless ``force``.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import os
+import sys
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from codex_ml.pipeline.config import PipelineConfig
+from codex_ml.pipeline.inputs import Inputs, load_inputs
+
+__all__ = ["STAGES", "run_from_hydra", "run_pipeline"]
+
+STAGES = ("M0", "M1", "RM", "M2")
+_PREFIX = {"M0": "m0", "M1": "m1", "RM": "rm", "M2": "m2"}
+
+
+@dataclass
+class _Session:
+    """State shared by the stages of one pipeline run."""
+
+    cfg: PipelineConfig
+    inputs: Inputs
+    tokenizer: Any
+    codec: Any
+    run: Any
+    out: Path
+    progress: bool
+    stages: dict[str, dict[str, Any]] = field(default_factory=dict)
+    hashes: dict[str, str] = field(default_factory=dict)  # input and checkpoint SHA-256s
+
+    def seed(self, name: str) -> int:
+        """Each stage gets its own seed so reusing one stage never shifts another's randomness."""
+        return self.cfg.seed * 100 + STAGES.index(name)
+
+
+def run_pipeline(cfg: PipelineConfig, tracking: Any = None, *, progress: bool = True) -> dict[str, Any]:
+    """Run (or resume) the whole pipeline into ``cfg.output_dir``; returns the summary.json content."""
+    from codex_ml.data.tokenizers import save_tokenizer, train_tokenizer
+    from codex_ml.pipeline.loop import PromptCodec
+    from codex_ml.pipeline.summary import print_table, write_summary
+
+    inputs = load_inputs(cfg.corpus, cfg.demos, cfg.prefs)  # every input check before any training
+    if not inputs.demos:
+        warnings.warn(f"demos file {cfg.demos!r} is empty: SFT is skipped and M1 is M0", UserWarning, stacklevel=2)
+    texts = inputs.corpus + [t for d in inputs.demos for t in (d.prompt, d.completion)]
+    texts += [t for p in inputs.prefs for t in (p.prompt, p.chosen, p.rejected)]
+    tokenizer = train_tokenizer(cfg.tokenizer, texts, cfg.vocab_size)
+    out = Path(cfg.output_dir).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    tokenizer_path = save_tokenizer(tokenizer, out)
+    run = _open_run(out, tracking, cfg)
+    session = _Session(cfg, inputs, tokenizer, PromptCodec(tokenizer, cfg.model.block_size), run, out, progress)
+    session.hashes = {name: info["sha256"] for name, info in inputs.files.items()}
+    session.hashes["tokenizer"] = _sha(tokenizer_path)
+    status = "FAILED"
+    threads = _set_threads(cfg.threads)
+    try:
+        _run_stages(session)
+        status = "FINISHED"
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
+    finally:
+        _set_threads(threads)
+        report = _report(session, status)
+        run.close(status)
+        summary = write_summary(run.paths.summary, report)
+    if progress:
+        print_table(session.stages)
+        print(f"[pipeline] summary: {run.paths.summary}", file=sys.stderr)
+    return summary
+
+
+def run_from_hydra(cfg: Any, tracking: Any) -> dict[str, Any]:
+    """Entry for ``python -m codex_ml.cli.main pipeline=default``: ``cfg.pipeline`` holds the keys."""
+    from omegaconf import OmegaConf
+
+    data = OmegaConf.to_container(cfg.pipeline, resolve=True)
+    config = PipelineConfig.from_mapping(data, source="pipeline (Hydra config)")
+    base = _original_cwd()
+    for key in ("corpus", "demos", "prefs", "output_dir"):  # relative to where the user ran the command
+        setattr(config, key, str(base / getattr(config, key)))
+    return run_pipeline(config, tracking)
+
+
+def _original_cwd() -> Path:
+    """The directory the command was started in, even if Hydra changed into its own."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        if HydraConfig.initialized():
+            return Path(HydraConfig.get().runtime.cwd)
+    except (ImportError, ValueError):
+        pass
+    return Path.cwd()
+
+
+def _set_threads(count: int) -> int:
+    """Set torch's intra-op threads (0 leaves them); returns the previous count."""
+    import torch
+
+    previous = torch.get_num_threads()
+    if count > 0:
+        torch.set_num_threads(count)
+    return previous
+
+
+def _sha(path: Path) -> str:
+    from codex_ml.pipeline.inputs import sha256_file
+
+    return sha256_file(path)
+
+
+def _open_run(out: Path, tracking: Any, cfg: PipelineConfig) -> Any:
+    """One tracking run whose directory is ``out``; an existing one is resumed (appended to)."""
+    from codex_ml.tracking import TrackingConfig, start_run
+
+    config = (tracking or TrackingConfig()).replace(output_root=str(out.parent), run_name=out.name)
+    return start_run(
+        out.name,
+        config=config,
+        resume=(out / "run.json").is_file(),
+        checkpoint_dir=out,
+        params={"pipeline": cfg.resolved()},
+        tags={"pipeline": "M0-M1-RM-M2", "pipeline.method": cfg.preference.method, "pipeline.seed": cfg.seed},
+    )
+
+
+def _run_stages(s: _Session) -> None:
+    """Build each model from the previous one and run (or reuse) its stage."""
+    import torch
+
+    from codex_ml.pipeline.modeling import RewardModel, build_gpt
+    from codex_ml.pipeline.preference import run_preference
+    from codex_ml.pipeline.stages import run_pretrain, run_reward, run_sft
+
+    cfg, data = s.cfg, s.inputs
+    torch.manual_seed(s.seed("M0"))  # the initial weights
+    m0 = build_gpt(cfg.model, s.tokenizer.vocab_size)
+    _stage(s, "M0", m0, cfg.pretrain, ("corpus", "tokenizer"), lambda ctx: run_pretrain(m0, s.tokenizer, data.corpus, cfg, ctx))
+    if data.demos:
+        m1 = copy.deepcopy(m0)
+        _stage(s, "M1", m1, cfg.sft, ("demos", "M0"), lambda ctx: run_sft(m1, s.codec, data.demos, cfg, ctx))
+    else:
+        m1 = m0
+        s.stages["M1"] = {"status": "skipped", "reason": "demos file is empty; M1 is M0", "seconds": 0.0}
+        s.hashes["M1"] = s.hashes["M0"]
+    rm = RewardModel(copy.deepcopy(m1))
+    _stage(s, "RM", rm, cfg.reward, ("prefs", "M1"), lambda ctx: run_reward(rm, s.codec, data.prefs, cfg, ctx))
+    m2 = copy.deepcopy(m1)
+    prompts = [d.prompt for d in data.demos] + [p.prompt for p in data.prefs]
+    _stage(
+        s, "M2", m2, cfg.preference, ("prefs", "demos", "M1", "RM"),
+        lambda ctx: run_preference(m2, m1, rm, s.codec, data.prefs, prompts, cfg, ctx),
+    )
+
+
+def _stage(s: _Session, name: str, model: Any, section: Any, deps: tuple[str, ...], train: Callable[[Any], dict]) -> None:
+    """Reuse the stage's verified checkpoint, or train it and save checkpoint + marker."""
+    from codex_ml.pipeline.loop import StageContext
+    from codex_ml.pipeline.store import MARKER_FILE, fingerprint, read_verified_marker, save_stage, stage_state
+    from codex_ml.training.checkpoints import load_model_state
+
+    directory = s.out / "checkpoints" / name
+    seed = s.seed(name)
+    fp = fingerprint({
+        "stage": name, "section": dataclasses.asdict(section), "model": dataclasses.asdict(s.cfg.model),
+        "seed": seed, "val_fraction": s.cfg.val_fraction, "deps": {d: s.hashes[d] for d in deps},
+    })
+    marker, why = (None, "--force") if s.cfg.force else read_verified_marker(directory, fp)
+    if marker is not None:
+        load_model_state(model, stage_state(directory, marker)["model"], str(directory))
+        record = {**marker["record"], "status": "reused"}
+        _note(s, f"{name}: checkpoint verified, stage skipped (use --force to retrain)")
+    else:
+        _note(s, f"{name}: training ({why})")
+        (directory / MARKER_FILE).unlink(missing_ok=True)  # a crash from here on leaves no stale marker
+        began = time.perf_counter()
+        metrics = train(StageContext(s.run, _PREFIX[name], seed, s.progress))
+        record = {"status": "trained", "seconds": round(time.perf_counter() - began, 3), "seed": seed,
+                  "steps": section.steps, "metrics": metrics}
+        path, marker = save_stage(directory, {"stage": name, "model": model.state_dict()}, section.steps,
+                                  {"stage": name, "fingerprint": fp, "record": record})
+        s.run.log_artifact(path, f"{name}-checkpoint.pt")
+        s.run.log_artifact(directory / MARKER_FILE, f"{name}-stage.json")
+    record.update(checkpoint=os.path.relpath(directory / marker["checkpoint"], s.out), sha256=marker["sha256"])
+    s.hashes[name] = marker["sha256"]
+    s.stages[name] = record
+    s.run.set_tags({f"pipeline.stage.{name}": record["status"]})
+
+
+def _note(s: _Session, message: str) -> None:
+    if s.progress:
+        print(f"[pipeline] {message}", file=sys.stderr)
+
+
+def _report(s: _Session, status: str) -> dict[str, Any]:
+    """The pipeline part of summary.json."""
+    from codex_ml.pipeline.summary import acceptance, package_versions
+
+    pending = [name for name in STAGES if name not in s.stages]
+    return {
+        "pipeline_status": status,
+        "failed_stage": pending[0] if pending and status != "FINISHED" else None,
+        "stages": s.stages,
+        "acceptance": acceptance(s.stages),
+        "inputs": s.inputs.files,
+        "seed": s.cfg.seed,
+        "stage_seeds": {name: s.seed(name) for name in STAGES},
+        "config": s.cfg.resolved(),
+        "versions": package_versions(),
+    }

@@ -1,0 +1,124 @@
+"""The three supervised stages: M0 pretraining, M1 SFT and the RM reward model.
+
+Each function trains the model it is given in place and returns
+``{"initial": val_metrics, "final": val_metrics}`` from :func:`codex_ml.pipeline.loop.optimise`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from codex_ml.data.corpus import encode_corpus, split_train_val
+from codex_ml.models.transformer import GPT
+from codex_ml.pipeline.config import PipelineConfig
+from codex_ml.pipeline.inputs import Demo, PipelineInputError, Preference
+from codex_ml.pipeline.loop import PromptCodec, StageContext, is_heldout, optimise, pair_batch
+from codex_ml.pipeline.modeling import RewardModel, token_logprobs
+
+__all__ = ["EVAL_BATCHES", "run_pretrain", "run_reward", "run_sft", "split_rows"]
+
+EVAL_BATCHES = 4  # fixed validation windows per pretraining evaluation
+
+
+def split_rows(rows: Sequence[Any], fraction: float) -> tuple[list[Any], list[Any]]:
+    """(train, held-out) by prompt hash; a split left empty borrows rows so both can run."""
+    train = [r for r in rows if not is_heldout(r.prompt, fraction)]
+    held = [r for r in rows if is_heldout(r.prompt, fraction)]
+    if not held:  # tiny inputs: hold out the tail instead
+        cut = max(1, len(train) // 10)
+        train, held = train[:-cut] or train, train[-cut:]
+    if not train:
+        train = held
+    return train, held
+
+
+def _windows(data: torch.Tensor, starts: torch.Tensor, length: int) -> tuple[torch.Tensor, torch.Tensor]:
+    x = torch.stack([data[s : s + length] for s in starts.tolist()])  # (B, T)
+    y = torch.stack([data[s + 1 : s + 1 + length] for s in starts.tolist()])  # (B, T), shifted by one
+    return x, y
+
+
+def run_pretrain(model: GPT, tokenizer: Any, texts: list[str], cfg: PipelineConfig, ctx: StageContext) -> dict:
+    """M0: causal language modelling on random windows of the corpus token stream."""
+    stream = encode_corpus(texts, tokenizer).astype(np.int64)
+    train_np, val_np = split_train_val(stream, cfg.val_fraction)
+    train, val = torch.from_numpy(train_np), torch.from_numpy(val_np)
+    length = min(cfg.model.block_size, len(train) - 1, len(val) - 1)
+    if length < 2:
+        raise PipelineInputError(f"corpus {cfg.corpus!r} is too short to pretrain on ({len(stream)} tokens); add text")
+    section = cfg.pretrain
+    generator = torch.Generator().manual_seed(ctx.seed)
+    fixed = torch.Generator().manual_seed(ctx.seed + 1)
+    val_batches = [
+        _windows(val, torch.randint(len(val) - length, (section.batch_size,), generator=fixed), length)
+        for _ in range(EVAL_BATCHES)
+    ]
+
+    def step_fn(step: int) -> tuple[torch.Tensor, dict[str, float]]:
+        x, y = _windows(train, torch.randint(len(train) - length, (section.batch_size,), generator=generator), length)
+        _, loss = model(x, y)
+        return loss, {}
+
+    def evaluate() -> dict[str, float]:
+        loss = sum(model(x, y)[1].item() for x, y in val_batches) / len(val_batches)
+        return {"loss": loss, "perplexity": float(np.exp(loss))}
+
+    return optimise(model, section, step_fn, evaluate, ctx, "M0 pretrain")
+
+
+def completion_loss(model: GPT, codec: PromptCodec, demos: Sequence[Demo]) -> torch.Tensor:
+    """Mean cross entropy over completion (+ stop) tokens only: the SFT objective."""
+    ids, _, mask = pair_batch(codec, [(d.prompt, d.completion) for d in demos])
+    target = mask[:, 1:].float()  # (B, T-1): predictions of completion tokens
+    return -(token_logprobs(model, ids) * target).sum() / target.sum()
+
+
+def run_sft(model: GPT, codec: PromptCodec, demos: list[Demo], cfg: PipelineConfig, ctx: StageContext) -> dict:
+    """M1: supervised fine-tuning on demos, loss on completion tokens only; val = held-out completion loss."""
+    train, held = split_rows(demos, cfg.val_fraction)
+    generator = torch.Generator().manual_seed(ctx.seed)
+
+    def step_fn(step: int) -> tuple[torch.Tensor, dict[str, float]]:
+        picks = torch.randint(len(train), (cfg.sft.batch_size,), generator=generator).tolist()
+        return completion_loss(model, codec, [train[i] for i in picks]), {}
+
+    def evaluate() -> dict[str, float]:
+        chunks = [held[i : i + 256] for i in range(0, len(held), 256)]
+        total = sum(completion_loss(model, codec, chunk).item() * len(chunk) for chunk in chunks)
+        return {"completion_loss": total / len(held)}
+
+    return optimise(model, cfg.sft, step_fn, evaluate, ctx, "M1 SFT")
+
+
+def preference_scores(rm: RewardModel, codec: PromptCodec, prefs: Sequence[Preference]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rewards (B,) of the chosen and of the rejected responses."""
+    ids_c, len_c, _ = pair_batch(codec, [(p.prompt, p.chosen) for p in prefs])
+    ids_r, len_r, _ = pair_batch(codec, [(p.prompt, p.rejected) for p in prefs])
+    return rm(ids_c, len_c), rm(ids_r, len_r)
+
+
+def run_reward(rm: RewardModel, codec: PromptCodec, prefs: list[Preference], cfg: PipelineConfig, ctx: StageContext) -> dict:
+    """RM: Bradley-Terry loss ``-log sigmoid(r_chosen - r_rejected)``; val = held-out pairwise accuracy."""
+    train, held = split_rows(prefs, cfg.val_fraction)
+    generator = torch.Generator().manual_seed(ctx.seed)
+
+    def step_fn(step: int) -> tuple[torch.Tensor, dict[str, float]]:
+        picks = torch.randint(len(train), (cfg.reward.batch_size,), generator=generator).tolist()
+        chosen, rejected = preference_scores(rm, codec, [train[i] for i in picks])
+        margin = chosen - rejected
+        return -F.logsigmoid(margin).mean(), {"accuracy": (margin > 0).float().mean().item()}
+
+    def evaluate() -> dict[str, float]:
+        margins = torch.cat([torch.sub(*preference_scores(rm, codec, held[i : i + 256])) for i in range(0, len(held), 256)])
+        return {
+            "loss": -F.logsigmoid(margins).mean().item(),
+            "accuracy": (margins > 0).float().mean().item(),
+            "margin": margins.mean().item(),
+        }
+
+    return optimise(rm, cfg.reward, step_fn, evaluate, ctx, "RM reward")

@@ -1,0 +1,86 @@
+"""What a pipeline run reports: summary.json content, acceptance checks and the final table."""
+
+from __future__ import annotations
+
+import json
+import platform
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from codex_ml.tracking.dispatcher import write_json_atomic
+
+__all__ = ["acceptance", "package_versions", "print_table", "write_summary"]
+
+_PACKAGES = ("codex-ml", "torch", "numpy", "tokenizers", "mlflow", "wandb", "tensorboard")
+
+# The headline metric of each stage: (split metric key, label, lower is better).
+HEADLINE = {
+    "M0": ("loss", "val loss"),
+    "M1": ("completion_loss", "held-out completion loss"),
+    "RM": ("accuracy", "held-out pair accuracy"),
+    "M2": ("reward", "held-out mean RM reward"),
+}
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of Python and of the packages that shape the results (installed ones only)."""
+    versions = {"python": platform.python_version()}
+    for name in _PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def acceptance(stages: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The issue's acceptance checks, computed from the stage results."""
+    checks: dict[str, Any] = {}
+    m1 = stages.get("M1", {})
+    if m1.get("status") in ("trained", "reused"):
+        before, after = m1["metrics"]["initial"]["completion_loss"], m1["metrics"]["final"]["completion_loss"]
+        checks["sft_lowers_completion_loss"] = {"M0": before, "M1": after, "ok": after < before}
+    rm = stages.get("RM", {})
+    if "metrics" in rm:
+        accuracy = rm["metrics"]["final"]["accuracy"]
+        checks["rm_heldout_accuracy"] = {"value": accuracy, "ok": accuracy >= 0.75}
+    m2 = stages.get("M2", {})
+    if "metrics" in m2:
+        before, after = m2["metrics"]["initial"]["reward"], m2["metrics"]["final"]["reward"]
+        checks["m2_raises_reward"] = {"M1": before, "M2": after, "kl_to_M1": m2["metrics"]["final"]["kl"], "ok": after > before}
+    return checks
+
+
+def write_summary(path: Path, pipeline: dict[str, Any]) -> dict[str, Any]:
+    """Merge the pipeline's report into the tracking core's summary.json (kept keys: status, metrics, sinks...)."""
+    try:
+        base = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        base = {}
+    merged = {**base, **pipeline}
+    write_json_atomic(path, merged)
+    return merged
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def print_table(stages: dict[str, dict[str, Any]]) -> None:
+    """A rich table: per stage its status, headline metric before -> after, and time."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="codex_ml pipeline")
+    for column in ("stage", "status", "metric", "before", "after", "extra", "seconds"):
+        table.add_column(column)
+    for name, record in stages.items():
+        key, label = HEADLINE[name]
+        metrics = record.get("metrics", {})
+        before = metrics.get("initial", {}).get(key, "-")
+        after = metrics.get("final", {}).get(key, "-")
+        extra = {k: v for k, v in metrics.get("final", {}).items() if k != key}
+        extra_text = ", ".join(f"{k}={_fmt(v)}" for k, v in extra.items())
+        table.add_row(name, record["status"], label, _fmt(before), _fmt(after), extra_text, _fmt(record.get("seconds", 0.0)))
+    Console(stderr=True).print(table)

@@ -1,0 +1,37 @@
+"""The reward model wrapper and the log-prob helpers agree with the GPT they wrap."""
+
+from __future__ import annotations
+
+import torch
+
+from codex_ml.pipeline.config import ModelSection
+from codex_ml.pipeline.modeling import RewardModel, build_gpt, hidden_states, pad_batch, sequence_logprobs
+
+
+def _gpt():
+    torch.manual_seed(0)
+    return build_gpt(ModelSection(n_layer=1, n_head=2, n_embd=16, block_size=16), vocab_size=11).eval()
+
+
+def test_hidden_states_are_what_the_lm_head_reads() -> None:
+    gpt = _gpt()
+    ids = torch.randint(11, (2, 7))
+    logits, _ = gpt(ids)
+    torch.testing.assert_close(gpt.lm_head(hidden_states(gpt, ids)), logits)
+
+
+def test_reward_ignores_right_padding() -> None:
+    rm = RewardModel(_gpt()).eval()
+    torch.nn.init.normal_(rm.head.weight)  # a non-zero head, so rewards differ
+    alone, lengths = pad_batch([[1, 2, 3]], pad_id=0)
+    padded, padded_lengths = pad_batch([[1, 2, 3], [4, 5, 6, 7, 8, 9]], pad_id=0)
+    torch.testing.assert_close(rm(alone, lengths)[0], rm(padded, padded_lengths)[0])
+
+
+def test_sequence_logprobs_sum_only_masked_targets() -> None:
+    gpt = _gpt()
+    ids = torch.randint(11, (1, 6))
+    mask = torch.tensor([[False, False, False, True, True, False]])
+    log_probs = torch.log_softmax(gpt(ids)[0], dim=-1)[0]  # (T, V)
+    expected = log_probs[2, ids[0, 3]] + log_probs[3, ids[0, 4]]
+    torch.testing.assert_close(sequence_logprobs(gpt, ids, mask)[0], expected)

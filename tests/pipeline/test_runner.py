@@ -1,0 +1,100 @@
+"""The whole tiny pipeline: outputs, reproducibility, resume/skip, crash safety, empty demos."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import codex_ml.pipeline.stages as stages
+from codex_ml.pipeline.runner import STAGES, run_pipeline
+from codex_ml.tracking.reader import metric_series
+
+
+def _stage_metrics(summary: dict) -> dict:
+    return {name: record.get("metrics") for name, record in summary["stages"].items()}
+
+
+def _metric_keys(run_dir: Path) -> set[str]:
+    return set(metric_series(run_dir / "metrics.ndjson"))
+
+
+def test_tiny_pipeline_writes_every_output(make_config) -> None:
+    config = make_config("out")
+    summary = run_pipeline(config, progress=False)
+    out = Path(config.output_dir)
+    assert summary["pipeline_status"] == "FINISHED" and summary["status"] == "FINISHED"
+    assert [summary["stages"][s]["status"] for s in STAGES] == ["trained"] * 4
+    for stage in STAGES:
+        assert (out / "checkpoints" / stage / "stage.json").is_file()
+        assert (out / "artifacts" / f"{stage}-checkpoint.pt").is_file()
+    on_disk = json.loads((out / "summary.json").read_text())
+    assert on_disk["inputs"]["prefs"]["rows"] == 80 and len(on_disk["inputs"]["corpus"]["sha256"]) == 64
+    assert set(on_disk["versions"]) >= {"python", "torch"} and on_disk["config"]["seed"] == 0
+    assert {"m0/train/loss", "m0/val/loss", "m1/val/completion_loss", "rm/val/accuracy", "m2/val/reward", "m2/val/kl"} <= _metric_keys(out)
+    tags = json.loads((out / "tags.json").read_text())
+    assert tags["pipeline.stage.RM"] == "trained"
+    assert set(summary["acceptance"]) == {"sft_lowers_completion_loss", "rm_heldout_accuracy", "m2_raises_reward"}
+
+
+def test_same_inputs_seed_and_config_give_identical_metrics(make_config) -> None:
+    first = run_pipeline(make_config("a"), progress=False)
+    second = run_pipeline(make_config("b"), progress=False)
+    assert _stage_metrics(first) == _stage_metrics(second)
+    assert first["metrics"] == second["metrics"]  # every last logged value too
+    third = run_pipeline(make_config("c", "seed=1"), progress=False)
+    assert _stage_metrics(third) != _stage_metrics(first)
+
+
+def test_rerun_skips_verified_stages_and_force_retrains(make_config) -> None:
+    first = run_pipeline(make_config("out"), progress=False)
+    again = run_pipeline(make_config("out"), progress=False)
+    assert [again["stages"][s]["status"] for s in STAGES] == ["reused"] * 4
+    assert _stage_metrics(again) == _stage_metrics(first)
+    changed = run_pipeline(make_config("out", "reward.steps=9"), progress=False)
+    assert [changed["stages"][s]["status"] for s in STAGES] == ["reused", "reused", "trained", "trained"]
+    forced = run_pipeline(make_config("out", "reward.steps=9", "force=true"), progress=False)
+    assert [forced["stages"][s]["status"] for s in STAGES] == ["trained"] * 4
+    assert _stage_metrics(forced) == _stage_metrics(changed)
+
+
+def test_a_tampered_checkpoint_is_retrained(make_config) -> None:
+    config = make_config("out")
+    run_pipeline(config, progress=False)
+    marker = json.loads((Path(config.output_dir) / "checkpoints" / "M1" / "stage.json").read_text())
+    (Path(config.output_dir) / "checkpoints" / "M1" / marker["checkpoint"]).write_bytes(b"garbage")
+    again = run_pipeline(make_config("out"), progress=False)
+    assert [again["stages"][s]["status"] for s in STAGES] == ["reused", "trained", "reused", "reused"]
+
+
+def test_crash_in_a_stage_keeps_the_earlier_ones(make_config, monkeypatch: pytest.MonkeyPatch) -> None:
+    def explode(*args, **kwargs):
+        raise RuntimeError("reward model crashed")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(stages, "run_reward", explode)
+        with pytest.raises(RuntimeError, match="reward model crashed"):
+            run_pipeline(make_config("out"), progress=False)
+    out = Path(make_config("out").output_dir)
+    crashed = json.loads((out / "summary.json").read_text())
+    assert crashed["pipeline_status"] == "FAILED" and crashed["failed_stage"] == "RM"
+    assert not (out / "checkpoints" / "RM" / "stage.json").exists()
+    resumed = run_pipeline(make_config("out"), progress=False)
+    assert [resumed["stages"][s]["status"] for s in STAGES] == ["reused", "reused", "trained", "trained"]
+
+
+def test_empty_demos_skip_sft_with_a_warning(small_data: dict[str, Path], tmp_path: Path, make_config) -> None:
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    config = make_config("out", f"demos={empty}")
+    with pytest.warns(UserWarning, match="SFT is skipped"):
+        summary = run_pipeline(config, progress=False)
+    assert summary["stages"]["M1"]["status"] == "skipped"
+    assert summary["stages"]["M2"]["status"] == "trained"
+
+
+def test_dpo_method_runs_and_reports_reward_and_kl(make_config) -> None:
+    summary = run_pipeline(make_config("out", "preference.method=dpo"), progress=False)
+    final = summary["stages"]["M2"]["metrics"]["final"]
+    assert {"reward", "kl", "answer_accuracy"} <= set(final)
