@@ -5,32 +5,26 @@ Only metadata is read (each distribution's ``entry_points.txt``); no plugin is i
 
 from __future__ import annotations
 
-import re
-
 from codex_ml.plugins.registry import ENTRY_POINT_PREFIX, GROUPS, PluginSpec
 
 
 def discover_entry_points() -> list[tuple[PluginSpec, str | None]]:
     """Every ``codex_ml.*`` entry point on ``sys.path``: ``(spec, problem or None)``.
 
-    A distribution found twice on the path counts once (the first, as Python imports it).
-    An entry point in an unknown group is returned with a problem naming the valid groups.
+    A distribution found twice on the path counts once (the first, as Python imports it):
+    ``entry_points()`` keeps one distribution per normalised name. An entry point in an
+    unknown group is returned with a problem naming the valid groups.
     """
-    from importlib.metadata import distributions
+    from importlib.metadata import entry_points
 
-    found: list[tuple[PluginSpec, str | None]] = []
-    seen: set[str] = set()
-    for dist in distributions():
-        name = dist.metadata["Name"] if dist.metadata else None
-        key = re.sub(r"[-_.]+", "-", name or "").lower()
-        if not name or key in seen:
-            continue
-        seen.add(key)
-        source = f"{name} {dist.version}"
-        for entry in dist.entry_points:
-            if entry.group.startswith(ENTRY_POINT_PREFIX):
-                found.append(_spec(entry, source))
-    return found
+    everything = entry_points()  # 3.10/3.11: SelectableGroups; 3.12+: EntryPoints; both have these
+    groups = sorted(g for g in everything.groups if g.startswith(ENTRY_POINT_PREFIX))
+    return [_spec(entry, _source(entry)) for group in groups for entry in everything.select(group=group)]
+
+
+def _source(entry: object) -> str:
+    dist = getattr(entry, "dist", None)
+    return f"{dist.name} {dist.version}" if dist is not None else "unknown distribution"
 
 
 def _spec(entry: object, source: str) -> tuple[PluginSpec, str | None]:

@@ -27,6 +27,8 @@ API_ATTRIBUTE = "CODEX_ML_PLUGIN_API"
 ENTRY_POINT_PREFIX = "codex_ml."
 GROUPS = ("sinks", "models", "tokenizers", "datasets", "pipeline_stages", "system_metric_collectors")
 BUILTIN = "builtin"
+#: The source of a plugin registered with Registry.register (no distribution, no version check).
+IN_CODE = "registered in code"
 
 # What a plugin's load came to. Only ERROR makes `diagnose` fail: PLANNED is a built-in whose
 # module is not written yet, MISSING_EXTRA one whose optional package is not installed.
@@ -163,7 +165,7 @@ class Registry:
     def register(self, group: str, name: str, obj: Any) -> PluginSpec:
         """Register an object already in memory (e.g. from a test or a notebook)."""
         target = f"{getattr(obj, '__module__', '?')}:{getattr(obj, '__qualname__', name)}"
-        spec = PluginSpec(check_group(group), name, target, source="registered in code")
+        spec = PluginSpec(check_group(group), name, target, source=IN_CODE)
         self.add(spec)
         self._objects[(spec.group, name)] = obj
         return spec
@@ -257,7 +259,7 @@ def _checked(spec: PluginSpec, obj: Any, module: Any) -> PluginStatus:
     from codex_ml.plugins.checks import type_problem
 
     version = getattr(obj, API_ATTRIBUTE, getattr(module, API_ATTRIBUTE, None))
-    if not spec.builtin and spec.source != "registered in code":
+    if spec.source not in (BUILTIN, IN_CODE):  # built-ins are versioned with codex_ml itself
         if version is None:
             return PluginStatus(spec, ERROR, f"declares no plugin API version: add `{API_ATTRIBUTE} = {API_VERSION}` to {spec.module}", obj)
         if type(version) is not int or version not in SUPPORTED_API_VERSIONS:
