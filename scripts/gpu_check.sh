@@ -6,8 +6,9 @@
 #
 # Runs SystemMetricsLogger while a small CUDA workload runs in this process (torch when it is
 # installed with CUDA; otherwise the logger runs alone), prints the GPU fields it recorded, checks
-# that CUDA_VISIBLE_DEVICES=<GPU uuid> selects exactly that GPU, then runs the GPU tests. Exits
-# non-zero when GPU telemetry is off or a field is missing.
+# that CUDA_VISIBLE_DEVICES=<GPU uuid> selects exactly that GPU, then trains the tiny model on CUDA
+# with `train-model --system-metrics AUTO` and checks its system_metrics.jsonl, then runs the GPU
+# tests. Exits non-zero when GPU telemetry is off or a field is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 py="${PYTHON:-.venv/bin/python}"
@@ -84,6 +85,28 @@ if [r["uuid"] for r in rows] != [last_uuid] or rows[0]["index"] != 0:
 if problems:
     sys.exit("FAIL: " + "; ".join(problems))
 print("\nOK: every GPU field was recorded")
+PYTHON
+
+# A short real training on CUDA through the trainer with --system-metrics AUTO: its
+# <checkpoint_dir>/system_metrics.jsonl must hold the GPU fields too.
+echo
+echo "train-model on CUDA (tiny config, 200 steps) with --system-metrics AUTO --system-metrics-interval 0.5"
+"$py" -m codex_ml.cli train-model --config configs/training/tiny.yaml --no-progress \
+  --run-name gpu-check --output-root "$workdir/runs" --system-metrics AUTO --system-metrics-interval 0.5 \
+  training.device=cuda training.max_steps=200
+"$py" - "$workdir/runs/gpu-check/checkpoints/system_metrics.jsonl" <<'PYTHON'
+import sys
+
+from codex_ml.tracking.reader import iter_records
+
+rows = [r for r in iter_records(sys.argv[1]) if r.get("gpu")]
+if not rows:
+    sys.exit(f"FAIL: the training run's {sys.argv[1]} has no GPU fields")
+gpu = rows[-1]["gpu"][0]
+print(f"training run: {len(rows)} samples with GPU fields; last: utilization {gpu.get('utilization_percent')} %, "
+      f"memory {gpu.get('memory_used_bytes')} B, our processes {gpu.get('process_memory_used_bytes')} B")
+if not any(r["gpu"][0].get("process_memory_used_bytes") for r in rows):
+    sys.exit("FAIL: the trainer's own GPU memory was never recorded")
 PYTHON
 
 if "$py" -c "import pytest" 2>/dev/null; then
