@@ -64,9 +64,9 @@ def test_fast_and_slow_paths_agree(tmp_path: Path) -> None:
 
 def test_sentinel_digits_in_the_file_use_the_exact_path(tmp_path: Path) -> None:
     path = tmp_path / "m.ndjson"
-    path.write_text('{"v":1,"step":0,"time":1.0,"metrics":{"a":1.7976931348623155e308,"b":"NaN"}}\n')
+    path.write_text('{"v":1,"step":0,"time":1.0,"metrics":{"a":7e307,"b":"NaN"}}\n')
     data = load_metrics(path)
-    assert not data.fast_path and data.series["a"].values[0] == 1.7976931348623155e308
+    assert not data.fast_path and data.series["a"].values[0] == 7e307
     assert math.isnan(data.series["b"].values[0])
 
 
@@ -100,3 +100,9 @@ def test_input_errors(tmp_path: Path) -> None:
 
 def test_fmt() -> None:
     assert [fmt(None), fmt(3), fmt(0.5), fmt(1e-7), fmt(math.nan)] == ["-", "3", "0.5", "1.000e-07", "nan"]
+
+
+def test_swaps_keep_the_length_so_they_happen_in_place() -> None:
+    from codex_ml.monitoring.loading import _SWAPS
+
+    assert all(len(spelling) == len(number) for spelling, number in _SWAPS)

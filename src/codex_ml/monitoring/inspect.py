@@ -175,7 +175,10 @@ def _single_table(result: dict[str, Any], what: str) -> Any:
 
 def _fill_single(table: Any, metrics: dict[str, Any], keys: list[str]) -> None:
     for column in ("metric", "count", "steps", "min", "max", "mean", "last", "NaN/Inf", "span s", "rate/s"):
-        table.add_column(column, justify="left" if column == "metric" else "right")
+        if column == "metric":
+            table.add_column(column, no_wrap=True)  # names are what users search for: never split them
+        else:
+            table.add_column(column, justify="right")
     for key in keys:
         s = metrics[key]
         table.add_row(key, f"{s['count']:,}", f"{s['first_step']}–{s['last_step']}", fmt(s["min"]), fmt(s["max"]),
@@ -187,7 +190,7 @@ def _side_by_side(results: list[dict[str, Any]]) -> Any:
     from rich.table import Table
 
     table = Table(title="metrics, side by side (last value; min–max; points)")
-    table.add_column("metric")
+    table.add_column("metric", no_wrap=True)
     for result in results:
         table.add_column(result["path"], justify="right")
     keys = list(dict.fromkeys(key for result in results for key in result["metrics"]))

@@ -12,6 +12,7 @@ reports bad lines with their numbers, as ``codex_ml.tracking.reader`` does.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,15 +24,14 @@ from codex_ml.monitoring.runs import METRICS, SYSTEM, EmptyInputError
 from codex_ml.tracking.encoding import decode_number
 from codex_ml.tracking.reader import ReadReport, iter_records
 
-# Replacement numbers for the non-finite spellings. orjson writes a value as ':"NaN"'
-# (a key can never contain a bare quote), so the swap cannot touch keys. A file that
-# already holds these digits anywhere goes to the slow path, so the swap is exact.
-_MAX = 1.7976931348623157e308
-_NAN_SENTINEL = 1.7976931348623155e308  # the double just below the largest one
-_SENTINEL_PREFIX = b"1.797693134862315"
-_SWAPS = ((b':"NaN"', b":1.7976931348623155e308"), (b':"-Infinity"', b":-1.7976931348623157e308"),
-          (b':"Infinity"', b":1.7976931348623157e308"))  # fmt: skip
-
+# Same-length replacement numbers for the non-finite spellings, so the swap happens in
+# place in the read buffer (no copy of a 100 MB file). orjson writes a value as ':"NaN"'
+# (a key can never contain a bare quote), so the swap cannot touch keys; JSON allows the
+# spaces after a number. A file that already holds these digits anywhere goes to the
+# slow path, so the swap is exact.
+_NAN_SENTINEL, _INF_SENTINEL = 7e307, 8e307
+_SWAPS = ((b':"NaN"', b":7e307"), (b':"Infinity"', b":8e307     "), (b':"-Infinity"', b":-8e307     "))
+_SENTINEL_DIGITS = (b"7e307", b"8e307")
 
 @dataclass
 class Series:
@@ -77,31 +77,42 @@ def load(path: str | Path, kind: str = METRICS) -> MetricsData:
 def load_metrics(path: str | Path) -> MetricsData:
     """A metrics.ndjson file: the pyarrow path when it can, else the per-line path."""
     path = Path(path)
-    raw = path.read_bytes()
+    raw = _read_buffer(path)
     try:
         fast = _load_fast(path, raw)
     except ImportError:
         fast = None
-    return fast if fast is not None else _load_slow(path, raw)
+    # The fast path may have swapped spellings in the buffer: the slow path reads afresh.
+    return fast if fast is not None else _load_slow(path, _read_buffer(path))
+
+
+def _read_buffer(path: Path) -> bytearray:
+    """The whole file in a mutable buffer (read once, swapped in place)."""
+    with open(path, "rb") as handle:
+        size = os.fstat(handle.fileno()).st_size
+        buffer = bytearray(size)
+        got = handle.readinto(buffer)
+    return buffer if got == size else buffer[:got]
 
 
 # -- fast path ----------------------------------------------------------------------
-def _load_fast(path: Path, raw: bytes) -> MetricsData | None:
+def _load_fast(path: Path, raw: bytearray) -> MetricsData | None:
     import pyarrow as pa
     import pyarrow.json as pj
 
     report = ReadReport(str(path))
-    body, tail = _split_tail(raw)
-    present = [(spelling, number) for spelling, number in _SWAPS if spelling in body]
-    if present and _SENTINEL_PREFIX in body:
+    cut = raw.rfind(b"\n") + 1
+    tail_record = _parse_tail(bytes(raw[cut:]), report)
+    present = [(spelling, number) for spelling, number in _SWAPS if raw.find(spelling, 0, cut) != -1]
+    if present and any(raw.find(digits, 0, cut) != -1 for digits in _SENTINEL_DIGITS):
         return None
     for spelling, number in present:
-        body = body.replace(spelling, number)
-    tail_record = _parse_tail(tail, report)
-    if not body or body.isspace():
+        _swap_in_place(raw, spelling, number, cut)
+    if not cut:
         return None
+    body = memoryview(raw)[:cut]
     try:
-        table = pj.read_json(pa.BufferReader(body))
+        table = pj.read_json(pa.BufferReader(pa.py_buffer(body)))
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return None  # a bad line or mixed types: the slow path says where
     data = _from_table(path, table, bool(present), report)
@@ -110,12 +121,12 @@ def _load_fast(path: Path, raw: bytes) -> MetricsData | None:
     return data
 
 
-def _split_tail(raw: bytes) -> tuple[bytes, bytes]:
-    """(complete lines, a last line without its newline)."""
-    cut = raw.rfind(b"\n") + 1
-    if cut == len(raw):
-        return raw, b""  # the usual case: no 100 MB copy
-    return raw[:cut], raw[cut:]
+def _swap_in_place(raw: bytearray, spelling: bytes, number: bytes, end: int) -> None:
+    size = len(spelling)
+    pos = raw.find(spelling, 0, end)
+    while pos != -1:
+        raw[pos : pos + size] = number
+        pos = raw.find(spelling, pos + size, end)
 
 
 def _parse_tail(tail: bytes, report: ReadReport) -> dict[str, Any] | None:
@@ -180,8 +191,8 @@ def _child_values(child: Any, swapped: bool) -> tuple[np.ndarray, np.ndarray] | 
 def _unswap(values: np.ndarray) -> np.ndarray:
     values = np.array(values, dtype=np.float64, copy=True)
     values[values == _NAN_SENTINEL] = math.nan
-    values[values == _MAX] = math.inf
-    values[values == -_MAX] = -math.inf
+    values[values == _INF_SENTINEL] = math.inf
+    values[values == -_INF_SENTINEL] = -math.inf
     return values
 
 
@@ -239,7 +250,7 @@ class _Columns:
         return {k: Series(*(np.asarray(c, dtype=dt) for c, dt in zip(col, dtypes))) for k, col in self.cols.items()}
 
 
-def _load_slow(path: Path, raw: bytes) -> MetricsData:
+def _load_slow(path: Path, raw: bytes | bytearray) -> MetricsData:
     report = ReadReport(str(path))
     columns = _Columns()
     lines = raw.split(b"\n")
