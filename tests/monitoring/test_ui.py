@@ -57,3 +57,29 @@ def test_viewer_choice_and_missing_store_are_clear_errors(tmp_path: Path) -> Non
         start_viewer(run.paths.root, "tensorboard")
     with pytest.raises(MonitoringInputError, match="--mlflow-enable"):
         start_viewer(run.paths.root, "mlflow")
+
+
+@pytest.mark.parametrize("stop_signal", ["SIGINT", "SIGTERM"])
+def test_console_script_prints_the_url_and_stops_its_viewer(tmp_path: Path, stop_signal: str) -> None:
+    """`codex-ml monitoring ui --tensorboard` in a real process: URL answers; Ctrl-C/SIGTERM stops both."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    with start_run("cli", output_root=tmp_path, flush_interval=0.05, enable_tensorboard=True) as run:
+        run.log_metrics({"x": 1.0}, step=0)
+    command = [sys.executable, "-m", "codex_ml.monitoring.cli", "ui", str(run.paths.root), "--tensorboard"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = process.stdout.readline()  # blocks until the viewer answers
+        assert "http://127.0.0.1:" in line, process.stderr.read() if process.poll() is not None else line
+        url = line.split()[-4]
+        assert _fetch(url)
+        process.send_signal(getattr(signal, stop_signal))
+        assert process.wait(timeout=30) == 0
+        assert not answers(url)
+    finally:
+        if process.poll() is None:
+            os.kill(process.pid, signal.SIGKILL)
+            process.wait()

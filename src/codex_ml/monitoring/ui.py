@@ -43,9 +43,18 @@ class Viewer:
     log_path: Path | None = None
 
     def wait(self) -> None:
-        """Block until the viewer exits (Ctrl-C raises KeyboardInterrupt here)."""
-        if self.process is not None:
+        """Block until the viewer exits; Ctrl-C or SIGTERM raise KeyboardInterrupt here.
+
+        SIGTERM is turned into KeyboardInterrupt so that the caller's ``finally: stop()``
+        runs: the viewer lives in its own process group and would otherwise outlive us.
+        """
+        if self.process is None:
+            return
+        previous = signal.signal(signal.SIGTERM, _interrupt)
+        try:
             self.process.wait()
+        finally:
+            signal.signal(signal.SIGTERM, previous)
 
     def stop(self) -> None:
         """Terminate the viewer's process group; kill it if it does not stop in 10 s."""
@@ -60,6 +69,10 @@ class Viewer:
             process.wait(timeout=10)
         except ProcessLookupError:
             pass
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
 
 
 def pick_viewer(tensorboard: bool, mlflow: bool) -> str:
