@@ -58,14 +58,19 @@ def write_metrics(path: Path, records: int) -> None:
         handle.write(b"".join(lines))
 
 
-def best_of(repeat: int, action: Callable[[], object]) -> float:
-    """The shortest wall time of ``repeat`` runs of ``action``."""
-    times = []
+def best_of(repeat: int, action: Callable[[], object]) -> tuple[float, float]:
+    """The shortest wall time and the shortest CPU time (all threads) of ``repeat`` runs.
+
+    CPU time is shown too because on a shared machine wall time mostly measures the
+    other jobs; CPU seconds spent are what this process itself costs.
+    """
+    walls, cpus = [], []
     for _ in range(repeat):
-        began = time.perf_counter()
+        wall, cpu = time.perf_counter(), time.process_time()
         action()
-        times.append(time.perf_counter() - began)
-    return min(times)
+        walls.append(time.perf_counter() - wall)
+        cpus.append(time.process_time() - cpu)
+    return min(walls), min(cpus)
 
 
 def run_cli(*args: str) -> float:
@@ -110,21 +115,23 @@ def _verdict(ok: bool) -> str:
     return "PASS" if ok else "MISS"
 
 
-def _print_table(args: argparse.Namespace, size_mb: float, fast: bool, t_inspect: float, t_export: float,
-                 t_pandas: float, t_cli_inspect: float, t_cli_export: float) -> None:  # fmt: skip
+def _print_table(args: argparse.Namespace, size_mb: float, fast: bool, t_inspect: tuple[float, float],
+                 t_export: tuple[float, float], t_pandas: tuple[float, float], t_cli_inspect: float,
+                 t_cli_export: float) -> None:  # fmt: skip
     print(f"{args.records:,} records, {size_mb:.0f} MB, best of {args.repeat}; {os.cpu_count()} CPUs, "
           f"load average {os.getloadavg()[0]:.1f} at the end; "
           f"pyarrow fast path: {fast}; Python {sys.version.split()[0]}\n")  # fmt: skip
-    print("| measure | codex_ml | pandas.read_json(lines=True) | ratio (pandas / codex_ml) | target | result |")
+    print("| measure | codex_ml wall (CPU) | pandas.read_json(lines=True) wall (CPU) | ratio wall (CPU) | target | result |")
     print("|---|---|---|---|---|---|")
     rows = [
         ("inspect (load + statistics)", t_inspect, INSPECT_TARGET_S),
         ("export --fmt parquet (load + write)", t_export, EXPORT_TARGET_S),
     ]
-    for name, seconds, target in rows:
-        ratio = t_pandas / seconds
-        ok = seconds <= target and ratio >= RATIO_TARGET
-        print(f"| {name} | {seconds:.3f} s | {t_pandas:.3f} s | {ratio:.1f}x | <= {target:.0f} s, >= {RATIO_TARGET:.0f}x | {_verdict(ok)} |")
+    for name, (wall, cpu), target in rows:
+        ratio, cpu_ratio = t_pandas[0] / wall, t_pandas[1] / cpu
+        ok = wall <= target and ratio >= RATIO_TARGET
+        print(f"| {name} | {wall:.3f} s ({cpu:.3f} s) | {t_pandas[0]:.3f} s ({t_pandas[1]:.3f} s) | "
+              f"{ratio:.1f}x ({cpu_ratio:.1f}x) | <= {target:.0f} s, >= {RATIO_TARGET:.0f}x | {_verdict(ok)} |")  # fmt: skip
     print(f"| `codex-ml monitoring inspect --json` end to end | {t_cli_inspect:.3f} s | | | | |")
     print(f"| `codex-ml monitoring export --fmt parquet` end to end | {t_cli_export:.3f} s | | | | |")
 

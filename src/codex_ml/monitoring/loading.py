@@ -12,6 +12,7 @@ reports bad lines with their numbers, as ``codex_ml.tracking.reader`` does.
 from __future__ import annotations
 
 import math
+import mmap
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,13 +26,13 @@ from codex_ml.tracking.encoding import decode_number
 from codex_ml.tracking.reader import ReadReport, iter_records
 
 # Same-length replacement numbers for the non-finite spellings, so the swap happens in
-# place in the read buffer (no copy of a 100 MB file). orjson writes a value as ':"NaN"'
-# (a key can never contain a bare quote), so the swap cannot touch keys; JSON allows the
-# spaces after a number. A file that already holds these digits anywhere goes to the
-# slow path, so the swap is exact.
+# place (in a copy-on-write map of the file: no copy of a 100 MB file). In a metrics record
+# a string value, ':"', can only be one of these spellings (a key never contains a bare
+# quote), so one scan for ':"' finds them all. JSON allows the spaces after a number. A
+# file already holding 'e307' anywhere goes to the slow path, so the swap is exact.
 _NAN_SENTINEL, _INF_SENTINEL = 7e307, 8e307
 _SWAPS = ((b':"NaN"', b":7e307"), (b':"Infinity"', b":8e307     "), (b':"-Infinity"', b":-8e307     "))
-_SENTINEL_DIGITS = (b"7e307", b"8e307")
+_SENTINEL_DIGITS = b"e307"
 
 @dataclass
 class Series:
@@ -77,56 +78,60 @@ def load(path: str | Path, kind: str = METRICS) -> MetricsData:
 def load_metrics(path: str | Path) -> MetricsData:
     """A metrics.ndjson file: the pyarrow path when it can, else the per-line path."""
     path = Path(path)
-    raw = _read_buffer(path)
-    try:
-        fast = _load_fast(path, raw)
-    except ImportError:
-        fast = None
-    # The fast path may have swapped spellings in the buffer: the slow path reads afresh.
-    return fast if fast is not None else _load_slow(path, _read_buffer(path))
-
-
-def _read_buffer(path: Path) -> bytearray:
-    """The whole file in a mutable buffer (read once, swapped in place)."""
     with open(path, "rb") as handle:
-        size = os.fstat(handle.fileno()).st_size
-        buffer = bytearray(size)
-        got = handle.readinto(buffer)
-    return buffer if got == size else buffer[:got]
+        if os.fstat(handle.fileno()).st_size == 0:
+            return _load_slow(path, b"")
+        # Copy-on-write: pages are read lazily and only swapped pages are copied.
+        with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_COPY) as mapped:
+            try:
+                fast = _load_fast(path, mapped)
+            except ImportError:
+                fast = None
+    return fast if fast is not None else _load_slow(path, path.read_bytes())
 
 
 # -- fast path ----------------------------------------------------------------------
-def _load_fast(path: Path, raw: bytearray) -> MetricsData | None:
+def _load_fast(path: Path, raw: Any) -> MetricsData | None:
     import pyarrow as pa
     import pyarrow.json as pj
 
     report = ReadReport(str(path))
     cut = raw.rfind(b"\n") + 1
     tail_record = _parse_tail(bytes(raw[cut:]), report)
-    present = [(spelling, number) for spelling, number in _SWAPS if raw.find(spelling, 0, cut) != -1]
-    if present and any(raw.find(digits, 0, cut) != -1 for digits in _SENTINEL_DIGITS):
-        return None
-    for spelling, number in present:
-        _swap_in_place(raw, spelling, number, cut)
     if not cut:
+        return None
+    swapped = _swap_non_finite(raw, cut)
+    if swapped is None:
         return None
     body = memoryview(raw)[:cut]
     try:
         table = pj.read_json(pa.BufferReader(pa.py_buffer(body)))
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return None  # a bad line or mixed types: the slow path says where
-    data = _from_table(path, table, bool(present), report)
+    finally:
+        body.release()  # the map can close only once no view is left
+    data = _from_table(path, table, swapped, report)
     if data is not None and tail_record is not None:
         _append_record(data, tail_record)
     return data
 
 
-def _swap_in_place(raw: bytearray, spelling: bytes, number: bytes, end: int) -> None:
-    size = len(spelling)
-    pos = raw.find(spelling, 0, end)
+def _swap_non_finite(raw: Any, end: int) -> bool | None:
+    """Swap every non-finite spelling before ``end`` in place: True if any, None if unsafe."""
+    pos = raw.find(b':"', 0, end)
+    if pos == -1:
+        return False
+    if raw.find(_SENTINEL_DIGITS, 0, end) != -1:
+        return None
     while pos != -1:
-        raw[pos : pos + size] = number
-        pos = raw.find(spelling, pos + size, end)
+        for spelling, number in _SWAPS:
+            if raw[pos : pos + len(spelling)] == spelling:
+                raw[pos : pos + len(spelling)] = number
+                break
+        else:
+            return None  # another string value: the slow path reports the line
+        pos = raw.find(b':"', pos + 1, end)
+    return True
 
 
 def _parse_tail(tail: bytes, report: ReadReport) -> dict[str, Any] | None:
