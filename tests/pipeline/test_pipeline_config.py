@@ -60,3 +60,8 @@ def test_overrides_parse_yaml_values_and_nest() -> None:
 def test_missing_config_file_is_named(tmp_path: Path) -> None:
     with pytest.raises(PipelineConfigError, match="nope.yaml"):
         load_config_file(tmp_path / "nope.yaml")
+
+
+def test_exponent_without_a_dot_is_a_float() -> None:
+    config = PipelineConfig.from_mapping(apply_overrides({}, ["sft.lr=2e-4", "reward.lr=1e-3"]))
+    assert (config.sft.lr, config.reward.lr) == (2e-4, 1e-3)
