@@ -8,7 +8,7 @@ demo:  ## set up, then train the demo model on the bundled text with TensorBoard
 	@scripts/bootstrap.sh all
 	$(PY) tools/monitoring_integrate.py --run-name demo --enable-tensorboard --mlflow-enable --enable-wandb
 
-test:  ## set up (Python packages, and the Prometheus server the tests scrape with), then run the test suite
+test:  ## set up (Python packages, the Prometheus server the tests scrape with, and Chromium for the browser tests), then run the test suite
 	@scripts/bootstrap.sh dev
 	@scripts/install_system_deps.sh
 	$(PY) -m pytest $(PYTEST_ARGS)
