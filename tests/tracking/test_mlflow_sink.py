@@ -126,7 +126,7 @@ def test_sqlite_store_and_experiment_name(tmp_path: Path, sqlite_uri: str) -> No
     experiment = client.get_experiment_by_name("codex-exp-sqlite")
     assert experiment is not None
     mlrun = client.get_run(state["run_id"])
-    assert mlrun.info.experiment_id == experiment.experiment_id
+    assert mlrun.info.experiment_id == experiment.experiment_id == state["experiment_id"]
     assert mlrun.info.status == "FINISHED"
     assert mlrun.data.params == {"a.b": "1"}
     assert _history(client, state["run_id"], "loss") == [(s, 1.0 / (s + 1)) for s in range(4)]

@@ -55,7 +55,9 @@ class MlflowSink(Sink):
             self.run_id = self._reopen(saved["run_id"])
         if self.run_id is None:
             self.run_id = self._create(run)
-        run.remember(self.name, {"run_id": self.run_id, "tracking_uri": self.tracking_uri, "experiment": self._experiment})
+        experiment_id = self._client.get_run(self.run_id).info.experiment_id
+        run.remember(self.name, {"run_id": self.run_id, "tracking_uri": self.tracking_uri,
+                                 "experiment": self._experiment, "experiment_id": experiment_id})  # fmt: skip
 
     def _reopen(self, run_id: str) -> str | None:
         try:
