@@ -107,3 +107,16 @@ def test_existing_run_name_is_refused_without_damage(tmp_path: Path) -> None:
         train(tiny_config("training.max_steps=2"), tracking_for(tmp_path, "taken"))
     assert snapshot(tmp_path / "taken") == before
     assert len(records(tmp_path / "taken" / "metrics.ndjson")) > 0
+
+
+def test_resume_after_a_crash_logs_no_step_twice(tmp_path: Path) -> None:
+    """Steps logged after the last checkpoint (a crash) are retrained but not logged again."""
+    train(tiny_config(f"training.max_steps={N}"), tracking_for(tmp_path, "whole"))
+    train(tiny_config(f"training.max_steps={N}", f"training.stop_after_steps={K}"), tracking_for(tmp_path, "crash"))
+    folder = tmp_path / "crash" / "checkpoints"
+    (folder / "latest.pt").unlink()  # as if the process died after step K, before its checkpoint
+    (folder / f"step-{K:08d}.pt").unlink()
+    _resume(tmp_path / "crash", "training.stop_after_steps=null")
+    crash = series(tmp_path / "crash", "train/loss")
+    assert [s for s, _ in crash] == list(range(1, N + 1))
+    assert crash == series(tmp_path / "whole", "train/loss")

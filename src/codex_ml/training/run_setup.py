@@ -9,6 +9,7 @@ configured file, rank k into ``system_metrics.rank<k>.jsonl`` beside it.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -63,9 +64,59 @@ def open_run(trainer: Any) -> Any:
         raise error
     if not info.is_main:
         run = NullRun()
+    elif trainer.resume is not None:
+        run = _skip_logged_steps(run, trainer.start_step)
     if info.enabled and tracking.system_metrics:
         _start_rank_sampler(run, tracking, checkpoint_dir, info)
     return run
+
+
+class ReplayFilter:
+    """A run wrapper that drops records for steps a crashed session already logged.
+
+    After a crash, the steps between the last checkpoint and the crash are trained again;
+    their records are already in metrics.ndjson (the same values on a deterministic CPU
+    run), so logging them twice would duplicate steps.
+    """
+
+    def __init__(self, run: Any, logged_through: int) -> None:
+        self._run = run
+        self.logged_through = logged_through
+
+    def log_metrics(self, metrics: dict[str, Any], step: int | None = None) -> None:
+        """Forward unless ``step`` was logged before the crash."""
+        if step is None or step > self.logged_through:
+            self._run.log_metrics(metrics, step)
+
+    def log_histogram(self, name: str, values: Any, step: int | None = None) -> None:
+        """Forward unless ``step`` was logged before the crash."""
+        if step is None or step > self.logged_through:
+            self._run.log_histogram(name, values, step)
+
+    def log_text(self, name: str, text: str, step: int | None = None) -> None:
+        """Forward unless ``step`` was logged before the crash."""
+        if step is None or step > self.logged_through:
+            self._run.log_text(name, text, step)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._run, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in ("_run", "logged_through"):
+            object.__setattr__(self, name, value)
+        else:  # e.g. run.system_metrics: set it on the real run, which stops it on close
+            setattr(self._run, name, value)
+
+
+def _skip_logged_steps(run: Any, start_step: int) -> Any:
+    from codex_ml.tracking.reader import last_step
+
+    logged = last_step(run.paths.metrics)
+    if logged is None or logged <= start_step:
+        return run
+    print(f"[train] steps {start_step + 1}..{logged} were logged before the interruption; they are trained "
+          "again from the checkpoint but not logged twice", file=sys.stderr)
+    return ReplayFilter(run, logged)
 
 
 def _start_rank_sampler(run: Any, tracking: TrackingConfig, checkpoint_dir: Path, info: DistInfo) -> None:
