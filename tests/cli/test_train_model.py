@@ -88,3 +88,20 @@ def test_bare_system_metrics_before_an_override() -> None:
     assert tracking.system_metrics == "AUTO" and overrides == ["training.max_steps=5", "a.b=1"]
     kept, same = split_override_from_flag(TrackingConfig(system_metrics="logs/sys.jsonl"), [])
     assert kept.system_metrics == "logs/sys.jsonl" and same == []
+
+
+def test_training_goes_on_when_psutil_cannot_be_imported(tmp_path: Path) -> None:
+    """--system-metrics with psutil unimportable: one [monitoring-error] line, training finishes."""
+    blocker = tmp_path / "block"
+    blocker.mkdir()
+    (blocker / "psutil.py").write_text("raise ImportError('psutil blocked for this test')\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(blocker), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-m", "codex_ml.cli", "train-model", "--config", TINY, "--no-progress",
+                           "--output-root", str(tmp_path / "runs"), "--run-name", "nops", "--system-metrics",
+                           "training.max_steps=3", *FAST], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "[monitoring-error]" in done.stderr and "psutil" in done.stderr
+    summary = json.loads((tmp_path / "runs" / "nops" / "summary.json").read_text())
+    assert summary["status"] == "FINISHED" and summary["last_step"] == 3
+    assert not (tmp_path / "runs" / "nops" / "checkpoints" / "system_metrics.jsonl").exists()
