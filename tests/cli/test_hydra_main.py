@@ -61,3 +61,12 @@ def test_hydra_cli_reports_every_bad_key_at_once(tmp_path: Path) -> None:
                    "colour: unknown section"):
         assert needle in done.stderr, needle
     assert list(tmp_path.iterdir()) == []
+
+
+def test_help_lists_tracking_flags_and_hydra_help(tmp_path: Path) -> None:
+    """--help shows our tracking flags, then Hydra's own help; nothing is trained."""
+    done = _hydra(tmp_path, "--help")
+    assert done.returncode == 0, done.stderr[-2000:]
+    for needle in ("--enable-wandb", "--mlflow-enable", "--system-metrics", "--prometheus-port", "Powered by Hydra"):
+        assert needle in done.stdout, needle
+    assert list(tmp_path.iterdir()) == []

@@ -102,6 +102,11 @@ def main(argv: list[str] | None = None) -> None:
     from codex_ml.errors import CodexMLError
 
     flags, rest = split_tracking_flags(sys.argv[1:] if argv is None else argv)
+    if "--help" in rest or "-h" in rest:  # Hydra's help below does not know our flags
+        parser = argparse.ArgumentParser(prog="python -m codex_ml.cli.main", add_help=False,
+                                         usage="%(prog)s [key=value ...] [tracking flags] [hydra flags]")
+        add_tracking_arguments(parser)
+        print(parser.format_help())
     sys.argv = [sys.argv[0], *rest]
 
     @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")
