@@ -226,13 +226,32 @@ def test_vanished_and_zombie_children_are_skipped(monkeypatch: pytest.MonkeyPatc
     assert pids[0] == os.getpid() and gone.pid not in pids and zombie.pid not in pids
 
 
+OPEN_FILES_SCRIPT = """
+import sys
+from codex_ml.monitoring.collectors.process import ProcessCollector
+
+def sample(collector):
+    collector.collect()
+    data = collector.aggregate()
+    collector.clear()
+    return data["open_files"]
+
+collector = ProcessCollector(open_files_every=3)
+collector.start()
+before = sample(collector)  # sample 0 refreshes
+with open(sys.argv[1], "w"):
+    stale = [sample(collector) for _ in range(2)]  # samples 1 and 2 reuse it
+    fresh = sample(collector)  # sample 3 refreshes
+print(before, *stale, fresh)
+"""
+
+
 def test_open_files_are_refreshed_every_nth_sample(tmp_path: Path) -> None:
-    collector = ProcessCollector(open_files_every=3)
-    collector.start()
-    before = _sample(collector)["open_files"]  # sample 0 refreshes
-    with open(tmp_path / "extra", "w"):
-        stale = [_sample(collector)["open_files"] for _ in range(2)]  # samples 1 and 2 reuse it
-        fresh = _sample(collector)["open_files"]  # sample 3 refreshes
+    # In a fresh process: background threads of other tests open and close files in this one.
+    done = subprocess.run([sys.executable, "-c", OPEN_FILES_SCRIPT, str(tmp_path / "extra")],
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    before, *stale, fresh = map(int, done.stdout.split())
     assert stale == [before, before] and fresh == before + 1
 
 
