@@ -66,16 +66,17 @@ class PreferenceSection:
     """M2: RLOO against the reward model with a KL penalty to M1, or DPO on the pairs."""
 
     method: str = "rloo"
-    steps: int = 150
+    steps: int = 300
     batch_prompts: int = 16
     samples_per_prompt: int = 4
-    lr: float = 5e-4
+    lr: float = 1e-4
     min_lr: float = 5e-5
     warmup_steps: int = 10
     weight_decay: float = 0.0
     grad_clip: float = 1.0
     eval_every: int = 50
-    kl_coef: float = 0.05  # RLOO: reward - kl_coef * KL(policy || M1) per sequence
+    kl_coef: float = 0.1  # RLOO: reward - kl_coef * KL(policy || M1) per sequence
+    normalize_advantage: bool = True  # RLOO: divide advantages by their batch std
     beta: float = 0.1  # DPO temperature
     temperature: float = 1.0
     max_new_tokens: int = 5
@@ -105,8 +106,8 @@ class PipelineConfig:
     threads: int = 1
     model: ModelSection = field(default_factory=ModelSection)
     pretrain: StageSection = _default_stage(steps=600)
-    sft: StageSection = _default_stage(steps=300, lr=1e-3, min_lr=1e-4, warmup_steps=10)
-    reward: StageSection = _default_stage(steps=300, lr=1e-3, min_lr=1e-4, warmup_steps=10)
+    sft: StageSection = _default_stage(steps=600, lr=1e-3, min_lr=1e-4, warmup_steps=10)
+    reward: StageSection = _default_stage(steps=1500, lr=5e-4, min_lr=1e-4, warmup_steps=10)
     preference: PreferenceSection = field(default_factory=PreferenceSection)
 
     def resolved(self) -> dict[str, Any]:
@@ -149,6 +150,11 @@ def _coerce(value: Any, kind: Any, key: str, problems: list[str]) -> Any:
     kind = {"int": int, "float": float, "str": str, "bool": bool}.get(kind, kind)
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if kind is float and isinstance(value, str):
+        try:  # PyYAML reads 1e-3 (no dot) as a string; it is still clearly a number
+            return float(value)
+        except ValueError:
+            pass
     if isinstance(value, kind) and not (kind is int and isinstance(value, bool)):
         return value
     problems.append(f"{key}: expected {kind.__name__}, got {type(value).__name__} {value!r}")

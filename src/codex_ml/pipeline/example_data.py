@@ -33,7 +33,7 @@ class ExampleSpec:
     equations_per_doc: int = 8
     corpus_error_rate: float = 0.15
     demos: int = 1200
-    prefs: int = 2400
+    prefs: int = 8000
     seed: int = 1234
 
 
@@ -46,7 +46,7 @@ def check_answer(prompt: str, completion: str) -> bool | None:
 
 
 def _wrong(rng: random.Random, answer: int, high: int) -> int:
-    """A plausible wrong answer: off by one, a tens-digit slip, or a random number."""
+    """A plausible wrong answer: off by one, a tens-digit slip, or a random number (a third each)."""
     while True:
         kind = rng.randrange(3)
         if kind == 0:

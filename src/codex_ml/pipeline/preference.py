@@ -68,6 +68,9 @@ def _rloo_step(policy, reference, rm, codec, prompts, cfg, generator) -> tuple[t
     score = (reward - section.kl_coef * kl).view(len(prompts), k)  # (P, k)
     baseline = (score.sum(dim=1, keepdim=True) - score) / (k - 1)  # mean of the other k-1 samples
     advantage = (score - baseline).view(-1)
+    if section.normalize_advantage and advantage.numel() > 1:
+        # Rewards from a sharp RM span several units; unit-scale advantages keep the step size steady.
+        advantage = advantage / (advantage.std() + 1e-6)
     loss = -(advantage * logp).mean()
     return loss, {"reward": reward.mean().item(), "kl": kl.mean().item()}
 
