@@ -92,6 +92,9 @@ def main() -> int:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--bare-steps", type=int, default=300, help="steps of the bare loop before and after")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch intra-op threads (0: torch's default); 1 is steadier on a shared machine")
+    parser.add_argument("overrides", nargs="*", help="extra config overrides, e.g. model.bias=false")
     args = parser.parse_args()
     if not args.data.is_file():
         print(f"error: {args.data} not found; pass --data PATH to tiny Shakespeare", file=sys.stderr)
@@ -102,7 +105,10 @@ def main() -> int:
 
     from codex_ml.training.config import load_config
 
-    config = load_config(overrides=_overrides(args.data, args.steps))
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    config = load_config(overrides=[*_overrides(args.data, args.steps), *args.overrides])
     before = bare_step_times(config, args.bare_steps)
     with tempfile.TemporaryDirectory() as tmp:
         result, trainer_times, wall = run_trainer(config, Path(tmp))
@@ -113,7 +119,8 @@ def main() -> int:
         ("tokens/s (mean over steps)", tokens / statistics.mean(bare), tokens / statistics.mean(trainer_times[20:])),
         ("tokens/s (median step)", tokens / statistics.median(bare), tokens / statistics.median(trainer_times[20:])),
     ]
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.steps} steps, data {args.data}")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.steps} steps, data {args.data}, "
+          f"overrides {args.overrides or 'none'}")
     print(f"{'':28} {'bare loop':>12} {'trainer':>12} {'ratio':>8}")
     for name, bare_value, trainer_value in rows:
         print(f"{name:28} {bare_value:12,.0f} {trainer_value:12,.0f} {trainer_value / bare_value:8.3f}")
