@@ -70,3 +70,15 @@ def test_help_lists_tracking_flags_and_hydra_help(tmp_path: Path) -> None:
     for needle in ("--enable-wandb", "--mlflow-enable", "--system-metrics", "--prometheus-port", "Powered by Hydra"):
         assert needle in done.stdout, needle
     assert list(tmp_path.iterdir()) == []
+
+
+def test_pipeline_choice_runs_the_pipeline_runner(tmp_path: Path) -> None:
+    """`pipeline=<name>` hands the composed config to the pipeline runner instead of the trainer."""
+    repo = Path(__file__).resolve().parents[2]
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "CODEX_ML_CONFIG_DIR")}
+    done = subprocess.run([sys.executable, "-m", "codex_ml.cli.main", "pipeline=tiny",
+                           f"pipeline.output_dir={tmp_path / 'out'}"], cwd=repo, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (tmp_path / "out" / "summary.json").is_file()
+    assert not (tmp_path / "out" / "checkpoints" / "latest.pt").exists()  # not a train-model run
