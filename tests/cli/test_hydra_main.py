@@ -10,7 +10,7 @@ from pathlib import Path
 
 from codex_ml.cli.main import split_tracking_flags
 
-FAST = ["training=tiny", "training.max_steps=6", "training.eval_interval=3", "training.progress=false"]
+FAST = ["training=tiny", "training.max_steps=40", "training.eval_interval=10", "training.progress=false"]
 
 
 def _hydra(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -44,12 +44,12 @@ def test_hydra_cli_trains_with_old_style_flags(tmp_path: Path) -> None:
     run = tmp_path / "runs" / "h"
     steps = [json.loads(line)["step"] for line in (run / "metrics.ndjson").read_text().splitlines()
              if "train/loss" in line]
-    assert steps == list(range(1, 7))
+    assert steps == list(range(1, 41))
     state = json.loads((run / "run.json").read_text())
     assert state["sinks"] == ["tensorboard", "mlflow"] and state["backends"]["mlflow"]["experiment"] == "hydra-exp"
     assert (run / "checkpoints" / "system_metrics.jsonl").stat().st_size > 0
     params = json.loads((run / "params.json").read_text())
-    assert params["model.n_layer"] == 1 and params["training.max_steps"] == 6  # tiny.yaml + override
+    assert params["model.n_layer"] == 1 and params["training.max_steps"] == 40  # tiny.yaml + override
     assert sorted(p.name for p in tmp_path.iterdir()) == ["runs"]  # Hydra wrote no outputs/ of its own
 
 

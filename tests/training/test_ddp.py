@@ -18,7 +18,7 @@ from codex_ml.training.config import load_config
 from trainer_helpers import TINY, records, series
 
 REPO = Path(__file__).resolve().parents[2]
-STEPS = 30
+STEPS = 60
 
 
 def _torchrun(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:

@@ -77,7 +77,7 @@ def _run(cfg: Any, flags: TrackingConfig) -> Any:
     """Validate the composed config, then train (or run the chosen pipeline)."""
     from omegaconf import OmegaConf
 
-    from codex_ml.cli.train_command import _report, effective_tracking
+    from codex_ml.cli.train_command import report_result, effective_tracking
     from codex_ml.training.config import NON_SCHEMA_KEYS, validate_config
 
     raw = OmegaConf.to_container(cfg, resolve=True)
@@ -91,7 +91,7 @@ def _run(cfg: Any, flags: TrackingConfig) -> Any:
     from codex_ml.training.trainer import train
 
     result = train(config.with_tracking(tracking), tracking)
-    _report(result)
+    report_result(result)
     return result
 
 

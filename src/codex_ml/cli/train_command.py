@@ -16,7 +16,7 @@ from typing import Any
 
 from codex_ml.tracking.config import TrackingConfig
 
-__all__ = ["effective_tracking", "run_train_model", "split_override_from_flag"]
+__all__ = ["effective_tracking", "report_result", "run_train_model", "split_override_from_flag"]
 
 _OVERRIDE = re.compile(r"^[+~]{0,2}[A-Za-z_][\w.]*=")
 
@@ -61,11 +61,12 @@ def run_train_model(config_path: Path | None, overrides: Sequence[str], resume: 
         config.training.progress = False
     tracking = effective_tracking(config.tracking_config(), flags)
     result = train(config.with_tracking(tracking), tracking, resume=resume_point)
-    _report(result)
+    report_result(result)
     return result
 
 
-def _report(result: Any) -> None:
+def report_result(result: Any) -> None:
+    """Print (on rank 0) how training ended and where its outputs are."""
     import os
 
     if int(os.environ.get("RANK", "0")) != 0:
