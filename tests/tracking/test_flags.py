@@ -105,3 +105,11 @@ def test_unknown_option_names_are_listed() -> None:
     """TrackingConfig.replace rejects unknown fields with the valid ones listed."""
     with pytest.raises(TypeError, match="enable_mlflow"):
         TrackingConfig().replace(enable_mlfow=True)
+
+
+def test_optional_value_is_implied_before_a_hydra_override() -> None:
+    """`--system-metrics training.max_steps=5` means AUTO plus an override, not a path."""
+    assert fill_optional_values(["--system-metrics", "training.max_steps=5"]) == [
+        "--system-metrics", "AUTO", "training.max_steps=5"]  # fmt: skip
+    assert fill_optional_values(["--system-metrics", "++model.n_layer=2"])[1] == "AUTO"
+    assert fill_optional_values(["--system-metrics", "logs/sys.jsonl"])[1] == "logs/sys.jsonl"

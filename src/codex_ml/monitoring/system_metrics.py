@@ -245,8 +245,9 @@ class SystemMetricsLogger:
                 next_at += self.interval
                 if next_at < time.monotonic():  # we were suspended: skip the missed samples
                     next_at = time.monotonic() + self.interval
-            if time.monotonic() - self._last_sample_at >= MIN_INTERVAL:
-                self._timed_sample()  # the last stretch before stop()
+            # The last stretch before stop(); always at least one sample, even for a short job.
+            if self.samples_written == 0 or time.monotonic() - self._last_sample_at >= MIN_INTERVAL:
+                self._timed_sample()
         finally:
             self._close()
 

@@ -7,6 +7,8 @@ scalar, histogram and text dashboards read; params appear as a markdown table of
 
 from __future__ import annotations
 
+import uuid
+
 from typing import Any
 
 from codex_ml.tracking.records import Histogram
@@ -30,7 +32,10 @@ class TensorBoardSink(Sink):
 
         self._pb = _Protos(event_pb2, summary_pb2, tensor_pb2, tensor_shape_pb2, types_pb2)
         run.paths.tensorboard.mkdir(parents=True, exist_ok=True)
-        self._writer = EventFileWriter(str(run.paths.tensorboard), max_queue_size=1000, flush_secs=self._flush_secs)
+        # A unique suffix: event file names only hold the second and host, so a resumed
+        # session in the same second would otherwise reopen (and overwrite) the last file.
+        self._writer = EventFileWriter(str(run.paths.tensorboard), max_queue_size=1000, flush_secs=self._flush_secs,
+                                       filename_suffix=f".{uuid.uuid4().hex[:8]}")  # fmt: skip
 
     def write_metrics(self, points: list[MetricPoint]) -> None:
         """One event per step holding all of that step's scalars."""
