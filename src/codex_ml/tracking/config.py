@@ -47,6 +47,9 @@ class TrackingConfig:
     prometheus_port: int | None = None
     prometheus_addr: str = "127.0.0.1"
     prometheus_pushgateway: str | None = None
+    #: On resume, first replay into TensorBoard/MLflow/W&B the points of the NDJSON they miss
+    #: (e.g. after a crash or an outage), so every sink holds every step exactly once.
+    backfill_on_resume: bool = True
     #: Names of registered sink plugins to add (``codex-ml plugins list sinks``); the
     #: built-ins tensorboard/mlflow/wandb/prometheus are the same as their enable flags.
     extra_sinks: list[str] = field(default_factory=list)

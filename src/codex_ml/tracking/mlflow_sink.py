@@ -71,6 +71,13 @@ class MlflowSink(Sink):
     def _create(self, run: RunInfo) -> str:
         experiment = self._client.get_experiment_by_name(self._experiment)
         experiment_id = experiment.experiment_id if experiment else self._client.create_experiment(self._experiment)
+        if run.resumed:
+            # A crash before run.json recorded the MLflow run (or a replay that created it):
+            # find it by our run id tag rather than start a second MLflow run for one codex_ml run.
+            found = self._client.search_runs([experiment_id], filter_string=f"tags.`codex_ml.run_id` = '{run.run_id}'",
+                                             max_results=1, order_by=["attributes.start_time ASC"])  # fmt: skip
+            if found:
+                return self._reopen(found[0].info.run_id) or found[0].info.run_id
         tags = {"codex_ml.run_id": run.run_id, "codex_ml.run_dir": str(run.paths.root)}
         return self._client.create_run(experiment_id, run_name=run.name, tags=tags).info.run_id
 

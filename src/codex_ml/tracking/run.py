@@ -375,6 +375,8 @@ def start_run(
     if previous and not resume:
         raise RunExistsError(paths.root)
     info, reporter = _run_info(paths, name, previous, config)
+    if previous and config.backfill_on_resume:
+        _backfill_sinks(paths, config, previous, reporter)
     workers = [
         SinkWorker(s, info, reporter, config.sink_max_pending, config.sink_max_failures) for s in all_sinks
     ]
@@ -410,7 +412,8 @@ def _run_info(paths: RunPaths, name: str, previous: dict[str, Any], config: Trac
             "created": previous.get("created", now),
             "sessions": sessions,
             "backends": previous.get("backends", {}),
-            "sinks": [n for n, on in (("tensorboard", config.enable_tensorboard), ("mlflow", config.enable_mlflow), ("wandb", config.enable_wandb)) if on],
+            # Every backend any session wrote to: resume back-fills those (see _backfill_sinks).
+            "sinks": sorted(set(previous.get("sinks", [])) | {n for n, on in (("tensorboard", config.enable_tensorboard), ("mlflow", config.enable_mlflow), ("wandb", config.enable_wandb)) if on}),
         },
     )
     reporter = Reporter(name)
@@ -423,6 +426,30 @@ def _run_info(paths: RunPaths, name: str, previous: dict[str, Any], config: Trac
 
     info = RunInfo(name, run_id, paths, bool(previous), dict(state.get("backends", {})), remember, reporter.warn)
     return info, reporter
+
+
+def _backfill_sinks(paths: RunPaths, config: TrackingConfig, previous: dict[str, Any], reporter: Reporter) -> None:
+    """Replay into each backend the earlier sessions used what it misses of the NDJSON.
+
+    Runs before the new session's sinks start, so the replay's writers are closed first.
+    A failure is reported and the run goes on (the NDJSON still has everything).
+    """
+    enabled = {"tensorboard": config.enable_tensorboard, "mlflow": config.enable_mlflow, "wandb": config.enable_wandb}
+    wanted = [kind for kind in previous.get("sinks", []) if enabled.get(kind)]
+    if not wanted or not paths.metrics.exists():
+        return
+    from codex_ml.monitoring.replay import replay
+
+    for kind in wanted:
+        try:
+            result = replay(paths.root, kind, tracking_uri=config.mlflow_tracking_uri,
+                            experiment=config.mlflow_experiment, progress=False)  # fmt: skip
+        except Exception as exc:  # noqa: BLE001 - back-fill is a repair, never a reason to stop
+            reporter.error(kind, f"back-fill on resume failed: {type(exc).__name__}: {exc}; "
+                           "run `codex-ml monitoring export RUN --to " + kind + "` later")  # fmt: skip
+            continue
+        if result.sent:
+            reporter.warn(kind, f"resume: back-filled {result.sent:,} points the earlier session(s) had not delivered")
 
 
 def _start_system_metrics(config: TrackingConfig, run: Run, checkpoint_dir: Path) -> Any:
