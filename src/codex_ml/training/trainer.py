@@ -224,6 +224,9 @@ class Trainer:
             sample = generate_sample(self.model, self.data.tokenizer, t.sample_tokens, t.seed, self.device)
             run.log_text("samples/generation", sample, step)
         if step % t.checkpoint_interval == 0 or is_best or last:
+            # The log must be at least as new as the checkpoint: a resume starts after it, so
+            # steps still queued when a crash hits would otherwise never be logged.
+            run.flush()
             self._checkpoint(step, is_best)
         return val_loss, sample
 

@@ -1,0 +1,112 @@
+"""SIGKILL a real training job at random points, then --resume it: every file still reads,
+and every sink ends with each training step exactly once.
+
+CI runs a few trials (seeded, so reproducible); ``-m slow`` runs 20 more.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from codex_ml.tracking.reader import ReadReport, iter_records
+from codex_ml.tracking.wandb_reader import find_run_files, read_history
+
+REPO = Path(__file__).resolve().parents[2]
+TINY = str(REPO / "configs" / "training" / "tiny.yaml")
+MAX_STEPS = 40
+SETTINGS = ["training.eval_interval=10", "training.checkpoint_interval=5", "training.eval_batches=2",
+            "training.sample_interval=20", "training.sample_tokens=8", "training.histogram_interval=10"]  # fmt: skip
+
+
+def _env() -> dict[str, str]:
+    env = {**os.environ, "WANDB_SILENT": "true", "WANDB_MODE": "offline"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    return env
+
+
+def _train(*args: str, cwd: Path) -> subprocess.Popen:
+    command = [sys.executable, "-m", "codex_ml.cli", "train-model", "--no-progress", *args]
+    return subprocess.Popen(command, cwd=cwd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _kill_at_random_point(tmp_path: Path, rng: random.Random) -> Path:
+    run = tmp_path / "killed"
+    job = _train("--config", TINY, "--output-root", str(tmp_path), "--run-name", "killed", "--enable-tensorboard",
+                 "--mlflow-enable", "--enable-wandb", f"training.max_steps={MAX_STEPS}", *SETTINGS, cwd=tmp_path)  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not (run / "checkpoints" / "latest.pt").exists():  # resume needs one checkpoint
+        if job.poll() is not None or time.monotonic() > deadline:
+            job.kill()
+            pytest.fail(f"training ended or stalled before its first checkpoint:\n{job.communicate()[1][-3000:]}")
+        time.sleep(0.02)
+    time.sleep(rng.uniform(0.0, 1.5))
+    job.send_signal(signal.SIGKILL)
+    job.communicate(timeout=30)
+    return run
+
+
+def _assert_readable(run: Path) -> None:
+    """Our reader (a torn last line is allowed, nothing else), TensorBoard's and W&B's."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    for path in [*run.glob("*.ndjson"), *run.rglob("system_metrics*.jsonl")]:
+        report = ReadReport(str(path))
+        list(iter_records(path, report))
+        assert report.bad_lines == [], (path, report.bad_lines)
+    acc = EventAccumulator(str(run / "tensorboard"), size_guidance={"scalars": 0})
+    acc.Reload()
+    for wandb_file in find_run_files(run):
+        list(read_history(wandb_file))
+
+
+def _steps_everywhere(run: Path, key: str = "train/loss") -> dict[str, Counter]:
+    from mlflow.tracking import MlflowClient
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from codex_ml.tracking.mlflow_utils import prepare_environment
+
+    ndjson = Counter(r["step"] for r in iter_records(run / "metrics.ndjson") if key in r["metrics"])
+    tensorboard: Counter = Counter()
+    for events in (run / "tensorboard").glob("events.out.tfevents.*"):
+        acc = EventAccumulator(str(events), size_guidance={"scalars": 0})
+        acc.Reload()
+        if key in acc.Tags()["scalars"]:
+            tensorboard.update(e.step for e in acc.Scalars(key))
+    state = json.loads((run / "run.json").read_text())["backends"]["mlflow"]
+    prepare_environment(state["tracking_uri"])
+    mlflow = Counter(m.step for m in MlflowClient(state["tracking_uri"]).get_metric_history(state["run_id"], key))
+    wandb = Counter(row["step"] for f in find_run_files(run) for row in read_history(f) if key in row)
+    return {"ndjson": ndjson, "tensorboard": tensorboard, "mlflow": mlflow, "wandb": wandb}
+
+
+def _trial(tmp_path: Path, seed: int) -> None:
+    run = _kill_at_random_point(tmp_path, random.Random(seed))
+    _assert_readable(run)
+    resumed = _train("--resume", str(run), cwd=tmp_path)
+    out, err = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, err[-3000:]
+    _assert_readable(run)
+    expected = Counter(range(1, MAX_STEPS + 1))
+    assert _steps_everywhere(run) == {sink: expected for sink in ("ndjson", "tensorboard", "mlflow", "wandb")}
+    assert json.loads((run / "run.json").read_text())["status"] == "FINISHED"
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_sigkill_then_resume(tmp_path: Path, seed: int) -> None:
+    _trial(tmp_path, seed)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(100, 120))
+def test_sigkill_then_resume_many(tmp_path: Path, seed: int) -> None:
+    _trial(tmp_path, seed)
