@@ -75,7 +75,7 @@ class PreferenceSection:
     weight_decay: float = 0.0
     grad_clip: float = 1.0
     eval_every: int = 50
-    kl_coef: float = 0.1  # RLOO: reward - kl_coef * KL(policy || M1) per sequence
+    kl_coef: float = 0.3  # RLOO: reward - kl_coef * KL(policy || M1) per sequence
     normalize_advantage: bool = True  # RLOO: divide advantages by their batch std
     beta: float = 0.1  # DPO temperature
     temperature: float = 1.0
@@ -107,7 +107,7 @@ class PipelineConfig:
     model: ModelSection = field(default_factory=ModelSection)
     pretrain: StageSection = _default_stage(steps=600)
     sft: StageSection = _default_stage(steps=600, lr=1e-3, min_lr=1e-4, warmup_steps=10)
-    reward: StageSection = _default_stage(steps=1500, lr=5e-4, min_lr=1e-4, warmup_steps=10)
+    reward: StageSection = _default_stage(steps=3000, lr=1e-3, min_lr=1e-4, warmup_steps=10)
     preference: PreferenceSection = field(default_factory=PreferenceSection)
 
     def resolved(self) -> dict[str, Any]:
