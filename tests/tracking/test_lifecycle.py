@@ -201,3 +201,32 @@ def test_sigkill_keeps_records_logged_before_a_flush_interval(tmp_path: Path) ->
     assert "before the kill" in (run_dir / "text.ndjson").read_text()
     assert load(run_dir / "run.json")["status"] == "RUNNING"
     assert not (run_dir / "summary.json").exists()
+
+
+def test_sigterm_marks_the_mlflow_run_killed(tmp_path: Path) -> None:
+    """SIGTERM during training: the MLflow run ends KILLED with every point, exit status kept."""
+    done, _ = run_script(
+        tmp_path,
+        """
+        import json, os, signal, sys, time
+        from codex_ml.tracking import start_run
+        run = start_run("term-mlflow", output_root=sys.argv[1], enable_mlflow=True, flush_interval=5.0)
+        for step in range(25):
+            run.log_metrics({"loss": 1.0 / (step + 1)}, step=step)
+        while "mlflow" not in json.loads(run.paths.run_file.read_text()).get("backends", {}):
+            time.sleep(0.05)  # the MLflow run exists: this is mid-training
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(30)
+        """,
+        timeout=120,
+    )
+    assert done.returncode == -signal.SIGTERM, done.stderr
+    from mlflow.tracking import MlflowClient
+
+    from codex_ml.tracking.mlflow_utils import prepare_environment
+
+    state = load(tmp_path / "runs" / "term-mlflow" / "run.json")["backends"]["mlflow"]
+    prepare_environment(state["tracking_uri"])
+    client = MlflowClient(state["tracking_uri"])
+    assert client.get_run(state["run_id"]).info.status == "KILLED"
+    assert [m.step for m in client.get_metric_history(state["run_id"], "loss")] == list(range(25))
