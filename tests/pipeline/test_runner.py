@@ -98,3 +98,20 @@ def test_dpo_method_runs_and_reports_reward_and_kl(make_config) -> None:
     summary = run_pipeline(make_config("out", "preference.method=dpo"), progress=False)
     final = summary["stages"]["M2"]["metrics"]["final"]
     assert {"reward", "kl", "answer_accuracy"} <= set(final)
+
+
+def test_hydra_entry_runs_the_composed_pipeline_group(small_data: dict[str, Path], tmp_path: Path) -> None:
+    from hydra import compose, initialize_config_dir
+
+    from codex_ml.pipeline.runner import run_from_hydra
+    from codex_ml.tracking import TrackingConfig
+
+    repo = Path(__file__).resolve().parents[2]
+    overrides = ["pipeline=tiny", f"++pipeline.output_dir={tmp_path / 'hydra'}"]
+    overrides += [f"++pipeline.{name}={path}" for name, path in small_data.items()]
+    with initialize_config_dir(config_dir=str(repo / "configs"), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=overrides)
+    summary = run_from_hydra(cfg, TrackingConfig())
+    assert summary["pipeline_status"] == "FINISHED"
+    assert summary["config"]["pretrain"]["steps"] == 12  # from tiny.yaml
+    assert (tmp_path / "hydra" / "checkpoints" / "M2" / "stage.json").is_file()

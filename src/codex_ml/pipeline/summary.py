@@ -83,4 +83,7 @@ def print_table(stages: dict[str, dict[str, Any]]) -> None:
         extra = {k: v for k, v in metrics.get("final", {}).items() if k != key}
         extra_text = ", ".join(f"{k}={_fmt(v)}" for k, v in extra.items())
         table.add_row(name, record["status"], label, _fmt(before), _fmt(after), extra_text, _fmt(record.get("seconds", 0.0)))
-    Console(stderr=True).print(table)
+    console = Console(stderr=True)
+    if not console.is_terminal:  # logs and CI: wide enough that the metrics are not cut
+        console = Console(stderr=True, width=140)
+    console.print(table)
