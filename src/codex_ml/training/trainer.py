@@ -58,6 +58,17 @@ def train(config: TrainConfig, tracking: TrackingConfig | None = None, *,
         cleanup()
 
 
+def _run_status(run_dir: Path) -> str | None:
+    """The status in ``run.json`` (None when unreadable). A run killed after its final
+    checkpoint is still RUNNING: resuming it trains nothing, back-fills the sinks and closes it."""
+    import json
+
+    try:
+        return json.loads((run_dir / "run.json").read_text(encoding="utf-8")).get("status")
+    except (OSError, ValueError):
+        return None
+
+
 class Trainer:
     """One training session. Everything that can fail on bad input fails in ``__init__``,
     before the run directory is touched."""
@@ -83,7 +94,7 @@ class Trainer:
         self.start_step, self.best_val = 0, math.inf
         if resume is not None:
             self._restore(resume)
-        if self.start_step >= t.max_steps:
+        if self.start_step >= t.max_steps and _run_status(self.run_dir) == "FINISHED":
             raise TrainingError(f"{self.run_dir} already trained {self.start_step} of training.max_steps="
                                 f"{t.max_steps} steps; resume with a larger training.max_steps=N to train further")
         self.ddp = self._wrap_ddp()
