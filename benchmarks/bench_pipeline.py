@@ -53,6 +53,9 @@ def report(results: dict[str, tuple[float, dict]]) -> None:
     totals = [results[n][0] for n in names]
     print(f"{'total':<8}" + "".join(f"{t:>14.2f}" for t in totals) + (f"{totals[1] / totals[0]:>10.3f}" if len(totals) == 2 else ""))
     summary = results[names[0]][1]
+    for stage, record in summary["stages"].items():
+        metrics = record.get("metrics", {})
+        print(f"{stage}: before {json.dumps(metrics.get('initial'))} after {json.dumps(metrics.get('final'))}")
     print(json.dumps(summary["acceptance"], indent=2))
     m2 = summary["stages"]["M2"]["metrics"]
     print(f"M2 answer accuracy (checkable): M1 {m2['initial'].get('answer_accuracy')} -> M2 {m2['final'].get('answer_accuracy')}")

@@ -2,8 +2,8 @@
 
 A stage supplies ``step_fn(step) -> (loss, extra_metrics)`` and ``evaluate() -> metrics``;
 :func:`optimise` owns the optimizer, the warmup + cosine schedule (the trainer's
-:func:`codex_ml.training.demo.cosine_lr`), gradient clipping, the tqdm bar and the logging
-under the stage's prefix (``m0/train/loss``, ``m0/val/loss``, ...).
+:func:`codex_ml.training.schedule.warmup_cosine_lr`; it counts from 0, our logged steps from 1),
+gradient clipping, the tqdm bar and the logging under the stage's prefix (``m0/train/loss``, ...).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from codex_ml.training.demo import cosine_lr
+from codex_ml.training.schedule import warmup_cosine_lr
 
 __all__ = ["PromptCodec", "StageContext", "is_heldout", "optimise", "sample_completions"]
 
@@ -125,7 +125,7 @@ def optimise(
     final = initial
     bar = tqdm(range(1, section.steps + 1), desc=desc, disable=not ctx.progress, leave=True, dynamic_ncols=True)
     for step in bar:
-        lr = cosine_lr(step, lr=section.lr, min_lr=section.min_lr, warmup_steps=section.warmup_steps, total_steps=section.steps)
+        lr = warmup_cosine_lr(step - 1, lr=section.lr, min_lr=section.min_lr, warmup_steps=section.warmup_steps, total_steps=section.steps)
         for group in optimizer.param_groups:
             group["lr"] = lr
         model.train()
