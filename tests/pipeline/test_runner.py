@@ -9,6 +9,7 @@ import pytest
 
 import codex_ml.pipeline.stages as stages
 from codex_ml.pipeline.runner import STAGES, run_pipeline
+from codex_ml.pipeline.summary import print_table
 from codex_ml.tracking.reader import metric_series
 
 
@@ -84,7 +85,7 @@ def test_crash_in_a_stage_keeps_the_earlier_ones(make_config, monkeypatch: pytes
     assert [resumed["stages"][s]["status"] for s in STAGES] == ["reused", "reused", "trained", "trained"]
 
 
-def test_empty_demos_skip_sft_with_a_warning(small_data: dict[str, Path], tmp_path: Path, make_config) -> None:
+def test_empty_demos_skip_sft_with_a_warning(small_data: dict[str, Path], tmp_path: Path, make_config, capsys) -> None:
     empty = tmp_path / "empty.jsonl"
     empty.write_text("")
     config = make_config("out", f"demos={empty}")
@@ -92,6 +93,9 @@ def test_empty_demos_skip_sft_with_a_warning(small_data: dict[str, Path], tmp_pa
         summary = run_pipeline(config, progress=False)
     assert summary["stages"]["M1"]["status"] == "skipped"
     assert summary["stages"]["M2"]["status"] == "trained"
+    print_table(json.loads((tmp_path / "out" / "summary.json").read_text())["stages"])
+    cells = [[c.strip() for c in line.split("│")[1:3]] for line in capsys.readouterr().err.splitlines() if line.startswith("│")]
+    assert [c for c in cells if c[0] in STAGES] == [["M0", "trained"], ["M1", "skipped"], ["RM", "trained"], ["M2", "trained"]]
 
 
 def test_dpo_method_runs_and_reports_reward_and_kl(make_config) -> None:

@@ -68,19 +68,21 @@ def _fmt(value: Any) -> str:
 
 
 def print_table(stages: dict[str, dict[str, Any]]) -> None:
-    """A rich table: per stage its status, headline metric before -> after, and time."""
+    """A rich table: per stage its status, headline metric before -> after, and training time
+    (a reused stage shows the time it took when it was trained)."""
     from rich.console import Console
     from rich.table import Table
 
     table = Table(title="codex_ml pipeline")
     for column in ("stage", "status", "metric", "before", "after", "extra", "seconds"):
         table.add_column(column)
-    for name, record in stages.items():
+    for name in [n for n in HEADLINE if n in stages]:  # pipeline order (summary.json sorts its keys)
+        record = stages[name]
         key, label = HEADLINE[name]
         metrics = record.get("metrics", {})
         before = metrics.get("initial", {}).get(key, "-")
         after = metrics.get("final", {}).get(key, "-")
-        extra = {k: v for k, v in metrics.get("final", {}).items() if k != key}
+        extra = {k: v for k, v in sorted(metrics.get("final", {}).items()) if k != key}
         extra_text = ", ".join(f"{k}={_fmt(v)}" for k, v in extra.items())
         table.add_row(name, record["status"], label, _fmt(before), _fmt(after), extra_text, _fmt(record.get("seconds", 0.0)))
     console = Console(stderr=True)
