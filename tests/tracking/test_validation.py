@@ -137,6 +137,14 @@ def test_int64_bounds_are_accepted(run) -> None:
     assert [r["step"] for r in _lines(run.paths.metrics)] == [INT64_MIN, INT64_MAX]
 
 
+def test_integers_beyond_2_53_are_stored_exactly(run) -> None:
+    """2**53+1 is not a float: as a step and as a value it must survive unrounded."""
+    run.log_metrics({"count": 2**53 + 1}, step=2**53 + 1)
+    run.close()
+    (record,) = _lines(run.paths.metrics)
+    assert record["step"] == 2**53 + 1 and record["metrics"]["count"] == 2**53 + 1
+
+
 @pytest.mark.parametrize("step", [1.0, 2.5, True, False, "3", np.float64(3.0)], ids=["float", "frac", "True", "False", "str", "np_float"])
 def test_non_integer_step_raises_type_error(run, step: Any) -> None:
     """Float, bool, str and numpy float steps are a TypeError; nothing is written."""
