@@ -119,3 +119,9 @@ def test_hydra_entry_runs_the_composed_pipeline_group(small_data: dict[str, Path
     assert summary["pipeline_status"] == "FINISHED"
     assert summary["config"]["pretrain"]["steps"] == 12  # from tiny.yaml
     assert (tmp_path / "hydra" / "checkpoints" / "M2" / "stage.json").is_file()
+
+
+def test_bpe_tokenizer_uses_its_end_of_text_token_as_stop(make_config) -> None:
+    summary = run_pipeline(make_config("out", "tokenizer=bpe", "vocab_size=300"), progress=False)
+    assert [summary["stages"][s]["status"] for s in STAGES] == ["trained"] * 4
+    assert json.loads((Path(make_config("out").output_dir) / "tokenizer.json").read_text())["type"] == "bpe"

@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from codex_ml.training.schedule import warmup_cosine_lr
 
-__all__ = ["PromptCodec", "StageContext", "is_heldout", "optimise", "sample_completions"]
+__all__ = ["PromptCodec", "StageContext", "is_heldout", "optimise", "pair_batch", "sample_completions"]
 
 
 @dataclass
@@ -56,7 +56,7 @@ class PromptCodec:
 
     def prompt_ids(self, prompt: str) -> list[int]:
         """Token ids of a prompt, keeping room for at least a few response tokens."""
-        return self.tokenizer.encode(prompt)[-(self.block_size - 8):]
+        return self.tokenizer.encode(prompt)[-max(1, self.block_size - 8):]
 
     def pair(self, prompt: str, response: str) -> tuple[list[int], int]:
         """Ids of prompt + response + stop, cut to the block size from the left, and the prompt length."""

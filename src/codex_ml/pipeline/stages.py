@@ -20,7 +20,7 @@ from codex_ml.pipeline.inputs import Demo, PipelineInputError, Preference
 from codex_ml.pipeline.loop import PromptCodec, StageContext, is_heldout, optimise, pair_batch
 from codex_ml.pipeline.modeling import RewardModel, token_logprobs
 
-__all__ = ["EVAL_BATCHES", "run_pretrain", "run_reward", "run_sft", "split_rows"]
+__all__ = ["EVAL_BATCHES", "completion_loss", "preference_scores", "run_pretrain", "run_reward", "run_sft", "split_rows"]
 
 EVAL_BATCHES = 4  # fixed validation windows per pretraining evaluation
 
