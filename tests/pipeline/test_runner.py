@@ -124,4 +124,8 @@ def test_hydra_entry_runs_the_composed_pipeline_group(small_data: dict[str, Path
 def test_bpe_tokenizer_uses_its_end_of_text_token_as_stop(make_config) -> None:
     summary = run_pipeline(make_config("out", "tokenizer=bpe", "vocab_size=300"), progress=False)
     assert [summary["stages"][s]["status"] for s in STAGES] == ["trained"] * 4
-    assert json.loads((Path(make_config("out").output_dir) / "tokenizer.json").read_text())["type"] == "bpe"
+    from codex_ml.data.tokenizers import load_tokenizer
+    from codex_ml.pipeline.loop import PromptCodec
+
+    tokenizer = load_tokenizer(make_config("out").output_dir)
+    assert tokenizer.kind == "bpe" and PromptCodec(tokenizer, 16).stop_id == tokenizer.eot_id is not None
