@@ -63,10 +63,12 @@ def test_list_all_and_one_group() -> None:
     assert {"char"} <= {row["name"] for row in rows}
 
 
-def test_empty_group_says_how_to_add() -> None:
-    """pipeline_stages has no built-ins yet: the listing says so instead of an empty table only."""
-    code, output = invoke("list", "pipeline-stages")
-    assert code == 0 and "docs/plugins.md" in output
+def test_pipeline_stages_are_listed_and_load() -> None:
+    """The four pipeline stages are registered (group name with a dash works too) and load."""
+    code, output = invoke("list", "pipeline-stages", "--json")
+    assert code == 0 and {row["name"] for row in json.loads(output)} == {"pretrain", "sft", "reward", "preference"}
+    code, output = invoke("diagnose", "pipeline_stages")
+    assert code == 0, output
 
 
 def test_unknown_group_and_name_exit_2_with_choices() -> None:

@@ -27,7 +27,7 @@ SINK_PLUGIN = """
 
 
 def test_builtins_cover_the_groups_and_listing_imports_nothing(tmp_path: Path) -> None:
-    """Every group but pipeline_stages has built-ins; listing them imports no plugin module."""
+    """Every group has built-ins; listing them imports no plugin module."""
     code = (
         "import json, sys\n"
         "from codex_ml.plugins import Registry\n"
@@ -39,7 +39,7 @@ def test_builtins_cover_the_groups_and_listing_imports_nothing(tmp_path: Path) -
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
-    assert report == {"groups": sorted(set(GROUPS) - {"pipeline_stages"}), "loaded": [], "torch": False}
+    assert report == {"groups": sorted(GROUPS), "loaded": [], "torch": False}
 
 
 def test_fresh_checkout_diagnoses_clean() -> None:

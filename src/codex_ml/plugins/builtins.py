@@ -25,20 +25,21 @@ MODELS = (
 
 TOKENIZERS = (
     ("char", "codex_ml.data.char_tokenizer:CharTokenizer", False, None),
-    ("bpe", "codex_ml.data.bpe_tokenizer:BPETokenizer", True, ("tokenizers", "train")),
+    ("bpe", "codex_ml.data.bpe_tokenizer:BPETokenizer", False, ("tokenizers", "train")),
 )
 
 DATASETS = (
     ("sample", "codex_ml.data.sample:load_sample_text", False, None),
-    ("corpus", "codex_ml.data.corpus:read_corpus", True, None),
+    ("corpus", "codex_ml.data.corpus:read_corpus", False, None),
 )
 
-# Pipeline stages: none exist yet. When codex_ml/pipeline/stages/ is written, its author adds
-# one line per stage here, e.g.
-#     ("pretrain", "codex_ml.pipeline.stages.pretrain:PretrainStage", False, ("torch", "train")),
-# (and likewise sft, reward, preference). Until then the group is empty on purpose:
-# nothing is registered that could not be loaded.
-PIPELINE_STAGES: tuple[tuple[str, str, bool, tuple[str, str] | None], ...] = ()
+# The four stages of deploy/deploy_codex_pipeline.py (each a callable that trains one stage).
+PIPELINE_STAGES = (
+    ("pretrain", "codex_ml.pipeline.stages:run_pretrain", False, ("torch", "train")),
+    ("sft", "codex_ml.pipeline.stages:run_sft", False, ("torch", "train")),
+    ("reward", "codex_ml.pipeline.stages:run_reward", False, ("torch", "train")),
+    ("preference", "codex_ml.pipeline.preference:run_preference", False, ("torch", "train")),
+)
 
 _PSUTIL = ("psutil", "system")
 SYSTEM_METRIC_COLLECTORS = (
