@@ -413,7 +413,7 @@ def _run_info(paths: RunPaths, name: str, previous: dict[str, Any], config: Trac
             "sessions": sessions,
             "backends": previous.get("backends", {}),
             # Every backend any session wrote to: resume back-fills those (see _backfill_sinks).
-            "sinks": sorted(set(previous.get("sinks", [])) | {n for n, on in (("tensorboard", config.enable_tensorboard), ("mlflow", config.enable_mlflow), ("wandb", config.enable_wandb)) if on}),
+            "sinks": _sinks_used(previous.get("sinks", []), config),
         },
     )
     reporter = Reporter(name)
@@ -426,6 +426,12 @@ def _run_info(paths: RunPaths, name: str, previous: dict[str, Any], config: Trac
 
     info = RunInfo(name, run_id, paths, bool(previous), dict(state.get("backends", {})), remember, reporter.warn)
     return info, reporter
+
+
+def _sinks_used(before: list[str], config: TrackingConfig) -> list[str]:
+    """The backends this or any earlier session wrote to, in a fixed order."""
+    now = {"tensorboard": config.enable_tensorboard, "mlflow": config.enable_mlflow, "wandb": config.enable_wandb}
+    return [name for name, on in now.items() if on or name in before]
 
 
 def _backfill_sinks(paths: RunPaths, config: TrackingConfig, previous: dict[str, Any], reporter: Reporter) -> None:
