@@ -121,15 +121,20 @@ def _load_fast(path: Path, raw: Any) -> MetricsData | None:
 
 def _swap_non_finite(raw: Any, end: int) -> int:
     """Swap every non-finite spelling before ``end`` for its sentinel, in place; returns how many."""
-    # One search per spelling: a long needle lets the search skip ahead, far faster than
-    # stopping at every ':"'.
+    # Two searches, for 'NaN"' and 'Infinity"' (which also ends '-Infinity"'): a long needle
+    # lets the search skip ahead, far faster than stopping at every ':"'. A hit counts only
+    # when the value's opening ':"' (or ':"-') is right before it.
     swaps = 0
-    for spelling, number in _SWAPS:
-        pos = raw.find(spelling, 0, end)
+    for needle in (b'NaN"', b'Infinity"'):
+        pos = raw.find(needle, 0, end)
         while pos != -1:
-            raw[pos : pos + len(spelling)] = number
-            swaps += 1
-            pos = raw.find(spelling, pos + len(number), end)
+            for spelling, number in _SWAPS:
+                start = pos + len(needle) - len(spelling)
+                if start >= 0 and raw[start : pos + len(needle)] == spelling:
+                    raw[start : start + len(spelling)] = number
+                    swaps += 1
+                    break
+            pos = raw.find(needle, pos + len(needle), end)
     return swaps
 
 
@@ -162,17 +167,16 @@ def _from_table(path: Path, table: Any, swapped: bool, report: ReadReport, unswa
         return None
     steps = steps_col.to_numpy().astype(np.int64, copy=False)
     times = times_col.cast(pa.float64()).to_numpy()
-    parts: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
-    offset = 0
-    for chunk in metrics_col.chunks:
-        for child_field, child in zip(chunk.type, chunk.flatten()):
-            got = _child_values(child, swapped, unswapped)
-            if got is None:
-                return None
-            rows, values = got
-            parts.setdefault(child_field.name, []).append((rows + offset, values))
-        offset += len(chunk)
-    series = {key: _series(chunks, steps, times) for key, chunks in parts.items()}
+    # One chunk (every block shares the unified schema), so each metric is one flat array.
+    metrics = metrics_col.combine_chunks() if metrics_col.num_chunks != 1 else metrics_col.chunk(0)
+    series: dict[str, Series] = {}
+    for child_field, child in zip(metrics.type, metrics.flatten()):
+        got = _child_values(child, swapped, unswapped)
+        if got is None:
+            return None
+        rows, values = got
+        dense = len(rows) == len(steps)  # in every record: share the step and time arrays
+        series[child_field.name] = Series(steps if dense else steps[rows], times if dense else times[rows], values, rows)
     return MetricsData(path, METRICS, len(table), series, report, _span(times), fast_path=True)
 
 
@@ -194,6 +198,8 @@ def _child_values(child: Any, swapped: bool, unswapped: list[int]) -> tuple[np.n
 
 
 def _unswap(values: np.ndarray) -> tuple[np.ndarray, int]:
+    if not (np.abs(values) >= _NAN_SENTINEL).any():
+        return values, 0  # the usual column: no sentinel, nothing to copy
     values = np.array(values, dtype=np.float64, copy=True)
     count = 0
     for sentinel, original in ((_NAN_SENTINEL, math.nan), (_INF_SENTINEL, math.inf), (-_INF_SENTINEL, -math.inf)):
@@ -201,12 +207,6 @@ def _unswap(values: np.ndarray) -> tuple[np.ndarray, int]:
         count += int(hits.sum())
         values[hits] = original
     return values, count
-
-
-def _series(chunks: list[tuple[np.ndarray, np.ndarray]], steps: np.ndarray, times: np.ndarray) -> Series:
-    rows = np.concatenate([c[0] for c in chunks]) if len(chunks) > 1 else chunks[0][0]
-    values = np.concatenate([c[1] for c in chunks]) if len(chunks) > 1 else chunks[0][1]
-    return Series(steps[rows], times[rows], values, rows)
 
 
 def _span(times: np.ndarray) -> tuple[float, float] | None:
