@@ -118,12 +118,13 @@ def main() -> int:
     rows = [
         ("tokens/s (mean over steps)", tokens / statistics.mean(bare), tokens / statistics.mean(trainer_times[20:])),
         ("tokens/s (median step)", tokens / statistics.median(bare), tokens / statistics.median(trainer_times[20:])),
-    ]
+    ] if bare else []
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.steps} steps, data {args.data}, "
           f"overrides {args.overrides or 'none'}")
-    print(f"{'':28} {'bare loop':>12} {'trainer':>12} {'ratio':>8}")
-    for name, bare_value, trainer_value in rows:
-        print(f"{name:28} {bare_value:12,.0f} {trainer_value:12,.0f} {trainer_value / bare_value:8.3f}")
+    if bare:  # --bare-steps 0: quality only (e.g. to compare seeds), no speed comparison
+        print(f"{'':28} {'bare loop':>12} {'trainer':>12} {'ratio':>8}")
+        for name, bare_value, trainer_value in rows:
+            print(f"{name:28} {bare_value:12,.0f} {trainer_value:12,.0f} {trainer_value / bare_value:8.3f}")
     print(f"final val loss {result.final_val_loss:.4f} (target <= 1.88), best {result.best_val_loss:.4f}; "
           f"trainer wall time {wall:.0f} s (incl. evaluation, checkpoints, sink start/close)")
     print(f"sample: {result.sample[:120]!r}")
