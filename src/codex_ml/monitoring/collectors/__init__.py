@@ -98,7 +98,7 @@ class Collector:
 
     def collect(self) -> None:
         """Take one reading (called once per sample, on the sampler thread)."""
-        raise NotImplementedError
+        raise NotImplementedError("each collector subclass implements collect()")
 
     def aggregate(self) -> Any:
         """The group's values since the last clear(), or None to leave the group out."""
@@ -121,7 +121,7 @@ class RateCollector(Collector):
 
     def read_counters(self) -> dict[str, float] | None:
         """The current counter values, or None when there are none (e.g. no disks)."""
-        raise NotImplementedError
+        raise NotImplementedError("each rate collector subclass implements read_counters()")
 
     def start(self) -> None:
         counters = self.read_counters()
