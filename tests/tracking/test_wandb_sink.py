@@ -109,3 +109,17 @@ def test_wandb_mode_disabled_writes_no_run_file(tmp_path: Path, monkeypatch: pyt
     assert metric_series(run.paths.metrics)["loss"] == [(s, 1.0 / (s + 1)) for s in range(50)]
     summary = json.loads(run.paths.summary.read_text())
     assert summary["status"] == "FINISHED" and summary["last_step"] == 49 and summary["errors"] == []
+
+
+def test_artifact_is_copied_into_the_offline_run_files(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    """A logged artifact lands as a real file (not a symlink) in the W&B run's files folder,
+    which `wandb sync` uploads, and W&B prints no warning about it."""
+    source = tmp_path / "notes.txt"
+    source.write_text("hello from codex_ml\n")
+    with _wandb_run(tmp_path, "artifact") as run:
+        run.log_artifact(source)
+        run.log_metrics({"loss": 1.0}, step=0)
+    (copy,) = (run.paths.root / "wandb").glob("offline-run-*/files/notes.txt")
+    assert not copy.is_symlink() and copy.read_text() == "hello from codex_ml\n"
+    err = capfd.readouterr().err
+    assert "Symlinked" not in err and "[monitoring-error]" not in err

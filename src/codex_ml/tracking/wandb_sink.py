@@ -93,8 +93,14 @@ class WandbSink(Sink):
         self.run.tags = tuple(dict.fromkeys(tuple(self.run.tags or ()) + new))
 
     def write_artifact(self, path: Path, name: str) -> None:
-        """Copy the file into the W&B run's files."""
-        self.run.save(str(path), base_path=str(path.parent), policy="now")
+        """Copy the file into the W&B run's files folder, which W&B uploads with the run.
+
+        A plain copy rather than ``run.save``: save symlinks the file and prints a warning
+        for every artifact, and a symlink would break if the run directory moved.
+        """
+        import shutil
+
+        shutil.copyfile(path, Path(self.run.dir) / name)
 
     def close(self, status: str) -> None:
         """Finish the run; a non-zero exit code marks it failed/crashed in W&B."""
