@@ -48,7 +48,13 @@ def test_bad_and_torn_lines_are_reported_not_fatal(tmp_path: Path) -> None:
     assert result["torn_tail"] and result["metrics"]["a"]["count"] == 2
 
 
-def test_fast_and_slow_paths_agree(tmp_path: Path) -> None:
+@pytest.mark.parametrize("piece_bytes", [8 << 20, 200], ids=["one-piece", "many-pieces"])
+def test_fast_and_slow_paths_agree(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, piece_bytes: int) -> None:
+    """The fast path matches the line-by-line one, also when the file is parsed in many
+    pieces (keys first seen in a later piece, ints in one piece and floats in another)."""
+    from codex_ml.monitoring import loading
+
+    monkeypatch.setattr(loading, "_MIN_PIECE", piece_bytes)
     path = tmp_path / "m.ndjson"
     lines = [f'{{"v":1,"step":{i},"time":{i}.5,"metrics":{{"a":{i},"b":"NaN","c":"-Infinity"}}}}' if i % 3 == 0 else
              f'{{"v":1,"step":{i},"time":{i}.5,"metrics":{{"a":{i / 7},"late":"Infinity"}}}}' for i in range(50)]

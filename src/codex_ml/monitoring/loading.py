@@ -35,6 +35,8 @@ _NAN_SENTINEL, _INF_SENTINEL = 7e307, 8e307
 _SWAPS = ((b':"NaN"', b":7e307"), (b':"Infinity"', b":8e307     "), (b':"-Infinity"', b":-8e307     "))
 #: pyarrow's default 1 MiB blocks make many small parse tasks; 4 MiB parses faster here.
 _BLOCK_SIZE = 4 << 20
+#: Large files are swapped and parsed in up to this many pieces of at least _MIN_PIECE bytes.
+_PIECES, _MIN_PIECE = 8, 8 << 20
 
 @dataclass
 class Series:
@@ -102,14 +104,9 @@ def _load_fast(path: Path, raw: Any) -> MetricsData | None:
     tail_record = _parse_tail(bytes(raw[cut:]), report)
     if not cut:
         return None
-    swaps = _swap_non_finite(raw, cut)
-    body = memoryview(raw)[:cut]
-    try:
-        table = pj.read_json(pa.BufferReader(pa.py_buffer(body)), read_options=pj.ReadOptions(block_size=_BLOCK_SIZE))
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+    table, swaps = _parse_pieces(raw, cut)
+    if table is None:
         return None  # a bad line or mixed types (e.g. another string value): the slow path says where
-    finally:
-        body.release()  # the map can close only once no view is left
     unswapped = [0]
     data = _from_table(path, table, swaps > 0, report, unswapped)
     if data is not None and unswapped[0] != swaps:
@@ -119,18 +116,50 @@ def _load_fast(path: Path, raw: Any) -> MetricsData | None:
     return data
 
 
-def _swap_non_finite(raw: Any, end: int) -> int:
-    """Swap every non-finite spelling before ``end`` for its sentinel, in place; returns how many."""
+def _parse_pieces(raw: Any, end: int) -> tuple[Any, int]:
+    """Swap and parse ``raw[:end]`` in newline-aligned pieces; returns (table or None, swaps).
+
+    pyarrow parses a piece on a worker thread without the GIL while this thread swaps the
+    non-finite spellings of the next piece, so the swap costs (almost) no wall time.
+    """
+    import pyarrow as pa
+    import pyarrow.json as pj
+    from concurrent.futures import ThreadPoolExecutor
+
+    pieces = max(1, min(_PIECES, end // _MIN_PIECE))
+    bounds = sorted({0, end, *(raw.find(b"\n", end * i // pieces, end) + 1 for i in range(1, pieces))})
+    options = pj.ReadOptions(block_size=_BLOCK_SIZE)
+    views, futures, swaps = [], [], 0
+    with ThreadPoolExecutor(max_workers=len(bounds) - 1) as pool:
+        for start, stop in zip(bounds, bounds[1:]):
+            swaps += _swap_non_finite(raw, start, stop)
+            views.append(memoryview(raw)[start:stop])
+            futures.append(pool.submit(lambda view: pj.read_json(pa.BufferReader(pa.py_buffer(view)), read_options=options), views[-1]))
+        try:
+            tables = [future.result() for future in futures]
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            tables = None
+    del futures
+    for view in views:
+        view.release()  # the map can close only once no view is left
+    if tables is None:
+        return None, swaps
+    # Pieces may have seen different metrics (or ints in one, floats in another): unify.
+    return (pa.concat_tables(tables, promote_options="permissive") if len(tables) > 1 else tables[0]), swaps
+
+
+def _swap_non_finite(raw: Any, begin: int, end: int) -> int:
+    """Swap every non-finite spelling in ``raw[begin:end]`` for its sentinel, in place; returns how many."""
     # Two searches, for 'NaN"' and 'Infinity"' (which also ends '-Infinity"'): a long needle
     # lets the search skip ahead, far faster than stopping at every ':"'. A hit counts only
     # when the value's opening ':"' (or ':"-') is right before it.
     swaps = 0
     for needle in (b'NaN"', b'Infinity"'):
-        pos = raw.find(needle, 0, end)
+        pos = raw.find(needle, begin, end)
         while pos != -1:
             for spelling, number in _SWAPS:
                 start = pos + len(needle) - len(spelling)
-                if start >= 0 and raw[start : pos + len(needle)] == spelling:
+                if start >= begin and raw[start : pos + len(needle)] == spelling:
                     raw[start : start + len(spelling)] = number
                     swaps += 1
                     break
