@@ -12,11 +12,12 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
+from codex_ml.monitoring.ui import answers, stop_process_group
 
 SERVER_START_TIMEOUT = 90.0
 
@@ -28,25 +29,7 @@ def _free_port() -> int:
 
 
 def _healthy(uri: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{uri}/health", timeout=2) as response:
-            return response.status == 200
-    except OSError:
-        return False
-
-
-def _stop(process: subprocess.Popen) -> None:
-    """Terminate the server and its workers (its own process group), then kill if needed."""
-    if process.poll() is not None:
-        return
-    try:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=15)
-    except ProcessLookupError:
-        pass
+    return answers(f"{uri}/health")
 
 
 class MlflowServer:
@@ -81,7 +64,7 @@ class MlflowServer:
                 os.killpg(self.process.pid, signal.SIGCONT)
             except ProcessLookupError:
                 pass
-            _stop(self.process)
+            stop_process_group(self.process)
 
 
 @pytest.fixture
@@ -118,10 +101,10 @@ def _wait_healthy(uri: str, process: subprocess.Popen, log_path: Path) -> None:
     deadline = time.monotonic() + SERVER_START_TIMEOUT
     while not _healthy(uri):
         if process.poll() is not None:
-            _stop(process)
+            stop_process_group(process)
             pytest.fail(f"mlflow server exited with {process.returncode}:\n{_tail(log_path)}")
         if time.monotonic() > deadline:
-            _stop(process)
+            stop_process_group(process)
             pytest.fail(f"mlflow server not healthy after {SERVER_START_TIMEOUT:.0f}s:\n{_tail(log_path)}")
         time.sleep(0.25)
 
@@ -156,7 +139,7 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             time.sleep(0.25)
         yield uri
     finally:
-        _stop(process)
+        stop_process_group(process)
 
 
 def _tail(path: Path, size: int = 4000) -> str:

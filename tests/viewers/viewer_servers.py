@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import contextlib
-import os
-import signal
 import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from codex_ml.monitoring.ui import answers, stop_process_group
 
 VENV_BIN = Path(sys.executable).parent
 # Generous: the servers start on a loaded 2-core CI machine; a healthy start needs a fraction of it.
@@ -38,35 +37,17 @@ def serve(name: str, command: list[str], ready_url: str, log_path: Path, env: di
         _wait_until_answers(name, process, ready_url, log_path)
         yield process
     finally:
-        _stop_group(process)
+        stop_process_group(process)
 
 
 def _wait_until_answers(name: str, process: subprocess.Popen[bytes], url: str, log_path: Path) -> None:
     deadline = time.monotonic() + SERVER_TIMEOUT
-    while not _answers(url):
+    while not answers(url):
         if process.poll() is not None:
             pytest.fail(f"{name} exited with status {process.returncode} before answering {url}:\n{_tail(log_path)}")
         if time.monotonic() > deadline:
             pytest.fail(f"{name} did not answer {url} within {SERVER_TIMEOUT:.0f} s:\n{_tail(log_path)}")
         time.sleep(0.25)
-
-
-def _answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return response.status == 200
-    except OSError:
-        return False
-
-
-def _stop_group(process: subprocess.Popen[bytes]) -> None:
-    # MLflow's server runs its workers as children; the whole group (ours alone) goes.
-    for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 10)):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, sig)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(timeout=wait)
-            return
 
 
 def _tail(path: Path, size: int = 4000) -> str:
