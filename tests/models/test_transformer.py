@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from codex_ml.models.transformer import GPT, GPTConfig
+from codex_ml.models.transformer import GPT, POSITIONS, GPTConfig, apply_rope, rope_tables
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 VOCAB = 61
@@ -34,8 +34,9 @@ def test_forward_shapes_without_and_with_targets() -> None:
     assert loss is not None and loss.dim() == 0
 
 
-def test_changing_a_future_token_leaves_earlier_logits_unchanged() -> None:
-    model = _model()
+@pytest.mark.parametrize("position", POSITIONS)
+def test_changing_a_future_token_leaves_earlier_logits_unchanged(position: str) -> None:
+    model = _model(position=position)
     idx = torch.randint(VOCAB, (2, 12))
     changed = idx.clone()
     changed[:, 7] = (changed[:, 7] + 1) % VOCAB
@@ -62,8 +63,9 @@ def test_initial_loss_is_close_to_uniform_prediction() -> None:
     assert abs(loss.item() - math.log(VOCAB)) < 0.2
 
 
-def test_generate_appends_tokens_and_crops_context() -> None:
-    model = _model(block_size=8)
+@pytest.mark.parametrize("position", POSITIONS)
+def test_generate_appends_tokens_and_crops_context(position: str) -> None:
+    model = _model(block_size=8, position=position)
     start = torch.zeros((2, 3), dtype=torch.long)
     out = model.generate(start, max_new_tokens=12)  # ends past block_size: context must be cropped
     assert out.shape == (2, 15)
@@ -95,11 +97,44 @@ def test_forward_rejects_sequences_longer_than_block_size() -> None:
         ({"n_layer": 0}, "n_layer"),
         ({"n_head": 0}, "n_head"),
         ({"dropout": 1.0}, "dropout"),
+        ({"position": "alibi"}, "position"),
+        ({"position": "rope", "n_embd": 12, "n_head": 4}, "even head size"),
     ],
 )
 def test_config_validation_names_the_field(overrides: dict[str, object], field: str) -> None:
     with pytest.raises(ValueError, match=field):
         GPTConfig(**{"vocab_size": VOCAB, **overrides})  # type: ignore[arg-type]
+
+
+def test_rope_scores_depend_only_on_the_distance_between_positions() -> None:
+    cos, sin = rope_tables(block_size=32, head_size=8)
+    torch.manual_seed(1)
+    q, k = torch.randn(8), torch.randn(8)
+
+    def score(i: int, j: int) -> float:
+        # The same query at position i against the same key at position j.
+        qi = apply_rope(q.view(1, 1, 1, 8), cos[i : i + 1], sin[i : i + 1])
+        kj = apply_rope(k.view(1, 1, 1, 8), cos[j : j + 1], sin[j : j + 1])
+        return float((qi * kj).sum())
+
+    assert score(5, 2) == pytest.approx(score(20, 17), abs=1e-5)
+    assert score(5, 2) != pytest.approx(score(5, 4), abs=1e-3)
+    # Rotation keeps lengths: position changes direction, never scale.
+    rotated = apply_rope(q.view(1, 1, 1, 8), cos[9:10], sin[9:10])
+    assert float(rotated.norm()) == pytest.approx(float(q.norm()), rel=1e-5)
+
+
+def test_rope_model_has_no_position_table_and_saves_no_rotation_buffers() -> None:
+    model = _model(position="rope")
+    assert model.wpe is None
+    assert not any("rope" in name or name.startswith("wpe") for name in model.state_dict())
+    learned = _model()
+    assert learned.num_parameters() - model.num_parameters() == learned.wpe.weight.numel()
+    # A rope model's checkpoint loads into a freshly built rope model.
+    fresh = GPT(model.config)
+    fresh.load_state_dict(model.state_dict())
+    idx = torch.randint(VOCAB, (1, 16))
+    torch.testing.assert_close(fresh.eval()(idx)[0], model(idx)[0])
 
 
 def test_models_package_import_does_not_import_torch() -> None:

@@ -54,6 +54,24 @@ def test_resume_continues_the_tracking_backends(tmp_path: Path) -> None:
     assert [s for s, _ in series(tmp_path / "tb", "train/loss")] == list(range(1, 7))
 
 
+def test_checkpoint_from_before_position_key_resumes_with_learned_positions(tmp_path: Path) -> None:
+    """Checkpoints saved before model.position existed hold a position table: resume keeps it."""
+    import torch
+
+    from codex_ml.training.checkpoints import find_latest_checkpoint
+
+    train(tiny_config("training.max_steps=6", "training.stop_after_steps=3", "model.position=learned"),
+          tracking_for(tmp_path, "old"))
+    latest = find_latest_checkpoint(tmp_path / "old" / "checkpoints")
+    payload = torch.load(latest, weights_only=True)
+    del payload["state"]["config"]["model"]["position"]  # as an older codex_ml wrote it
+    torch.save(payload, latest)
+    point = find_resume_point(tmp_path / "old")
+    assert point.state["config"]["model"]["position"] == "learned"
+    _resume(tmp_path / "old")
+    assert [s for s, _ in series(tmp_path / "old", "train/loss")] == list(range(1, 7))
+
+
 def test_resume_of_a_finished_run_asks_for_more_steps(tmp_path: Path) -> None:
     """Resuming a run that reached max_steps says how to train further, changing nothing."""
     train(tiny_config("training.max_steps=3"), tracking_for(tmp_path, "done"))

@@ -18,7 +18,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-__all__ = ["GPT", "GPTConfig"]
+__all__ = ["GPT", "GPTConfig", "POSITIONS", "apply_rope", "rope_tables"]
+
+#: The position encodings :class:`GPTConfig` accepts.
+POSITIONS = ("learned", "rope")
 
 
 @dataclass
@@ -32,6 +35,9 @@ class GPTConfig:
     n_embd: int = 64
     dropout: float = 0.0
     bias: bool = True
+    #: "learned": a trained embedding per position (GPT-2); "rope": rotary embeddings that
+    #: rotate queries and keys by position (no parameters, relative positions).
+    position: str = "learned"
 
     def __post_init__(self) -> None:
         """Reject impossible sizes early, naming the offending field."""
@@ -47,6 +53,27 @@ class GPTConfig:
             )
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"GPTConfig.dropout must be in [0, 1), got {self.dropout!r}")
+        if self.position not in POSITIONS:
+            raise ValueError(f"GPTConfig.position must be one of {', '.join(POSITIONS)}, got {self.position!r}")
+        if self.position == "rope" and (self.n_embd // self.n_head) % 2:
+            raise ValueError(f"GPTConfig.position='rope' needs an even head size, got "
+                             f"n_embd/n_head = {self.n_embd // self.n_head}")
+
+
+def rope_tables(block_size: int, head_size: int, base: float = 10000.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin of each position's rotation angles, each (block_size, head_size / 2)."""
+    # Pair i of a head turns at frequency base^(-2i/head_size): fast pairs see nearby
+    # tokens, slow pairs far ones (RoFormer, Su et al. 2021).
+    inv_freq = base ** (-torch.arange(0, head_size, 2, dtype=torch.float32) / head_size)  # (hs/2,)
+    angles = torch.outer(torch.arange(block_size, dtype=torch.float32), inv_freq)  # (T, hs/2)
+    return angles.cos(), angles.sin()
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate (B, H, T, hs) queries or keys by their positions; cos/sin are (T, hs/2)."""
+    half = x.shape[-1] // 2
+    x1, x2 = x[..., :half], x[..., half:]  # the two halves form the rotated pairs
+    return torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)
 
 
 class CausalSelfAttention(nn.Module):
@@ -62,11 +89,16 @@ class CausalSelfAttention(nn.Module):
         self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
         self.resid_dropout = nn.Dropout(config.dropout)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Attend causally over ``x`` of shape (B, T, C); returns (B, T, C)."""
+    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        """Attend causally over ``x`` of shape (B, T, C); returns (B, T, C).
+
+        ``rope`` is (cos, sin) for positions 0..T-1 when the model uses rotary positions.
+        """
         B, T, C = x.shape
         q, k, v = self.c_attn(x).split(C, dim=2)  # 3 x (B, T, C)
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
+        if rope is not None:
+            q, k = apply_rope(q, *rope), apply_rope(k, *rope)
         # (B, H, T, C/H); SDPA picks a fused kernel and applies the causal mask for us.
         y = F.scaled_dot_product_attention(
             q, k, v, dropout_p=self.dropout if self.training else 0.0, is_causal=True
@@ -102,10 +134,10 @@ class Block(nn.Module):
         self.ln_2 = nn.LayerNorm(config.n_embd, bias=config.bias)
         self.mlp = MLP(config)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         """Map (B, T, C) to (B, T, C)."""
         # Pre-norm keeps the residual stream un-normalised, which trains stably without warmup tricks.
-        x = x + self.attn(self.ln_1(x))
+        x = x + self.attn(self.ln_1(x), rope)
         return x + self.mlp(self.ln_2(x))
 
 
@@ -117,7 +149,13 @@ class GPT(nn.Module):
         super().__init__()
         self.config = config
         self.wte = nn.Embedding(config.vocab_size, config.n_embd)  # token embedding
-        self.wpe = nn.Embedding(config.block_size, config.n_embd)  # learned positions
+        # Learned positions are a parameter table; rotary ones are fixed tables (buffers that
+        # are rebuilt, not saved, so checkpoints hold only what training changes).
+        self.wpe = nn.Embedding(config.block_size, config.n_embd) if config.position == "learned" else None
+        if config.position == "rope":
+            cos, sin = rope_tables(config.block_size, config.n_embd // config.n_head)
+            self.register_buffer("rope_cos", cos, persistent=False)
+            self.register_buffer("rope_sin", sin, persistent=False)
         self.drop = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layer))
         self.ln_f = nn.LayerNorm(config.n_embd, bias=config.bias)
@@ -156,10 +194,15 @@ class GPT(nn.Module):
             raise ValueError(
                 f"sequence length {T} exceeds GPTConfig.block_size ({self.config.block_size})"
             )
-        pos = torch.arange(T, device=idx.device)  # (T,)
-        x = self.drop(self.wte(idx) + self.wpe(pos))  # (B, T, C) + (T, C) broadcasts
+        x = self.wte(idx)  # (B, T, C)
+        rope = None
+        if self.wpe is not None:
+            x = x + self.wpe(torch.arange(T, device=idx.device))  # + (T, C) broadcasts
+        else:
+            rope = (self.rope_cos[:T], self.rope_sin[:T])  # 2 x (T, C/H/2)
+        x = self.drop(x)
         for block in self.blocks:
-            x = block(x)
+            x = block(x, rope)
         logits = self.lm_head(self.ln_f(x))  # (B, T, V)
         if targets is None:
             return logits, None

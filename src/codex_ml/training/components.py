@@ -16,7 +16,7 @@ from codex_ml.training.errors import ResumeError
 from codex_ml.training.schedule import WarmupCosine
 
 __all__ = ["CHECKPOINT_DIR", "TOKENIZER_DIR", "Data", "ResumePoint", "build_model", "build_optimizer",
-           "build_scheduler", "find_resume_point", "prepare_data"]
+           "build_scheduler", "checkpoint_config", "find_resume_point", "prepare_data"]
 
 CHECKPOINT_DIR = "checkpoints"
 TOKENIZER_DIR = "tokenizer"
@@ -61,7 +61,8 @@ def build_model(config: TrainConfig, vocab_size: int) -> GPT:
     """The GPT described by ``config.model`` for a ``vocab_size`` vocabulary."""
     m = config.model
     return GPT(GPTConfig(vocab_size=vocab_size, block_size=m.block_size, n_layer=m.n_layer, n_head=m.n_head,
-                         n_embd=m.n_embd, dropout=m.dropout, bias=m.bias))
+                         n_embd=m.n_embd, dropout=m.dropout, bias=m.bias,
+                         position=m.position))
 
 
 def build_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.AdamW:
@@ -79,6 +80,15 @@ def build_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig) -> to
     """Warmup + cosine decay from ``lr`` to ``min_lr`` over ``max_steps`` updates."""
     t = config.training
     return torch.optim.lr_scheduler.LambdaLR(optimizer, WarmupCosine(t.lr, t.min_lr, t.warmup_steps, t.max_steps))
+
+
+def checkpoint_config(saved: dict[str, Any]) -> dict[str, Any]:
+    """The config a checkpoint was trained with, filled in for keys added since it was saved."""
+    model = dict(saved.get("model") or {})
+    # Before model.position existed every model used a learned position table; the default
+    # is now rope, so an old checkpoint must say what it holds.
+    model.setdefault("position", "learned")
+    return {**saved, "model": model}
 
 
 @dataclass
@@ -114,4 +124,5 @@ def find_resume_point(run_dir: str | Path) -> ResumePoint:
     for key in ("model", "optimizer", "scheduler", "step", "config"):
         if key not in state:
             raise ResumeError(f"cannot resume from {latest}: the checkpoint has no {key!r} entry")
+    state["config"] = checkpoint_config(state["config"])
     return ResumePoint(root, Path(latest), state)

@@ -52,6 +52,9 @@ class ModelConfig:
     block_size: int = 64
     dropout: float = 0.0
     bias: bool = True
+    #: "rope" (rotary, applied to queries and keys) or "learned" position embeddings (GPT-2).
+    #: Rope reaches a markedly lower loss in the same steps (docs/benchmarks.md).
+    position: Literal["learned", "rope"] = "rope"
 
     def problems(self) -> list[str]:
         """Values the model cannot be built with."""
