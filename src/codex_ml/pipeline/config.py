@@ -8,10 +8,13 @@ are collected and reported together in one :class:`PipelineConfigError`.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from codex_ml.config_schema import (
+    YamlFileError, build_dataclass, copy_tree, parse_value, read_yaml_file, set_dotted, split_override,
+)
 from codex_ml.errors import CodexMLError
 
 __all__ = [
@@ -118,7 +121,8 @@ class PipelineConfig:
     def from_mapping(cls, data: dict[str, Any], source: str = "pipeline config") -> PipelineConfig:
         """Build from nested dicts; every unknown key and wrong type is reported at once."""
         problems: list[str] = []
-        config = _build(cls, data, "", problems)
+        # This module reads YAML with PyYAML's safe loader, which takes 1e-3 for a string: numeric_strings.
+        config = build_dataclass(cls, data, "", problems, numeric_strings=True)
         if not problems:
             problems.extend(config.check())
         if problems:
@@ -145,89 +149,38 @@ class PipelineConfig:
         return problems
 
 
-def _coerce(value: Any, kind: Any, key: str, problems: list[str]) -> Any:
-    """``value`` as ``kind`` (int, float, str, bool), or a problem naming ``key``."""
-    kind = {"int": int, "float": float, "str": str, "bool": bool}.get(kind, kind)
-    if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if kind is float and isinstance(value, str):
-        try:  # PyYAML reads 1e-3 (no dot) as a string; it is still clearly a number
-            return float(value)
-        except ValueError:
-            pass
-    if isinstance(value, kind) and not (kind is int and isinstance(value, bool)):
-        return value
-    problems.append(f"{key}: expected {kind.__name__}, got {type(value).__name__} {value!r}")
-    return None
-
-
-def _build(cls: Any, data: Any, prefix: str, problems: list[str]) -> Any:
-    """Instantiate dataclass ``cls`` from ``data``, recording problems instead of raising."""
-    if not isinstance(data, dict):
-        problems.append(f"{prefix.rstrip('.') or '(top level)'}: expected a mapping, got {type(data).__name__}")
-        return cls()
-    known = {f.name: f for f in fields(cls)}
-    for key in sorted(set(data) - set(known)):
-        problems.append(f"{prefix}{key}: unknown key (valid: {', '.join(sorted(known))})")
-    default = cls()
-    values = {}
-    for name, spec in known.items():
-        if name not in data:
-            continue
-        current = getattr(default, name)
-        if dataclasses.is_dataclass(current):
-            merged = {**dataclasses.asdict(current), **data[name]} if isinstance(data[name], dict) else data[name]
-            values[name] = _build(type(current), merged, f"{prefix}{name}.", problems)
-        else:
-            coerced = _coerce(data[name], spec.type, f"{prefix}{name}", problems)
-            if coerced is not None:
-                values[name] = coerced
-    return cls(**values)
-
-
 def _parse_value(text: str) -> Any:
     """A YAML scalar (``3``, ``1e-3``, ``true``, ``dpo``) from an override's right-hand side."""
     import yaml
 
     try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError:
+        return parse_value(text)
+    except yaml.YAMLError:  # not YAML (``prompt=a: b: c``): the text itself is the value
         return text
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """Set ``section.key=value`` overrides on nested dicts (a copy); malformed ones are errors."""
-    out = _deep_copy(data)
-    bad = [item for item in overrides if "=" not in item or not item.split("=", 1)[0].strip()]
+    out = copy_tree(data)
+    pairs = [split_override(item) for item in overrides]
+    bad = [item for item, pair in zip(overrides, pairs) if pair is None or not pair[0].strip()]
     if bad:
         raise PipelineConfigError([f"override {item!r}: expected key=value, e.g. sft.steps=100" for item in bad], "command line")
-    for item in overrides:
-        key, text = item.split("=", 1)
-        parts = key.strip().removeprefix("pipeline.").split(".")
-        node = out
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise PipelineConfigError([f"override {item!r}: {part!r} is not a section"], "command line")
-        node[parts[-1]] = _parse_value(text)
+    for item, (key, text) in zip(overrides, pairs):  # type: ignore[misc]
+        blocked = set_dotted(out, key.strip().removeprefix("pipeline.").split("."), _parse_value(text))
+        if blocked is not None:
+            raise PipelineConfigError([f"override {item!r}: {blocked!r} is not a section"], "command line")
     return out
-
-
-def _deep_copy(data: dict[str, Any]) -> dict[str, Any]:
-    return {k: _deep_copy(v) if isinstance(v, dict) else v for k, v in data.items()}
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:
     """Nested dicts from a YAML file; a top-level ``pipeline:`` key is unwrapped (Hydra layout)."""
-    import yaml
-
     file = Path(path)
-    if not file.is_file():
-        raise PipelineConfigError([f"config file {str(file)!r} does not exist"], "--config")
     try:
-        data = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as err:
-        raise PipelineConfigError([f"{file}: not valid YAML ({err})"], "--config") from None
+        data = read_yaml_file(file) or {}
+    except YamlFileError as err:
+        problem = f"config file {str(file)!r} does not exist" if err.missing else f"{file}: not valid YAML ({err.detail})"
+        raise PipelineConfigError([problem], "--config") from None
     if not isinstance(data, dict):
         raise PipelineConfigError([f"{file}: expected a mapping at the top level"], "--config")
     if set(data) == {"pipeline"}:

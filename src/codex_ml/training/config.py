@@ -11,13 +11,15 @@ This module imports neither torch nor omegaconf at import time.
 from __future__ import annotations
 
 import dataclasses
-import types
 import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
+from codex_ml.config_schema import (
+    YamlFileError, check_mapping, delete_dotted, merge_tree, parse_value, read_yaml_file, set_dotted, split_override,
+)
 from codex_ml.errors import CodexMLError
 from codex_ml.tracking.config import TrackingConfig
 
@@ -221,51 +223,7 @@ def _check_mapping(data: Any, hints: dict[str, Any], prefix: str, problems: list
     if not isinstance(data, Mapping):
         problems.append(f"{prefix}: expected a mapping, got {type(data).__name__} {data!r}")
         return None
-    values: dict[str, Any] = {}
-    for key, value in data.items():
-        if key not in hints:
-            problems.append(f"{prefix}.{key}: unknown key (valid: {', '.join(sorted(hints))})")
-            continue
-        ok, converted = _coerce(value, hints[key])
-        if ok:
-            values[key] = converted
-        else:
-            problems.append(f"{prefix}.{key}: expected {_describe(hints[key])}, got {type(value).__name__} {value!r}")
-    return values
-
-
-def _coerce(value: Any, hint: Any) -> tuple[bool, Any]:
-    """(True, value) if ``value`` fits ``hint`` (ints are accepted for floats), else (False, None)."""
-    origin = typing.get_origin(hint)
-    if origin is Literal:
-        return (value in typing.get_args(hint)), value
-    if origin in (typing.Union, types.UnionType):
-        for option in typing.get_args(hint):
-            ok, converted = _coerce(value, option)
-            if ok:
-                return True, converted
-        return False, None
-    if hint is type(None):
-        return value is None, None
-    if hint is bool:
-        return isinstance(value, bool), value
-    if hint is int:  # a bool is an int subclass, but `max_steps: true` is a typo, not a number
-        return isinstance(value, int) and not isinstance(value, bool), value
-    if hint is float:
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        return ok, float(value) if ok else None
-    if hint is str:
-        return isinstance(value, str), value
-    return True, value
-
-
-def _describe(hint: Any) -> str:
-    origin = typing.get_origin(hint)
-    if origin is Literal:
-        return "one of " + ", ".join(repr(a) for a in typing.get_args(hint))
-    if typing.get_args(hint):
-        return " or ".join(_describe(a) for a in typing.get_args(hint))
-    return "null" if hint is type(None) else getattr(hint, "__name__", str(hint))
+    return check_mapping(data, hints, prefix, problems)
 
 
 def parse_overrides(overrides: Sequence[str]) -> tuple[dict[str, Any], list[str]]:
@@ -273,8 +231,6 @@ def parse_overrides(overrides: Sequence[str]) -> tuple[dict[str, Any], list[str]
 
     ``+key=value`` and ``++key=value`` are accepted like plain ones; ``~key`` deletes a key.
     """
-    import yaml  # a dependency of omegaconf (the train extra)
-
     tree: dict[str, Any] = {}
     deletions: list[str] = []
     problems: list[str] = []
@@ -282,18 +238,12 @@ def parse_overrides(overrides: Sequence[str]) -> tuple[dict[str, Any], list[str]
         if item.startswith("~"):
             deletions.append(item[1:].split("=", 1)[0])
             continue
-        key, sep, text = item.lstrip("+").partition("=")
-        if not sep or not key or any(not part for part in key.split(".")):
+        pair = split_override(item.lstrip("+"))
+        if pair is None or any(not part for part in pair[0].split(".")):
             problems.append(f"override {item!r}: expected key.subkey=value (e.g. training.max_steps=200)")
             continue
-        value = yaml.load(text, Loader=_yaml_loader()) if text.strip() else None
-        node = tree
-        *parents, leaf = key.split(".")
-        for part in parents:
-            if not isinstance(node.get(part), dict):
-                node[part] = {}
-            node = node[part]
-        node[leaf] = value
+        # A later override replaces a value in its way: `a=1 a.b=2` makes `a` a section.
+        set_dotted(tree, pair[0].split("."), parse_value(pair[1], _yaml_loader()), replace=True)
     if problems:
         raise ConfigError("command line", problems)
     return tree, deletions
@@ -311,40 +261,17 @@ def _yaml_loader() -> Any:
         return yaml.SafeLoader
 
 
-def merge_tree(base: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:
-    """``base`` with ``changes`` merged in recursively (mappings merge, anything else replaces)."""
-    merged = dict(base)
-    for key, value in changes.items():
-        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
-            merged[key] = merge_tree(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
-
-
-def _delete(tree: dict[str, Any], dotted: str) -> None:
-    *parents, leaf = dotted.split(".")
-    node: Any = tree
-    for part in parents:
-        node = node.get(part) if isinstance(node, dict) else None
-    if isinstance(node, dict):
-        node.pop(leaf, None)
-
-
 def load_yaml_file(path: str | Path) -> dict[str, Any]:
     """A YAML config file as a dict, interpolations resolved; errors name the file (and line)."""
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
-    import yaml
 
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(str(path), [f"config file {path} does not exist (try configs/training/base.yaml)"])
     try:
-        loaded = OmegaConf.load(path)
-        data = OmegaConf.to_container(loaded, resolve=True) if loaded is not None else {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(str(path), [f"not valid YAML: {exc}"]) from exc
+        data = read_yaml_file(path, lambda file: OmegaConf.to_container(OmegaConf.load(file), resolve=True))
+    except YamlFileError as exc:
+        missing = f"config file {path} does not exist (try configs/training/base.yaml)"
+        raise ConfigError(str(path), [missing if exc.missing else f"not valid YAML: {exc.detail}"]) from exc
     except OmegaConfBaseException as exc:
         raise ConfigError(str(path), [str(exc).splitlines()[0]]) from exc
     if data is None:
@@ -363,7 +290,7 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = (),
     changes, deletions = parse_overrides(overrides)
     raw = merge_tree(raw, changes)
     for dotted in deletions:
-        _delete(raw, dotted)
+        delete_dotted(raw, dotted)
     for key in NON_SCHEMA_KEYS:
         raw.pop(key, None)
     source = str(path) if path is not None else "resumed config" if base else "defaults"
