@@ -37,6 +37,30 @@ def test_long_parquet_keeps_file_order_and_non_finite(data, tmp_path: Path) -> N
     assert math.isnan(table["value"][2]) and table["value"][6] == 0.5
 
 
+def test_long_layout_grid_and_sort_agree_on_sparse_metrics(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The records x keys grid (small files) and the stable sort (huge ones) give the same rows."""
+    import numpy as np
+
+    from codex_ml.monitoring import export as export_module
+    from codex_ml.monitoring.loading import MetricsData, Series
+    from codex_ml.tracking.reader import ReadReport
+
+    rng = np.random.default_rng(0)
+    records, series = 400, {}
+    for i, density in enumerate((1.0, 0.5, 0.1, 0.01)):
+        rows = np.flatnonzero(rng.random(records) < density)
+        series[f"m{i}"] = Series(rows * 2, rows * 0.25, rng.random(len(rows)), rows.astype(np.int64))
+    data = MetricsData(Path("m.ndjson"), "metrics", records, series, ReadReport("m.ndjson"))
+    grid = export_module.long_columns(data)
+    monkeypatch.setattr(export_module, "_GRID_CELLS", 0)
+    by_sort = export_module.long_columns(data)
+    assert len(grid["value"]) == sum(len(s) for s in series.values())
+    for column in ("step", "time", "code", "value"):
+        np.testing.assert_array_equal(grid[column], by_sort[column])
+    holding_record_0 = [code for code, s in enumerate(series.values()) if s.rows[0] == 0]
+    assert list(grid["code"][grid["step"] == 0]) == holding_record_0  # key order kept within a record
+
+
 def test_wide_parquet_has_one_row_per_step(data, tmp_path: Path) -> None:
     out = tmp_path / "wide.parquet"
     assert export(data, out, "parquet", wide=True) == 3

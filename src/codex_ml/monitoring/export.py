@@ -41,6 +41,8 @@ def long_columns(data: MetricsData) -> dict[str, Any]:
     if not keys:
         empty = np.empty(0)
         return {"step": empty.astype(np.int64), "time": empty, "code": empty.astype(np.int32), "value": empty, "keys": keys}
+    if data.records * len(keys) <= _GRID_CELLS:
+        return _long_from_grid(data, keys)
     rows = np.concatenate([data.series[k].rows for k in keys])
     codes = np.concatenate([np.full(len(data.series[k]), i, dtype=np.int32) for i, k in enumerate(keys)])
     # Points were grouped by key; a stable sort on the record number restores file order
@@ -53,6 +55,28 @@ def long_columns(data: MetricsData) -> dict[str, Any]:
         "value": np.concatenate([data.series[k].values for k in keys])[order],
         "keys": keys,
     }
+
+
+#: Above this many (record, key) cells the long layout sorts instead of using a grid.
+_GRID_CELLS = 8_000_000  # the value grid is then at most 64 MB
+
+
+def _long_from_grid(data: MetricsData, keys: list[str]) -> dict[str, Any]:
+    # A records x keys grid read in row-major order is file order with keys in
+    # first-appearance order within each record: no sort needed.
+    present = np.zeros((data.records, len(keys)), dtype=bool)
+    values = np.empty((data.records, len(keys)))
+    steps = np.zeros(data.records, dtype=np.int64)
+    times = np.zeros(data.records)
+    for code, key in enumerate(keys):
+        series = data.series[key]
+        present[series.rows, code] = True
+        values[series.rows, code] = series.values
+        steps[series.rows] = series.steps  # a record's step and time are the same for each of its keys
+        times[series.rows] = series.times
+    record, code = np.nonzero(present)
+    return {"step": steps[record], "time": times[record], "code": code.astype(np.int32),
+            "value": values[record, code], "keys": keys}
 
 
 def wide_columns(data: MetricsData) -> dict[str, Any]:
