@@ -107,7 +107,7 @@ def main() -> None:
         t_pandas = best_of(args.repeat, lambda: pd.read_json(path, lines=True))
         t_cli_inspect = run_cli("inspect", "--json", str(path))
         t_cli_export = run_cli("export", str(path), str(out), "--fmt", "parquet")
-        fast = load_metrics(path).fast_path
+        fast = load_metrics(path).loader
     _print_table(args, size_mb, fast, t_inspect, t_export, t_pandas, t_cli_inspect, t_cli_export)
 
 
@@ -115,12 +115,12 @@ def _verdict(ok: bool) -> str:
     return "PASS" if ok else "MISS"
 
 
-def _print_table(args: argparse.Namespace, size_mb: float, fast: bool, t_inspect: tuple[float, float],
+def _print_table(args: argparse.Namespace, size_mb: float, fast: str, t_inspect: tuple[float, float],
                  t_export: tuple[float, float], t_pandas: tuple[float, float], t_cli_inspect: float,
                  t_cli_export: float) -> None:  # fmt: skip
     print(f"{args.records:,} records, {size_mb:.0f} MB, best of {args.repeat}; {os.cpu_count()} CPUs, "
           f"load average {os.getloadavg()[0]:.1f} at the end; "
-          f"pyarrow fast path: {fast}; Python {sys.version.split()[0]}\n")  # fmt: skip
+          f"reader: {fast}; Python {sys.version.split()[0]}\n")  # fmt: skip
     print("| measure | codex_ml wall (CPU) | pandas.read_json(lines=True) wall (CPU) | ratio wall (CPU) | target | result |")
     print("|---|---|---|---|---|---|")
     rows = [

@@ -48,32 +48,42 @@ def test_bad_and_torn_lines_are_reported_not_fatal(tmp_path: Path) -> None:
     assert result["torn_tail"] and result["metrics"]["a"]["count"] == 2
 
 
-@pytest.mark.parametrize("piece_bytes", [8 << 20, 200], ids=["one-piece", "many-pieces"])
-def test_fast_and_slow_paths_agree(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, piece_bytes: int) -> None:
-    """The fast path matches the line-by-line one, also when the file is parsed in many
-    pieces (keys first seen in a later piece, ints in one piece and floats in another)."""
+@pytest.mark.parametrize(("reader", "piece_bytes"), [("duckdb", 8 << 20), ("pyarrow", 8 << 20), ("pyarrow", 200)],
+                         ids=["duckdb", "pyarrow-one-piece", "pyarrow-many-pieces"])
+def test_fast_and_slow_paths_agree(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reader: str, piece_bytes: int) -> None:
+    """Each columnar reader matches the line-by-line one; pyarrow also when the file is parsed
+    in many pieces (keys first seen in a later piece, ints in one piece and floats in another)."""
     from codex_ml.monitoring import loading
 
     monkeypatch.setattr(loading, "_MIN_PIECE", piece_bytes)
+    if reader == "pyarrow":
+        monkeypatch.setattr(loading, "load_with_duckdb", lambda path, raw: None)
     path = tmp_path / "m.ndjson"
     lines = [f'{{"v":1,"step":{i},"time":{i}.5,"metrics":{{"a":{i},"b":"NaN","c":"-Infinity"}}}}' if i % 3 == 0 else
              f'{{"v":1,"step":{i},"time":{i}.5,"metrics":{{"a":{i / 7},"late":"Infinity"}}}}' for i in range(50)]
-    path.write_text("\n".join(lines) + '\n{"v":1,"step":99,"time":1.0,"metrics":{"a":1.5}}')  # complete, no newline
+    last = '{"v":1,"step":99,"time":1.0,"metrics":{"a":1.5}}'
+    # DuckDB takes only files whose last line is complete; pyarrow also reads an unterminated one.
+    path.write_text("\n".join(lines) + "\n" + last + ("\n" if reader == "duckdb" else ""))
     fast, slow = load_metrics(path), _load_slow(path, path.read_bytes())
-    assert fast.fast_path and fast.records == slow.records == 51
-    assert fast.keys() == ["a", "b", "c", "late"] and sorted(slow.keys()) == sorted(fast.keys())
+    assert fast.loader == reader and fast.records == slow.records == 51
+    assert fast.keys() == slow.keys() == ["a", "b", "c", "late"]
     for key in fast.keys():
         f, s = fast.series[key], slow.series[key]
         assert np.array_equal(f.values, s.values, equal_nan=True) and np.array_equal(f.steps, s.steps), key
         assert np.array_equal(f.rows, s.rows) and np.array_equal(f.times, s.times), key
 
 
-def test_sentinel_digits_in_the_file_use_the_exact_path(tmp_path: Path) -> None:
+def test_sentinel_digits_in_the_file_are_read_exactly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """DuckDB swaps nothing, so a sentinel number is just a number; pyarrow's swap defers to the exact path."""
+    from codex_ml.monitoring import loading
+
     path = tmp_path / "m.ndjson"
     path.write_text('{"v":1,"step":0,"time":1.0,"metrics":{"a":7e307,"b":"NaN"}}\n')
-    data = load_metrics(path)
-    assert not data.fast_path and data.series["a"].values[0] == 7e307
-    assert math.isnan(data.series["b"].values[0])
+    for expected_reader in ("duckdb", "lines"):
+        data = load_metrics(path)
+        assert data.loader == expected_reader and data.series["a"].values[0] == 7e307
+        assert math.isnan(data.series["b"].values[0])
+        monkeypatch.setattr(loading, "load_with_duckdb", lambda path, raw: None)
 
 
 def test_system_metrics_file_and_run_summary(tmp_path: Path) -> None:

@@ -1,6 +1,7 @@
 """Fast columnar loading of metrics NDJSON: one numpy array set per metric.
 
-The fast path hands the whole file to ``pyarrow.json.read_json`` (multi-threaded C++),
+The fastest path is DuckDB's reader (``codex_ml.monitoring.duckdb_loading``), for complete
+files it can vouch for. The next one hands the whole file to ``pyarrow.json.read_json`` (multi-threaded C++),
 after cutting a torn last line off and swapping the non-finite spellings (``"NaN"``,
 ``"Infinity"``, ``"-Infinity"``, see docs/run-directory.md) for sentinel numbers that are
 swapped back afterwards: pyarrow cannot read a column holding both numbers and strings.
@@ -14,6 +15,7 @@ from __future__ import annotations
 import math
 import mmap
 import os
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,8 @@ from typing import Any
 import numpy as np
 import orjson
 
+from codex_ml.monitoring.duckdb_loading import load_with_duckdb
+from codex_ml.monitoring.json_marks import Marks, count_marks, keys_with_values
 from codex_ml.monitoring.runs import METRICS, SYSTEM, EmptyInputError
 from codex_ml.tracking.encoding import decode_number
 from codex_ml.tracking.reader import ReadReport, iter_records
@@ -62,8 +66,14 @@ class MetricsData:
     report: ReadReport
     #: The first and last wall time of any record (None for an empty file).
     time_span: tuple[float, float] | None = None
-    fast_path: bool = False
+    #: Which reader produced it: "duckdb", "pyarrow" or "lines" (one orjson.loads per line).
+    loader: str = "lines"
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def fast_path(self) -> bool:
+        """True when a columnar reader (DuckDB or pyarrow) read the file."""
+        return self.loader != "lines"
 
     def keys(self) -> list[str]:
         """Metric names in order of first appearance."""
@@ -87,10 +97,12 @@ def load_metrics(path: str | Path) -> MetricsData:
             return _load_slow(path, b"")
         # Copy-on-write: pages are read lazily and only swapped pages are copied.
         with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_COPY) as mapped:
-            try:
-                fast = _load_fast(path, mapped)
-            except ImportError:
-                fast = None
+            fast = load_with_duckdb(path, mapped)
+            if fast is None:
+                try:
+                    fast = _load_fast(path, mapped)
+                except ImportError:
+                    fast = None
     return fast if fast is not None else _load_slow(path, path.read_bytes())
 
 
@@ -104,13 +116,22 @@ def _load_fast(path: Path, raw: Any) -> MetricsData | None:
     tail_record = _parse_tail(bytes(raw[cut:]), report)
     if not cut:
         return None
-    table, swaps = _parse_pieces(raw, cut)
+    # The swap keeps every ':' where it is, so they can be counted while it runs.
+    marks = Marks()
+    counter = threading.Thread(target=count_marks, args=(raw, cut, marks, False))
+    counter.start()
+    try:
+        table, swaps = _parse_pieces(raw, cut)
+    finally:
+        counter.join()
     if table is None:
         return None  # a bad line or mixed types (e.g. another string value): the slow path says where
     unswapped = [0]
     data = _from_table(path, table, swaps > 0, report, unswapped)
     if data is not None and unswapped[0] != swaps:
         return None  # the file held a sentinel number of its own: only the slow path is exact
+    if data is not None and marks.colons != keys_with_values(table, data.series):
+        return None  # a null, a repeated key or a nested object: the slow path names the line
     if data is not None and tail_record is not None:
         _append_record(data, tail_record)
     return data
@@ -182,7 +203,8 @@ def _parse_tail(tail: bytes, report: ReadReport) -> dict[str, Any] | None:
     return record
 
 
-def _from_table(path: Path, table: Any, swapped: bool, report: ReadReport, unswapped: list[int]) -> MetricsData | None:
+def _from_table(path: Path, table: Any, swapped: bool, report: ReadReport, unswapped: list[int],
+                loader: str = "pyarrow") -> MetricsData | None:
     import pyarrow as pa
 
     names = table.column_names
@@ -192,8 +214,8 @@ def _from_table(path: Path, table: Any, swapped: bool, report: ReadReport, unswa
     if steps_col.null_count or times_col.null_count or not pa.types.is_integer(steps_col.type):
         return None
     metrics_col = table.column("metrics")
-    if not pa.types.is_struct(metrics_col.type):
-        return None
+    if not pa.types.is_struct(metrics_col.type) or metrics_col.null_count:
+        return None  # a record without a metrics object is a bad line: the slow path names it
     steps = steps_col.to_numpy().astype(np.int64, copy=False)
     times = times_col.cast(pa.float64()).to_numpy()
     # One chunk (every block shares the unified schema), so each metric is one flat array.
@@ -206,7 +228,7 @@ def _from_table(path: Path, table: Any, swapped: bool, report: ReadReport, unswa
         rows, values = got
         dense = len(rows) == len(steps)  # in every record: share the step and time arrays
         series[child_field.name] = Series(steps if dense else steps[rows], times if dense else times[rows], values, rows)
-    return MetricsData(path, METRICS, len(table), series, report, _span(times), fast_path=True)
+    return MetricsData(path, METRICS, len(table), series, report, _span(times), loader=loader)
 
 
 def _child_values(child: Any, swapped: bool, unswapped: list[int]) -> tuple[np.ndarray, np.ndarray] | None:

@@ -1,0 +1,121 @@
+"""The fastest way to read a complete metrics NDJSON: DuckDB's JSON reader.
+
+DuckDB parses in parallel and reads the non-finite spellings (``"NaN"``, ``"Infinity"``,
+``"-Infinity"``, see docs/run-directory.md) straight into DOUBLE columns, so unlike the
+pyarrow path nothing is swapped first; it reads a 1,000,000-record file in about half
+pyarrow's time. It needs every metric name up front (a STRUCT type), and it quietly skips
+object keys that the type does not name, so the result is checked and rejected unless it
+is exact: the names come from the first and last lines of the file (parsed with
+orjson) and ``codex_ml.monitoring.json_marks`` proves every value was returned.
+
+A file this path rejects (or cannot take: a torn last line, a bad line, DuckDB missing)
+goes to the pyarrow path and then to the per-line one, which reports bad lines by number.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from codex_ml.monitoring.json_marks import Marks, count_marks, keys_with_values, non_finite_values
+
+__all__ = ["load_with_duckdb"]
+
+#: Bytes from each end of the file searched for metric names.
+_PROBE_BYTES = 256 << 10
+_NEWLINE = ord("\n")
+
+
+def load_with_duckdb(path: Path, raw: Any) -> Any | None:
+    """``MetricsData`` for the file at ``path`` (whose bytes ``raw`` maps), or None when
+    this path cannot vouch for an exact result."""
+    from codex_ml.monitoring import loading
+
+    try:
+        import duckdb
+    except ImportError:
+        return None
+    if not len(raw) or raw[-1] != _NEWLINE:
+        return None  # a torn or unterminated last line: the pyarrow path handles the tail
+    names = _probe_names(raw)
+    if not names or len({n.lower() for n in names}) != len(names):
+        return None  # DuckDB's STRUCT field names are case-insensitive
+    marks = Marks()
+    counter = threading.Thread(target=count_marks, args=(raw, len(raw), marks))
+    counter.start()  # numpy counts (GIL released) while DuckDB parses on its own threads
+    try:
+        table = _read(duckdb, path, names)
+    except duckdb.Error:
+        table = None
+    finally:
+        counter.join()
+    if table is None or table.num_rows == 0:
+        return None
+    data = loading._from_table(path, table, False, loading.ReadReport(str(path)), [0], loader="duckdb")
+    if data is None:
+        return None
+    keys = keys_with_values(table, data.series)
+    if marks.colons != keys or marks.quotes != 2 * keys + 2 * non_finite_values(data.series):
+        return None
+    # Names found in the last lines may first appear anywhere: order by first record.
+    # (Within one record the probe already has them in the line's order: the index keeps it.)
+    present = [(int(series.rows[0]), index, name) for index, (name, series) in enumerate(data.series.items()) if len(series)]
+    data.series = {name: data.series[name] for _, _, name in sorted(present)}
+    return data
+
+
+def _probe_names(raw: Any) -> list[str]:
+    """Metric names in the first and last complete lines, in order of appearance."""
+    names: dict[str, None] = {}
+    head = bytes(raw[:_PROBE_BYTES])
+    tail = bytes(raw[max(0, len(raw) - _PROBE_BYTES):])
+    head_lines = head.split(b"\n")[:-1]  # the last piece may be cut mid-line
+    tail_lines = tail.split(b"\n")[1:] if len(raw) > _PROBE_BYTES else []
+    for line in head_lines + tail_lines:
+        if not line.strip():
+            continue
+        try:
+            metrics = orjson.loads(line).get("metrics")
+        except (orjson.JSONDecodeError, AttributeError):
+            return []  # not a metrics file, or a bad line: leave it to the other paths
+        if not isinstance(metrics, dict):
+            return []
+        names.update(dict.fromkeys(metrics))
+    return list(names)
+
+
+def _read(duckdb: Any, path: Path, names: list[str]) -> Any:
+    fields = ", ".join(f"{_identifier(name)} DOUBLE" for name in names)
+    columns = {"v": "BIGINT", "step": "BIGINT", "time": "DOUBLE", "metrics": f"STRUCT({fields})"}
+    spec = ", ".join(f"{key}: {_literal(kind)}" for key, kind in columns.items())
+    query = (f"SELECT * FROM read_ndjson({_literal(str(path))}, format='newline_delimited', records=true, "
+             f"columns={{{spec}}})")
+    cursor = _database(duckdb).cursor()  # a cursor per call: connections are not shared across threads
+    try:
+        return cursor.sql(query).to_arrow_table()
+    finally:
+        cursor.close()
+
+
+_DATABASE: list[Any] = []
+_DATABASE_LOCK = threading.Lock()
+
+
+def _database(duckdb: Any) -> Any:
+    # One in-memory database per process: opening one costs ~17 ms, a cursor on it ~0.1 ms.
+    with _DATABASE_LOCK:
+        if not _DATABASE:
+            # Never fetch an extension at run time (the JSON reader is built into the wheel).
+            _DATABASE.append(duckdb.connect(config={"autoinstall_known_extensions": False}))
+        return _DATABASE[0]
+
+
+def _identifier(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
