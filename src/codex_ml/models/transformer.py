@@ -2,8 +2,9 @@
 
 The layout follows nanoGPT: a ``@dataclass`` config, pre-norm blocks
 (LayerNorm -> causal self-attention -> residual, LayerNorm -> MLP -> residual),
-learned positional embeddings, a final LayerNorm and an output head whose
-weight is tied to the token embedding.
+positions either learned (a GPT-2 table added to the token embeddings) or rotary
+(RoPE: queries and keys rotated by position inside attention), a final LayerNorm
+and an output head whose weight is tied to the token embedding.
 
 Shape legend used in comments: B = batch, T = sequence length,
 C = embedding size (``n_embd``), H = heads, V = vocabulary size.
