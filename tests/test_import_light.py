@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src"
-HEAVY = ("torch", "mlflow", "wandb", "tensorboard", "tensorflow")
+HEAVY = ("torch", "mlflow", "wandb", "tensorboard", "tensorflow", "duckdb", "pyarrow")
 
 _REPORT_HEAVY = """
 import json, sys
