@@ -172,14 +172,19 @@ def ui(
     from codex_ml.monitoring import ui as ui_mod
 
     def action() -> None:
-        viewer = ui_mod.start_viewer(path, ui_mod.pick_viewer(tensorboard, mlflow), port=port, host=host)
-        typer.echo(f"{viewer.kind} for {path}: {viewer.url}   (Ctrl-C to stop)")
-        try:
-            viewer.wait()
-        except KeyboardInterrupt:
-            pass
-        finally:
-            viewer.stop()
+        kind = ui_mod.pick_viewer(tensorboard, mlflow)
+        viewer = None
+        # A signal at any point (even while the URL is printed) must still stop the viewer.
+        with ui_mod.sigterm_as_interrupt():
+            try:
+                viewer = ui_mod.start_viewer(path, kind, port=port, host=host)
+                typer.echo(f"{viewer.kind} for {path}: {viewer.url}   (Ctrl-C to stop)")
+                viewer.wait()
+            except KeyboardInterrupt:
+                pass
+            finally:
+                if viewer is not None:
+                    viewer.stop()
 
     _guard(action)
 

@@ -9,6 +9,7 @@ whose MLflow store is a server (http URI) needs no new process: its URL is print
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -19,6 +20,7 @@ import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 from codex_ml.errors import CodexMLError
@@ -43,18 +45,10 @@ class Viewer:
     log_path: Path | None = None
 
     def wait(self) -> None:
-        """Block until the viewer exits; Ctrl-C or SIGTERM raise KeyboardInterrupt here.
-
-        SIGTERM is turned into KeyboardInterrupt so that the caller's ``finally: stop()``
-        runs: the viewer lives in its own process group and would otherwise outlive us.
-        """
-        if self.process is None:
-            return
-        previous = signal.signal(signal.SIGTERM, _interrupt)
-        try:
+        """Block until the viewer exits (Ctrl-C raises KeyboardInterrupt here; see
+        :func:`sigterm_as_interrupt` for SIGTERM)."""
+        if self.process is not None:
             self.process.wait()
-        finally:
-            signal.signal(signal.SIGTERM, previous)
 
     def stop(self) -> None:
         """Terminate the viewer's process group; kill it if it does not stop in 10 s."""
@@ -75,6 +69,21 @@ def stop_process_group(process: subprocess.Popen, grace: float = 10.0) -> None:
         process.wait(timeout=grace)
     except ProcessLookupError:
         pass
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Inside the block SIGTERM raises KeyboardInterrupt, as Ctrl-C does.
+
+    The viewer lives in its own process group and would outlive us, so whoever starts one
+    wraps start, URL and wait in this block and stops the viewer in ``finally``: then a
+    signal at any moment, even before the URL is printed, stops it.
+    """
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _interrupt(signum: int, frame: Any) -> None:
@@ -112,7 +121,11 @@ def start_viewer(run_dir: str | Path, kind: str, *, port: int = 0, host: str = "
     else:
         raise MonitoringInputError("ui", f"unknown viewer {kind!r}; choose one of: {', '.join(VIEWERS)}")
     viewer = _spawn(kind, command, env, run_dir, f"http://{host}:{port}")
-    _wait_ready(viewer, timeout)
+    try:
+        _wait_ready(viewer, timeout)
+    except BaseException:  # a timeout, or Ctrl-C while it starts: leave nothing running
+        viewer.stop()
+        raise
     viewer.url += path
     return viewer
 
