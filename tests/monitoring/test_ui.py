@@ -70,7 +70,10 @@ def test_console_script_prints_the_url_and_stops_its_viewer(tmp_path: Path, stop
     with start_run("cli", output_root=tmp_path, flush_interval=0.05, enable_tensorboard=True) as run:
         run.log_metrics({"x": 1.0}, step=0)
     command = [sys.executable, "-m", "codex_ml.monitoring.cli", "ui", str(run.paths.root), "--tensorboard"]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # A shell without job control starts background jobs (`.ci/run &`) with SIGINT ignored, and
+    # Python keeps an inherited SIG_IGN: give the child the default so Ctrl-C is what is tested.
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         line = process.stdout.readline()  # blocks until the viewer answers
         assert "http://127.0.0.1:" in line, process.stderr.read() if process.poll() is not None else line
