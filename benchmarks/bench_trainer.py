@@ -8,6 +8,10 @@ and after the trainer, gives the reference speed. Targets: final val loss <= 1.8
 tokens/s >= 0.97 x bare.
 
     .venv/bin/python benchmarks/bench_trainer.py [--data ../shared/data/tinyshakespeare.txt] [--steps 2000]
+    .venv/bin/python benchmarks/bench_trainer.py --bare-steps 0 model.position=learned   # the reference's model
+
+The trainer's default model uses rotary positions; ``model.position=learned`` trains the public
+reference's model (a GPT-2 position table) for comparison (docs/benchmarks.md#trainer).
 """
 
 from __future__ import annotations
