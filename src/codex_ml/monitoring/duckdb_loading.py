@@ -52,7 +52,7 @@ def load_with_duckdb(path: Path, raw: Any) -> Any | None:
         table = None
     finally:
         counter.join()
-    if table is None or table.num_rows == 0:
+    if table is None or table.num_rows == 0 or not _names_kept(table, names):
         return None
     data = loading._from_table(path, table, False, loading.ReadReport(str(path)), [0], loader="duckdb")
     if data is None:
@@ -111,6 +111,12 @@ def _database(duckdb: Any) -> Any:
             # Never fetch an extension at run time (the JSON reader is built into the wheel).
             _DATABASE.append(duckdb.connect(config={"autoinstall_known_extensions": False}))
         return _DATABASE[0]
+
+
+def _names_kept(table: Any, names: list[str]) -> bool:
+    # DuckDB may alter a name it cannot hold (a NUL ends it), which would mislabel a metric.
+    field = table.schema.field("metrics").type
+    return [field.field(i).name for i in range(field.num_fields)] == names
 
 
 def _identifier(name: str) -> str:

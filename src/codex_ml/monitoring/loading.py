@@ -217,7 +217,7 @@ def _from_table(path: Path, table: Any, swapped: bool, report: ReadReport, unswa
     if not pa.types.is_struct(metrics_col.type) or metrics_col.null_count:
         return None  # a record without a metrics object is a bad line: the slow path names it
     steps = steps_col.to_numpy().astype(np.int64, copy=False)
-    times = times_col.cast(pa.float64()).to_numpy()
+    times = times_col.cast(pa.float64(), safe=False).to_numpy()
     # One chunk (every block shares the unified schema), so each metric is one flat array.
     metrics = metrics_col.combine_chunks() if metrics_col.num_chunks != 1 else metrics_col.chunk(0)
     series: dict[str, Series] = {}
@@ -236,7 +236,7 @@ def _child_values(child: Any, swapped: bool, unswapped: list[int]) -> tuple[np.n
 
     if not (pa.types.is_floating(child.type) or pa.types.is_integer(child.type)):
         return None  # strings other than the non-finite spellings, booleans, objects
-    values = child.cast(pa.float64()).fill_null(0.0).to_numpy() if child.null_count else child.cast(pa.float64()).to_numpy()
+    values = child.cast(pa.float64(), safe=False).fill_null(0.0).to_numpy() if child.null_count else child.cast(pa.float64(), safe=False).to_numpy()
     if child.null_count:
         rows = np.flatnonzero(child.is_valid().to_numpy(zero_copy_only=False))
         values = values[rows]
