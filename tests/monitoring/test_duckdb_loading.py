@@ -103,8 +103,14 @@ _numbers = st.floats(allow_nan=True, allow_infinity=True) | st.integers(-(2**63)
 @given(records=st.lists(st.dictionaries(_names, _numbers, max_size=4), min_size=1, max_size=12))
 @example(records=[{"\x00": 0.0}])  # DuckDB cut the name at the NUL: '' instead of '\x00'
 @example(records=[{"0": 2**53 + 1, ":": 0.0}])  # pyarrow refused to round an int above 2**53 to a float
-def test_any_encoded_file_loads_like_the_per_line_reader(tmp_path: Path, records: list[dict[str, float]]) -> None:
+@pytest.mark.parametrize("duckdb_first", [True, False], ids=["duckdb-first", "pyarrow-first"])
+def test_any_encoded_file_loads_like_the_per_line_reader(tmp_path: Path, records: list[dict[str, float]],
+                                                         duckdb_first: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    from codex_ml.monitoring import loading
     from codex_ml.tracking.encoding import encode_metrics
+
+    if not duckdb_first:
+        monkeypatch.setattr(loading, "load_with_duckdb", lambda path, raw: None)
 
     path = tmp_path / "m.ndjson"
     encoded = []
