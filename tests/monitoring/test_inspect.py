@@ -36,6 +36,21 @@ def test_statistics_of_a_real_run(tmp_path: Path) -> None:
     assert b'"last": "Infinity"' in to_json([result])
 
 
+def test_header_names_every_sink_the_run_wrote(tmp_path: Path) -> None:
+    """TensorBoard keeps no ids in run.json's backends, but it is a sink the run wrote."""
+    from rich.console import Console
+
+    from codex_ml.monitoring.inspect import render
+
+    with start_run("tb", output_root=tmp_path, flush_interval=0.05, enable_tensorboard=True) as run:
+        run.log_metrics({"loss": 1.0}, step=0)
+    [result] = inspect_paths([run.paths.root])
+    assert result["run"]["sinks"] == ["tensorboard"] and result["run"]["backends"] == []
+    console = Console(record=True, width=200)
+    render([result], console)
+    assert "sinks tensorboard" in console.export_text()
+
+
 def test_bad_and_torn_lines_are_reported_not_fatal(tmp_path: Path) -> None:
     path = tmp_path / "metrics.ndjson"
     path.write_bytes(b'{"v":1,"step":0,"time":1.0,"metrics":{"a":1}}\n'

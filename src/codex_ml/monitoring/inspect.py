@@ -85,6 +85,8 @@ def _run_meta(source: RunSource) -> dict[str, Any]:
         "run_id": info.get("run_id"),
         "status": summary.get("status") or info.get("status"),
         "backends": sorted(source.backends),
+        # Every sink the run wrote besides its NDJSON log (union over resumed sessions).
+        "sinks": list(info.get("sinks") or []),
     }
 
 
@@ -151,8 +153,8 @@ def _header(result: dict[str, Any]) -> str:
         parts.append(f"{result['span_s']:.1f} s of wall time")
     if run.get("status"):
         parts.append(f"status {run['status']}")
-    if run.get("backends"):
-        parts.append("backends " + ", ".join(run["backends"]))
+    if run.get("sinks") or run.get("backends"):
+        parts.append("sinks " + ", ".join(run.get("sinks") or run["backends"]))
     return "  ".join(parts)
 
 
