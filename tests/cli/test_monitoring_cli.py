@@ -54,6 +54,14 @@ def test_inspect_table_and_json(run_dir: Path, monkeypatch: pytest.MonkeyPatch) 
     assert both.exit_code == 0 and "side by side" in both.output
 
 
+def test_inspect_piped_prints_whole_numbers(run_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Piped output (no terminal, no COLUMNS) is not squeezed into 80 columns with '…' cuts."""
+    monkeypatch.delenv("COLUMNS", raising=False)
+    result = _invoke("inspect", str(run_dir))
+    assert result.exit_code == 0, result.output
+    assert "…" not in result.output and "NaN/Inf" in result.output and "0.3598" in result.output
+
+
 def test_export_formats_and_errors(run_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "out" / "m.parquet"
     result = _invoke("export", str(run_dir), str(out), "--json")

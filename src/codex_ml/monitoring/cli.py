@@ -8,6 +8,7 @@ exit with status 2.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -44,6 +45,17 @@ def _guard(action: Callable[[], Any]) -> Any:
         raise typer.Exit(EXIT_ERROR) from exc
 
 
+def _table_console() -> Any:
+    """A console for tables: the terminal's width, or 160 columns when piped or logged, where
+    rich would use 80 and cut numbers short with an ellipsis."""
+    from rich.console import Console
+
+    console = Console()
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console = Console(width=160)
+    return console
+
+
 @app.command()
 def inspect(
     paths: Annotated[list[Path], typer.Argument(help="Run directories or NDJSON files (metrics or system metrics).")],
@@ -59,9 +71,7 @@ def inspect(
             sys.stdout.buffer.write(inspect_mod.to_json(results))
             sys.stdout.flush()
         else:
-            from rich.console import Console
-
-            inspect_mod.render(results, Console())
+            inspect_mod.render(results, _table_console())
 
     _guard(action)
 
