@@ -17,22 +17,15 @@ import argparse
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
+from codex_ml.monitoring.ui import ViewerError, free_port, wait_until_answers
+
 KEYS = [f"train/k{i}" for i in range(10)]
-
-
-def free_port() -> int:
-    """A free TCP port on 127.0.0.1."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def start_server(root: Path) -> tuple[subprocess.Popen, str]:
@@ -49,15 +42,12 @@ def start_server(root: Path) -> tuple[subprocess.Popen, str]:
         command = ["taskset", "-c", str((os.cpu_count() or 1) - 1), *command]
     process = subprocess.Popen(command, cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                start_new_session=True)  # fmt: skip
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"{uri}/health", timeout=2):
-                return process, uri
-        except OSError:
-            time.sleep(0.25)
-    os.killpg(process.pid, signal.SIGKILL)
-    raise SystemExit("mlflow server did not start within 120 s")
+    try:
+        wait_until_answers(f"{uri}/health", process, 120, name="mlflow server")
+    except ViewerError as exc:
+        os.killpg(process.pid, signal.SIGKILL)
+        raise SystemExit(str(exc)) from exc
+    return process, uri
 
 
 def make_step():

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
 import sys
 import tempfile
@@ -38,12 +37,6 @@ def _overrides(data: Path, steps: int) -> list[str]:
         "training.eval_batches=100", "training.histogram_interval=500", "training.sample_interval=1000",
         "training.checkpoint_interval=1000", "training.progress=false", "training.device=cpu",
     ]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def bare_step_times(config: object, steps: int) -> list[float]:
@@ -76,11 +69,12 @@ def bare_step_times(config: object, steps: int) -> list[float]:
 
 def run_trainer(config: object, root: Path) -> tuple[object, list[float], float]:
     """Train with every sink and the sampler on; return the result, per-step seconds, wall time."""
+    from codex_ml.monitoring.ui import free_port
     from codex_ml.tracking.config import TrackingConfig
     from codex_ml.training.trainer import train
 
     tracking = TrackingConfig(output_root=str(root), run_name="bench", enable_tensorboard=True, enable_mlflow=True,
-                              enable_wandb=True, prometheus_port=_free_port(), system_metrics="AUTO",
+                              enable_wandb=True, prometheus_port=free_port(), system_metrics="AUTO",
                               system_metrics_interval=1.0)
     began = time.perf_counter()
     result = train(config, tracking)

@@ -8,7 +8,6 @@ and says to run ``scripts/install_system_deps.sh``. The server is our own instan
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import time
 import urllib.parse
@@ -19,6 +18,7 @@ from typing import Any
 import pytest
 
 from codex_ml.monitoring.prometheus_exporter import PrometheusSink
+from codex_ml.monitoring.ui import free_port
 from codex_ml.tracking import start_run
 
 PROMETHEUS = Path("/usr/bin/prometheus")
@@ -30,12 +30,6 @@ STEPS = 50
 
 def _loss(step: int) -> float:
     return round(3.0 * 0.95**step, 6)
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _get_json(url: str) -> Any:
@@ -119,7 +113,7 @@ def _wait_for_value(base: str, promql: str, expected: float) -> list[dict[str, A
 
 def test_prometheus_scrapes_a_training_run(tmp_path: Path) -> None:
     _require_prometheus()
-    base, config = f"http://127.0.0.1:{_free_port()}", tmp_path / "prometheus.yml"
+    base, config = f"http://127.0.0.1:{free_port()}", tmp_path / "prometheus.yml"
     sink = PrometheusSink(0)
     with start_run(RUN, output_root=tmp_path / "runs", flush_interval=0.05, sinks=[sink]) as run:
         deadline = time.monotonic() + 5

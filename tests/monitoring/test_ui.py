@@ -86,3 +86,25 @@ def test_console_script_prints_the_url_and_stops_its_viewer(tmp_path: Path, stop
         if process.poll() is None:
             os.kill(process.pid, signal.SIGKILL)
             process.wait()
+
+
+def test_wait_until_answers_reports_an_exit_or_a_timeout_with_the_log(tmp_path: Path) -> None:
+    """The shared start-up wait says which way a server failed and shows the end of its log."""
+    import subprocess
+    import sys
+
+    from codex_ml.monitoring.ui import ViewerError, free_port, wait_until_answers
+
+    log = tmp_path / "server.log"
+    log.write_text("bind failed: address in use\n")
+    url = f"http://127.0.0.1:{free_port()}/"
+    exits = subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])
+    with pytest.raises(ViewerError, match=r"(?s)demo exited with status 3:.*bind failed"):
+        wait_until_answers(url, exits, 30, log, "demo")
+    sleeps = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        with pytest.raises(ViewerError, match="demo did not answer at .* within 1 s"):
+            wait_until_answers(url, sleeps, 0.6, log, "demo")
+    finally:
+        sleeps.kill()
+        sleeps.wait()

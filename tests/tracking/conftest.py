@@ -8,28 +8,16 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from codex_ml.monitoring.ui import answers, stop_process_group
+from codex_ml.monitoring.ui import ViewerError, free_port, stop_process_group, wait_until_answers
 
 SERVER_START_TIMEOUT = 90.0
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _healthy(uri: str) -> bool:
-    return answers(f"{uri}/health")
 
 
 class MlflowServer:
@@ -38,7 +26,7 @@ class MlflowServer:
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        self.port = _free_port()
+        self.port = free_port()
         self.uri = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen | None = None
 
@@ -98,52 +86,21 @@ def _spawn_server(root: Path, port: int) -> subprocess.Popen:
 
 
 def _wait_healthy(uri: str, process: subprocess.Popen, log_path: Path) -> None:
-    deadline = time.monotonic() + SERVER_START_TIMEOUT
-    while not _healthy(uri):
-        if process.poll() is not None:
-            stop_process_group(process)
-            pytest.fail(f"mlflow server exited with {process.returncode}:\n{_tail(log_path)}")
-        if time.monotonic() > deadline:
-            stop_process_group(process)
-            pytest.fail(f"mlflow server not healthy after {SERVER_START_TIMEOUT:.0f}s:\n{_tail(log_path)}")
-        time.sleep(0.25)
+    try:
+        wait_until_answers(f"{uri}/health", process, SERVER_START_TIMEOUT, log_path, "mlflow server")
+    except ViewerError as exc:
+        stop_process_group(process)
+        pytest.fail(str(exc))
 
 
 @pytest.fixture(scope="session")
 def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real ``mlflow server`` on 127.0.0.1 (sqlite backend, proxied artifacts); yields its URI."""
-    root = tmp_path_factory.mktemp("mlflow_server")
-    port = _free_port()
-    uri = f"http://127.0.0.1:{port}"
-    command = [
-        sys.executable, "-m", "mlflow", "server",
-        "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
-        "--artifacts-destination", str(root / "artifacts"),
-        "--host", "127.0.0.1",
-        "--port", str(port),
-        "--workers", "1",
-    ]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-    log_path = root / "server.log"
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            command, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
+    server = MlflowServer(tmp_path_factory.mktemp("mlflow_server"))
     try:
-        deadline = time.monotonic() + SERVER_START_TIMEOUT
-        while not _healthy(uri):
-            if process.poll() is not None:
-                pytest.fail(f"mlflow server exited with {process.returncode}:\n{_tail(log_path)}")
-            if time.monotonic() > deadline:
-                pytest.fail(f"mlflow server not healthy after {SERVER_START_TIMEOUT:.0f}s:\n{_tail(log_path)}")
-            time.sleep(0.25)
-        yield uri
+        yield server.start().uri
     finally:
-        stop_process_group(process)
-
-
-def _tail(path: Path, size: int = 4000) -> str:
-    return path.read_bytes()[-size:].decode("utf-8", "replace")
+        server.stop()
 
 
 #: Variables removed for every test. codex_ml itself sets some of them with

@@ -18,8 +18,9 @@ from typing import Any
 
 import pytest
 from PIL import Image
-from viewer_servers import VENV_BIN, free_port, listening_addresses, serve
+from viewer_servers import VENV_BIN, listening_addresses, serve
 
+from codex_ml.monitoring.ui import free_port
 from codex_ml.tracking.reader import metric_series
 
 TAG = "train/loss"

@@ -122,8 +122,8 @@ def start_viewer(run_dir: str | Path, kind: str, *, port: int = 0, host: str = "
         raise MonitoringInputError("ui", f"unknown viewer {kind!r}; choose one of: {', '.join(VIEWERS)}")
     viewer = _spawn(kind, command, env, run_dir, f"http://{host}:{port}")
     try:
-        _wait_ready(viewer, timeout)
-    except BaseException:  # a timeout, or Ctrl-C while it starts: leave nothing running
+        wait_until_answers(viewer.url + "/", viewer.process, timeout, viewer.log_path, kind)
+    except BaseException:  # it exited, a timeout, or Ctrl-C while it starts: leave nothing running
         viewer.stop()
         raise
     viewer.url += path
@@ -172,14 +172,16 @@ def _spawn(kind: str, command: list[str], env: dict[str, str], cwd: Path, url: s
     return Viewer(kind, url, process, log_path)
 
 
-def _wait_ready(viewer: Viewer, timeout: float) -> None:
+def wait_until_answers(url: str, process: subprocess.Popen, timeout: float, log_path: Path | None = None,
+                       name: str = "server") -> None:  # fmt: skip
+    """Return once ``url`` answers HTTP 200. Raise :class:`ViewerError`, with the end of
+    ``log_path``, if ``process`` exits first or ``timeout`` seconds pass."""
     deadline = time.monotonic() + timeout
-    while not answers(viewer.url + "/"):
-        if viewer.process is not None and viewer.process.poll() is not None:
-            raise ViewerError(f"{viewer.kind} exited with status {viewer.process.returncode}:\n{_log_tail(viewer)}")
+    while not answers(url):
+        if process.poll() is not None:
+            raise ViewerError(f"{name} exited with status {process.returncode}:\n{log_tail(log_path)}")
         if time.monotonic() > deadline:
-            viewer.stop()
-            raise ViewerError(f"{viewer.kind} did not answer at {viewer.url} within {timeout:.0f} s:\n{_log_tail(viewer)}")
+            raise ViewerError(f"{name} did not answer at {url} within {timeout:.0f} s:\n{log_tail(log_path)}")
         time.sleep(0.25)
 
 
@@ -192,7 +194,8 @@ def answers(url: str) -> bool:
         return False
 
 
-def _log_tail(viewer: Viewer, size: int = 3000) -> str:
-    if viewer.log_path is None or not viewer.log_path.exists():
+def log_tail(path: Path | None, size: int = 3000) -> str:
+    """The last ``size`` bytes of a server's log, as text ("" when there is none)."""
+    if path is None or not path.exists():
         return ""
-    return viewer.log_path.read_bytes()[-size:].decode("utf-8", "replace")
+    return path.read_bytes()[-size:].decode("utf-8", "replace")
