@@ -15,7 +15,7 @@ from codex_ml.training.config import TrainConfig
 from codex_ml.training.errors import ResumeError
 from codex_ml.training.schedule import WarmupCosine
 
-__all__ = ["CHECKPOINT_DIR", "TOKENIZER_DIR", "Data", "ResumePoint", "build_model", "build_optimizer",
+__all__ = ["CHECKPOINT_DIR", "TOKENIZER_DIR", "Data", "ResumePoint", "adamw_decaying_matrices", "build_model", "build_optimizer",
            "build_scheduler", "checkpoint_config", "find_resume_point", "prepare_data"]
 
 CHECKPOINT_DIR = "checkpoints"
@@ -66,14 +66,20 @@ def build_model(config: TrainConfig, vocab_size: int) -> GPT:
 
 
 def build_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.AdamW:
-    """AdamW that decays only matrices (weights, embeddings), not biases or LayerNorm gains."""
+    """The AdamW ``config.training`` describes (see :func:`adamw_decaying_matrices`)."""
     t = config.training
+    return adamw_decaying_matrices(model, t.lr, t.weight_decay, (t.beta1, t.beta2))
+
+
+def adamw_decaying_matrices(model: torch.nn.Module, lr: float, weight_decay: float,
+                            betas: tuple[float, float]) -> torch.optim.AdamW:  # fmt: skip
+    """AdamW that decays only matrices (weights, embeddings), not biases or LayerNorm gains."""
     params = [p for p in model.parameters() if p.requires_grad]
     groups = [
-        {"params": [p for p in params if p.dim() >= 2], "weight_decay": t.weight_decay},
+        {"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
         {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
     ]
-    return torch.optim.AdamW(groups, lr=t.lr, betas=(t.beta1, t.beta2))
+    return torch.optim.AdamW(groups, lr=lr, betas=betas)
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig) -> torch.optim.lr_scheduler.LambdaLR:

@@ -11,6 +11,7 @@ update; the untrained model's val loss is logged at step 0.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import time
@@ -23,6 +24,9 @@ from tqdm import tqdm
 from codex_ml.data.char_tokenizer import CharTokenizer
 from codex_ml.data.sample import load_sample_text
 from codex_ml.models.transformer import GPT, GPTConfig
+from codex_ml.training.batches import RandomWindows
+from codex_ml.training.components import adamw_decaying_matrices
+from codex_ml.training.observe import estimate_loss, generate_sample, log_histograms, val_metrics
 
 __all__ = ["DemoConfig", "DemoRun", "cosine_lr", "run_demo_training"]
 
@@ -115,43 +119,6 @@ def _prepare_data(text: str, config: DemoConfig) -> _Data:
     return _Data(tokenizer, train_ids, val_ids)
 
 
-def _get_batch(
-    data: torch.Tensor, batch_size: int, block_size: int, generator: torch.Generator
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Random windows of ``data``: inputs (B, T) and next-token targets (B, T)."""
-    starts = torch.randint(len(data) - block_size, (batch_size,), generator=generator)  # (B,)
-    x = torch.stack([data[i : i + block_size] for i in starts.tolist()])
-    y = torch.stack([data[i + 1 : i + 1 + block_size] for i in starts.tolist()])
-    return x, y
-
-
-@torch.no_grad()
-def _estimate_loss(model: GPT, data: torch.Tensor, config: DemoConfig) -> float:
-    """Mean loss over ``eval_batches`` random batches, in eval mode."""
-    # A fresh, fixed-seed generator evaluates on the same batches every time,
-    # so the val curve shows the model changing, not the batches, and the
-    # training batch stream is left untouched.
-    generator = torch.Generator().manual_seed(config.seed + 1)
-    model.eval()
-    losses = []
-    for _ in range(config.eval_batches):
-        x, y = _get_batch(data, config.batch_size, config.block_size, generator)
-        losses.append(model(x, y)[1].item())
-    model.train()
-    return sum(losses) / len(losses)
-
-
-def _build_optimizer(model: GPT, config: DemoConfig) -> torch.optim.AdamW:
-    """AdamW that decays only matrices (weights, embeddings), not biases or LayerNorm gains."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    groups = [
-        {"params": [p for p in params if p.dim() >= 2], "weight_decay": config.weight_decay},
-        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
-    ]
-    # beta2=0.99 rather than 0.999: tiny batches give noisy second moments (nanoGPT's char setup).
-    return torch.optim.AdamW(groups, lr=config.lr, betas=(0.9, 0.99))
-
-
 def _train_step(
     model: GPT, optimizer: torch.optim.Optimizer, batch: tuple[torch.Tensor, torch.Tensor],
     lr: float, grad_clip: float,
@@ -169,32 +136,13 @@ def _train_step(
     return loss.item(), grad_norm.item()
 
 
-def _log_histograms(run: DemoRun, model: GPT, step: int) -> None:
-    """Log ``weights/<name>`` and ``grads/<name>`` for every 2-D parameter."""
-    for name, param in model.named_parameters():
-        if param.dim() != 2:
-            continue
-        run.log_histogram(f"weights/{name}", param.detach().cpu().flatten(), step)
-        if param.grad is not None:
-            run.log_histogram(f"grads/{name}", param.grad.detach().cpu().flatten(), step)
-
-
 def _log_eval(run: DemoRun, model: GPT, data: _Data, config: DemoConfig, step: int) -> float:
     """Evaluate on val, log ``val/loss`` and ``val/perplexity``; return the loss."""
-    val_loss = _estimate_loss(model, data.val, config)
-    run.log_metrics({"val/loss": val_loss, "val/perplexity": math.exp(val_loss)}, step)
+    # A fresh fixed-seed sampler evaluates the same batches every time (see estimate_loss).
+    val_loss = estimate_loss(model, data.val, config.batch_size, config.block_size, config.eval_batches,
+                             config.seed + 1, torch.device("cpu"), contextlib.nullcontext)
+    run.log_metrics(val_metrics(val_loss), step)
     return val_loss
-
-
-def _generate_sample(model: GPT, data: _Data, config: DemoConfig) -> str:
-    """Sample ``sample_chars`` characters starting from a newline (or token 0 if none)."""
-    stoi = {ch: i for i, ch in enumerate(data.tokenizer.chars)}
-    start = torch.tensor([[stoi.get("\n", 0)]], dtype=torch.long)  # (1, 1)
-    generator = torch.Generator().manual_seed(config.seed)
-    model.eval()
-    out = model.generate(start, config.sample_chars, generator=generator)  # (1, 1 + n)
-    model.train()
-    return data.tokenizer.decode(out[0, 1:].tolist())
 
 
 def _initial_params(config: DemoConfig, model: GPT, data: _Data) -> dict[str, Any]:
@@ -223,8 +171,9 @@ def run_demo_training(
     data = _prepare_data(load_sample_text() if text is None else text, config)
     model = GPT(GPTConfig(vocab_size=data.tokenizer.vocab_size, block_size=config.block_size,
                           n_layer=config.n_layer, n_head=config.n_head, n_embd=config.n_embd))
-    optimizer = _build_optimizer(model, config)
-    batch_gen = torch.Generator().manual_seed(config.seed)
+    # beta2=0.99 rather than 0.999: tiny batches give noisy second moments (nanoGPT's char setup).
+    optimizer = adamw_decaying_matrices(model, config.lr, config.weight_decay, (0.9, 0.99))
+    windows = RandomWindows(data.train, config.batch_size, config.block_size, config.seed)
     run.log_params(_initial_params(config, model, data))
 
     initial_val_loss = val_loss = _log_eval(run, model, data, config, step=0)
@@ -235,7 +184,7 @@ def run_demo_training(
         lr = cosine_lr(step, lr=config.lr, min_lr=config.min_lr,
                        warmup_steps=config.warmup_steps, total_steps=config.steps)
         t0 = time.perf_counter()
-        batch = _get_batch(data.train, config.batch_size, config.block_size, batch_gen)
+        batch = windows.next()
         loss, grad_norm = _train_step(model, optimizer, batch, lr, config.grad_clip)
         # loss.item() above already waited for the compute, so this is the true step time.
         step_time = time.perf_counter() - t0
@@ -248,11 +197,11 @@ def run_demo_training(
         if step % config.eval_every == 0 or last:
             val_loss = _log_eval(run, model, data, config, step)
         if step % config.histogram_every == 0 or last:
-            _log_histograms(run, model, step)
+            log_histograms(run, model, step)
         bar.set_postfix(loss=f"{loss:.3f}", val=f"{val_loss:.3f}", refresh=False)
     bar.close()
 
-    sample = _generate_sample(model, data, config)
+    sample = generate_sample(model, data.tokenizer, config.sample_chars, config.seed, torch.device("cpu"))
     run.log_text("samples/generation", sample, config.steps)
     return {
         "initial_val_loss": initial_val_loss,
