@@ -55,6 +55,13 @@ def test_range_checks_and_divisibility() -> None:
         assert needle in text
 
 
+def test_rope_with_an_odd_head_size_is_a_config_problem() -> None:
+    """Caught with the other problems, before any data is read, not as a model error mid-run."""
+    with pytest.raises(ConfigError, match="model.position rope needs an even head size, got n_embd / n_head = 3"):
+        validate_config({"model": {"n_embd": 12, "n_head": 4}})
+    assert validate_config({"model": {"n_embd": 12, "n_head": 4, "position": "learned"}}).model.n_embd == 12
+
+
 def test_bad_overrides_and_files_are_clear(tmp_path: Path) -> None:
     """An override without '=' and a missing or malformed file each name the culprit."""
     with pytest.raises(ConfigError, match="training.max_steps"):

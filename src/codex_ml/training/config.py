@@ -63,6 +63,10 @@ class ModelConfig:
         out = [f"{k} must be > 0, got {getattr(self, k)}" for k in ("n_layer", "n_head", "n_embd", "block_size") if getattr(self, k) <= 0]
         if not out and self.n_embd % self.n_head:
             out.append(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
+        elif not out and self.position == "rope" and (self.n_embd // self.n_head) % 2:
+            # Rotary positions turn pairs of a head's dimensions.
+            out.append(f"position rope needs an even head size, got n_embd / n_head = {self.n_embd // self.n_head} "
+                       "(change n_embd or n_head, or use position=learned)")
         if not 0.0 <= self.dropout < 1.0:
             out.append(f"dropout must be in [0, 1), got {self.dropout}")
         return out
