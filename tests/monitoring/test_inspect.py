@@ -88,6 +88,24 @@ def test_fast_and_slow_paths_agree(tmp_path: Path, monkeypatch: pytest.MonkeyPat
         assert np.array_equal(f.rows, s.rows) and np.array_equal(f.times, s.times), key
 
 
+@pytest.mark.parametrize("piece_bytes", [8 << 20, 60], ids=["one-piece", "many-pieces"])
+@pytest.mark.parametrize("bad", ['{"v":1,"step":2,"time":2.0,"metrics":{"a":"oops"}}', "not json"])
+def test_pyarrow_gives_a_file_it_cannot_parse_to_the_line_reader(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                 piece_bytes: int, bad: str) -> None:
+    """A parse error (or a column pyarrow cannot type) in any piece: the line reader names the line."""
+    from codex_ml.monitoring import loading
+
+    monkeypatch.setattr(loading, "_MIN_PIECE", piece_bytes)
+    monkeypatch.setattr(loading, "load_with_duckdb", lambda path, raw: None)
+    lines = [f'{{"v":1,"step":{i},"time":{i}.0,"metrics":{{"a":{i}.5}}}}' for i in range(6)]
+    lines[2] = bad
+    path = tmp_path / "m.ndjson"
+    path.write_text("\n".join(lines) + "\n")
+    data = load_metrics(path)
+    assert data.loader == "lines" and [line for line, _ in data.report.bad_lines] == [3]
+    assert list(data.series["a"].steps) == [0, 1, 3, 4, 5]
+
+
 def test_sentinel_digits_in_the_file_are_read_exactly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """DuckDB swaps nothing, so a sentinel number is just a number; pyarrow's swap defers to the exact path."""
     from codex_ml.monitoring import loading

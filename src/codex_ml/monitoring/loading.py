@@ -158,15 +158,16 @@ def _parse_pieces(raw: Any, end: int) -> tuple[Any, int]:
             futures.append(pool.submit(lambda view: pj.read_json(pa.BufferReader(pa.py_buffer(view)), read_options=options), views[-1]))
         try:
             tables = [future.result() for future in futures]
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            tables = None
+            # Pieces may have seen different metrics (or ints in one, floats in another): unify.
+            table = pa.concat_tables(tables, promote_options="permissive") if len(tables) > 1 else tables[0]
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+            # Not JSON, or a column pyarrow cannot type (a number in one row or piece, a string
+            # in another): the caller reads the file line by line, which names the bad lines.
+            table = None
     del futures
     for view in views:
         view.release()  # the map can close only once no view is left
-    if tables is None:
-        return None, swaps
-    # Pieces may have seen different metrics (or ints in one, floats in another): unify.
-    return (pa.concat_tables(tables, promote_options="permissive") if len(tables) > 1 else tables[0]), swaps
+    return table, swaps
 
 
 def _swap_non_finite(raw: Any, begin: int, end: int) -> int:
