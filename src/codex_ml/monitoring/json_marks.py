@@ -19,6 +19,7 @@ GIL, so they can run beside the parser.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -28,6 +29,7 @@ __all__ = ["Marks", "count_marks", "keys_with_values", "non_finite_values"]
 _COLON, _QUOTE = ord(":"), ord('"')
 
 
+@dataclass
 class Marks:
     """The ``:`` and ``"`` counts of a byte range (None until counted)."""
 
