@@ -17,13 +17,26 @@ DEFAULT_RUN_NAME = "demo"
 
 
 def archive_existing_run(config: TrackingConfig, name: str) -> Path | None:
-    """Move an earlier run of the same name aside (``<name>.<timestamp>``) instead of mixing runs."""
+    """Move an earlier run of the same name aside (``<name>.<timestamp>``) instead of mixing runs.
+
+    The moved run stays whole: its MLflow store's absolute artifact locations and run.json's
+    tracking URI are rewritten to the new place (codex_ml.tracking.relocate).
+    """
+    from codex_ml.tracking.relocate import relocate_run_dir
+
     validate_run_name(name)
     old = Path(config.output_root) / name
     if not old.exists():
         return None
-    target = old.with_name(f"{name}.{time.strftime('%Y%m%d-%H%M%S')}")
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    target = old.with_name(f"{name}.{stamp}")
+    for count in range(1, 1000):  # two demos in one second must not land in (or fail on) one name
+        if not target.exists():
+            break
+        target = old.with_name(f"{name}.{stamp}-{count}")
+    before = old.resolve()  # the store names the resolved path (symlinks followed)
     old.rename(target)
+    relocate_run_dir(before, target.resolve())
     return target
 
 

@@ -17,6 +17,9 @@ therefore sends nothing the second time, and after an outage exactly the missing
   ``wandb sync`` uploads all of them. Points uploaded online but not kept locally are not seen.
 
 System telemetry (``system_metrics.jsonl``) is replayed too, on its own sample axis.
+
+A run directory moved or copied by hand is first re-anchored (``codex_ml.tracking.relocate``):
+its MLflow store and run.json name the old place until then.
 """
 
 from __future__ import annotations
@@ -121,6 +124,8 @@ def replay(path: str | Path, to: str, *, tracking_uri: str | None = None, experi
     if to not in BACKENDS:
         raise UnknownFormatError("replay backend", to, BACKENDS)
     source = _run_source(Path(path))
+    if to == "mlflow":
+        _repair_moved_store(source)
     metrics = load(source.main, source.kind) if source.kind != SYSTEM else None
     system = [load(p, SYSTEM) for p in ([source.main] if source.kind == SYSTEM else source.system_files)]
     from codex_ml.monitoring import replay_backends
@@ -143,6 +148,15 @@ def _run_source(path: Path) -> RunSource:
         source.run_info = read_json(source.run_dir / "run.json")
         source.summary = read_json(source.run_dir / "summary.json")
     return source
+
+
+def _repair_moved_store(source: RunSource) -> None:
+    # A run moved or copied by hand still names its old place in mlruns/*/meta.yaml and run.json;
+    # re-anchor them here, or the replay would write into (or fail on) the old place's store.
+    from codex_ml.tracking.relocate import repair_moved_store
+
+    if source.run_dir is not None and repair_moved_store(source.run_dir):
+        source.run_info = read_json(Path(source.run_dir) / "run.json")
 
 
 def run_info(source: RunSource) -> RunInfo:
