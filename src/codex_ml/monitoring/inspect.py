@@ -139,11 +139,26 @@ def render(results: list[dict[str, Any]], console: Any) -> None:
     else:
         console.print(_side_by_side(results))
     for result in results:
-        system = result.get("system")
-        if system and "metrics" in system:
-            table = Table(title=f"system metrics — {result['path']} ({system['records']} samples)")
+        for system in system_summaries(result):
+            table = Table(title=f"system metrics — {_system_label(result, system)} ({system['records']} samples)")
             _fill_single(table, system["metrics"], _system_keys(system["metrics"]))
             console.print(table)
+
+
+def system_summaries(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """The system-metrics summaries of one inspected input: none, one, or one per rank file."""
+    system = result.get("system")
+    if not system:
+        return []
+    return list(system["files"]) if "files" in system else [system]
+
+
+def _system_label(result: dict[str, Any], system: dict[str, Any]) -> str:
+    # The file, relative to the run directory when it is inside it (checkpoints/system_metrics.rank1.jsonl).
+    try:
+        return f"{result['path']}: {Path(system['file']).relative_to(result['path'])}"
+    except ValueError:
+        return f"{result['path']}: {system['file']}"
 
 
 def _header(result: dict[str, Any]) -> str:

@@ -1,7 +1,8 @@
 """``codex-ml monitoring plot``: metric curves and system-metric panels as one PNG.
 
 One panel per metric (losses first), runs overlaid; then system panels (CPU, memory,
-process RSS, load, GPU) against elapsed seconds when the run has ``system_metrics.jsonl``.
+process RSS, load, GPU) against seconds since the run's first sample, one curve per
+system-metrics file (every DDP rank; wherever the run wrote it, see ``runs.resolve``).
 Each curve is reduced with min/max-preserving downsampling, so a one-step spike is still
 drawn. Non-finite points cannot be drawn; their count goes into the panel title.
 matplotlib (extra ``export``) runs with the Agg backend: no display needed.
@@ -55,7 +56,7 @@ def plot(paths: list[str | Path], output: str | Path, *, patterns: list[str] | N
     runs = [_load_run(Path(p), system) for p in paths]
     all_keys = list(dict.fromkeys(k for metrics, _ in runs if metrics for k in metrics.keys()))
     metric_keys = choose_metrics(all_keys, patterns)
-    sys_keys = list(dict.fromkeys(k for _, sysdata in runs if sysdata for k in system_keys(sysdata.keys())))
+    sys_keys = list(dict.fromkeys(k for _, files in runs for sysdata in files for k in system_keys(sysdata.keys())))
     panels = [("metric", k) for k in metric_keys] + [("system", k) for k in sys_keys]
     if not panels:
         raise MonitoringInputError(", ".join(map(str, paths)), f"no metric matches {patterns} (available: {', '.join(all_keys[:20])})")
@@ -76,42 +77,51 @@ def plot(paths: list[str | Path], output: str | Path, *, patterns: list[str] | N
     return len(panels)
 
 
-def _load_run(path: Path, system: bool) -> tuple[MetricsData | None, MetricsData | None]:
+def _load_run(path: Path, system: bool) -> tuple[MetricsData | None, list[MetricsData]]:
+    """The run's metrics (None for a bare system file) and every system-metrics file (all ranks)."""
     source = resolve(path)
     if source.kind == SYSTEM:
-        return None, load(source.main, SYSTEM)
+        return None, [load(source.main, SYSTEM)]
     metrics = load(source.main, source.kind)
-    sysdata = load(source.system_files[0], SYSTEM) if system and source.system_files else None
-    return metrics, sysdata
+    return metrics, [load(file, SYSTEM) for file in source.system_files] if system else []
 
 
-def _draw_panel(ax: Any, kind: str, key: str, runs: list[tuple[Any, Any]], labels: list[str], max_points: int) -> None:
-    bad = 0
-    for (metrics, sysdata), label in zip(runs, labels):
-        data = metrics if kind == "metric" else sysdata
-        series = data.series.get(key) if data is not None else None
+def _curves(kind: str, runs: list[tuple[Any, list[Any]]], labels: list[str]) -> list[tuple[MetricsData, str, float]]:
+    """(data, label, time origin) of each curve source: one per run for metrics, one per system file for
+    system panels (labelled with the file when a run has several), all ranks of a run on one clock."""
+    if kind == "metric":
+        return [(metrics, label, 0.0) for (metrics, _), label in zip(runs, labels) if metrics is not None]
+    curves = []
+    for (_, files), label in zip(runs, labels):
+        start = min((data.time_span[0] for data in files if data.time_span), default=0.0)
+        for data in files:
+            curves.append((data, f"{label} {data.path.name}" if len(files) > 1 else label, start))
+    return curves
+
+
+def _draw_panel(ax: Any, kind: str, key: str, runs: list[tuple[Any, list[Any]]], labels: list[str], max_points: int) -> None:
+    bad, drawn = 0, 0
+    for data, label, start in _curves(kind, runs, labels):
+        series = data.series.get(key)
         if series is None:
             continue
-        x, y, skipped = _xy(series, kind, data)
+        x, y, skipped = _xy(series, kind, start)
         bad += skipped
         x, y = minmax_downsample(x, y, max_points)
         ax.plot(x, y, linewidth=1.0, label=label)
+        drawn += 1
     ax.set_title(key + (f"  ({bad} NaN/Inf not drawn)" if bad else ""), fontsize=9)
     ax.set_xlabel("step" if kind == "metric" else "seconds since start")
     if "rss_bytes" in key:
         ax.yaxis.set_major_formatter(_mib_formatter())
-    if len(runs) > 1:
+    if len(runs) > 1 or drawn > 1:
         ax.legend(fontsize=7)
     ax.grid(True, alpha=0.3)
 
 
-def _xy(series: Series, kind: str, data: MetricsData) -> tuple[np.ndarray, np.ndarray, int]:
+def _xy(series: Series, kind: str, start: float) -> tuple[np.ndarray, np.ndarray, int]:
     finite = np.isfinite(series.values)
-    if kind == "metric":
-        x = series.steps
-    else:
-        start = data.time_span[0] if data.time_span else 0.0
-        x = series.times - start
+    x = series.steps if kind == "metric" else series.times - start
     return x[finite], series.values[finite], int((~finite).sum())
 
 

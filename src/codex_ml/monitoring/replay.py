@@ -16,7 +16,8 @@ therefore sends nothing the second time, and after an outage exactly the missing
   (``resume="allow"``), which W&B offline stores as one more ``offline-run-*`` folder.
   ``wandb sync`` uploads all of them. Points uploaded online but not kept locally are not seen.
 
-System telemetry (``system_metrics.jsonl``) is replayed too, on its own sample axis.
+System telemetry (``system_metrics.jsonl``, wherever the run wrote it) is replayed too, on its
+own sample axis; under DDP only rank 0's file, the one training forwards to the sinks.
 
 A run directory moved or copied by hand is first re-anchored (``codex_ml.tracking.relocate``):
 its MLflow store and run.json name the old place until then.
@@ -127,7 +128,7 @@ def replay(path: str | Path, to: str, *, tracking_uri: str | None = None, experi
     if to == "mlflow":
         _repair_moved_store(source)
     metrics = load(source.main, source.kind) if source.kind != SYSTEM else None
-    system = [load(p, SYSTEM) for p in ([source.main] if source.kind == SYSTEM else source.system_files)]
+    system = [load(p, SYSTEM) for p in ([source.main] if source.kind == SYSTEM else forwarded_system_files(source))]
     from codex_ml.monitoring import replay_backends
 
     backend = replay_backends.make(to, source, run_info(source), tracking_uri=tracking_uri, experiment=experiment)
@@ -139,6 +140,14 @@ def replay(path: str | Path, to: str, *, tracking_uri: str | None = None, experi
     if sent:
         _send(backend, source, todo_metrics, todo_system, progress)
     return ReplayResult(to, backend.target, total, total - sent, sent)
+
+
+def forwarded_system_files(source: RunSource) -> list[Path]:
+    """The run's system-metrics files whose samples training forwards to the sinks: all but the
+    files of DDP ranks k > 0 (those stay in their files; replaying them would mix ranks under one name)."""
+    from codex_ml.tracking.system_files import is_rank_file
+
+    return [path for path in source.system_files if not is_rank_file(path)]
 
 
 def _run_source(path: Path) -> RunSource:

@@ -16,8 +16,8 @@ import orjson
 
 from codex_ml.errors import CodexMLError
 from codex_ml.tracking.paths import METRICS_FILE, RUN_FILE, SUMMARY_FILE
+from codex_ml.tracking.system_files import system_metrics_files
 
-SYSTEM_FILE_GLOB = "system_metrics*.jsonl"
 METRICS, SYSTEM = "metrics", "system"
 
 
@@ -45,7 +45,11 @@ class UnknownFormatError(CodexMLError, ValueError):
 
 @dataclass
 class RunSource:
-    """The files of one input: the main NDJSON file, system-metrics files, run metadata."""
+    """The files of one input: the main NDJSON file, system-metrics files, run metadata.
+
+    ``system_files`` holds every system-metrics file of a run directory, rank 0's (or the
+    only one) first, then the other ranks' (``codex_ml.tracking.system_files``).
+    """
 
     label: str
     main: Path
@@ -74,7 +78,9 @@ def resolve(path: str | Path) -> RunSource:
 
 def _resolve_dir(run_dir: Path) -> RunSource:
     metrics = run_dir / METRICS_FILE
-    system_files = sorted(p for p in run_dir.glob(SYSTEM_FILE_GLOB) if p.is_file())
+    run_info = read_json(run_dir / RUN_FILE)
+    # Every rank's file, wherever the run wrote it (run.json's record; root and checkpoints/ for old runs).
+    system_files = system_metrics_files(run_dir, run_info)
     if not metrics.exists() and not system_files:
         raise MonitoringInputError(run_dir, f"not a codex_ml run directory (no {METRICS_FILE} or system_metrics.jsonl in it)")
     main, kind = (metrics, METRICS) if metrics.exists() else (system_files[0], SYSTEM)
@@ -86,7 +92,7 @@ def _resolve_dir(run_dir: Path) -> RunSource:
         kind=kind,
         run_dir=run_dir,
         system_files=system_files,
-        run_info=read_json(run_dir / RUN_FILE),
+        run_info=run_info,
         summary=read_json(run_dir / SUMMARY_FILE),
     )
 
