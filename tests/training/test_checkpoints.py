@@ -233,7 +233,7 @@ def test_truncated_checkpoint_is_named_with_the_earlier_ones(tmp_path: Path) -> 
     data = path.read_bytes()
     (tmp_path / LATEST_NAME).unlink()  # the hard link would otherwise keep the full data
     path.write_bytes(data[: len(data) // 2])
-    with pytest.raises(CheckpointError, match=r"step-00000002\.pt: truncated or not a") as info:
+    with pytest.raises(CheckpointError, match=r"step-00000002\.pt: corrupt: truncated") as info:
         load_checkpoint(tmp_path)
     assert "step-00000001.pt" in str(info.value)
 
@@ -241,7 +241,7 @@ def test_truncated_checkpoint_is_named_with_the_earlier_ones(tmp_path: Path) -> 
 def test_files_that_are_not_our_checkpoints_are_refused(tmp_path: Path) -> None:
     text = tmp_path / "notes.pt"
     text.write_text("hello, not a checkpoint")
-    with pytest.raises(CheckpointError, match="truncated or not a checkpoint"):
+    with pytest.raises(CheckpointError, match="corrupt: neither a zip archive"):
         load_checkpoint(text)
     foreign = tmp_path / "foreign.pt"
     torch.save({"model": {"w": torch.ones(2)}}, foreign)
@@ -262,6 +262,73 @@ def test_arbitrary_objects_load_only_when_trusted(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="trusted=True"):
         load_checkpoint(path)
     assert load_checkpoint(path, trusted=True) == {"obj": _Pickled()}
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_random_bytes_are_called_corrupt_never_unpickled(tmp_path: Path, seed: int) -> None:
+    """Random bytes fail the weights-only unpickler like a file holding objects would; they must be
+    called corrupt, with no advice to load them trusted, and trusted=True must not unpickle them."""
+    path = tmp_path / "latest.pt"
+    path.write_bytes(random.Random(seed).randbytes(4096))
+    for trusted in (False, True):
+        with pytest.raises(CheckpointError, match=r"latest\.pt: corrupt") as info:
+            load_checkpoint(path, trusted=trusted)
+        assert "trusted" not in str(info.value) and "weights_only" not in str(info.value)
+
+
+def test_damaged_archive_is_corrupt_and_an_intact_one_with_objects_is_not(tmp_path: Path) -> None:
+    """A zip whose pickle is damaged is corrupt; the same objects intact get the trusted=True advice,
+    in both torch formats (zip and legacy)."""
+    payload = {"codex_ml_checkpoint": 1, "step": 1, "state": {"obj": _Pickled()}}
+    intact, legacy = tmp_path / "intact.pt", tmp_path / "legacy.pt"
+    torch.save(payload, intact)
+    torch.save(payload, legacy, _use_new_zipfile_serialization=False)
+    for path in (intact, legacy):
+        with pytest.raises(CheckpointError, match=r"holds Python objects.*intact.*trusted=True"):
+            load_checkpoint(path)
+    data = bytearray(intact.read_bytes())
+    data[data.index(b"_Pickled") + 2] ^= 0xFF  # a flipped byte inside data.pkl: the zip CRC no longer matches
+    damaged = tmp_path / "damaged.pt"
+    damaged.write_bytes(bytes(data))
+    for trusted in (False, True):
+        with pytest.raises(CheckpointError, match=r"damaged\.pt: corrupt: the zip member .*data\.pkl fails its CRC"):
+            load_checkpoint(damaged, trusted=trusted)
+
+
+def test_truncated_latest_names_no_hard_link_of_itself(tmp_path: Path) -> None:
+    """latest.pt truncated in place truncates its step file too (a hard link): the message says so
+    and offers only the checkpoints that are really other files."""
+    for step in (1, 2):
+        save_checkpoint(tmp_path, {"w": torch.ones(1000)}, step=step)
+    with open(tmp_path / LATEST_NAME, "r+b") as f:
+        f.truncate(500)
+    with pytest.raises(CheckpointError, match=r"latest\.pt: corrupt: truncated") as info:
+        load_checkpoint(tmp_path / LATEST_NAME)
+    message = str(info.value)
+    assert "step-00000002.pt is the same file" in message
+    assert message.endswith("other checkpoints there: step-00000001.pt")
+
+
+def test_load_newest_checkpoint_walks_back_past_corrupt_files(tmp_path: Path) -> None:
+    """latest.pt corrupt (with its hard-linked step file) and a bit flip in the next one: the newest
+    intact file loads, and each skipped file is named with why."""
+    from codex_ml.training.checkpoints import load_newest_checkpoint
+
+    for step in (1, 2, 3):
+        save_checkpoint(tmp_path, {"w": torch.full((1000,), float(step))}, step=step)
+    with open(tmp_path / LATEST_NAME, "r+b") as f:
+        f.truncate(500)
+    flipped = bytearray((tmp_path / "step-00000002.pt").read_bytes())
+    flipped[len(flipped) // 2] ^= 0xFF  # torch would load this as wrong weights; the CRC check does not
+    (tmp_path / "step-00000002.pt").write_bytes(bytes(flipped))
+    path, state, skipped = load_newest_checkpoint(tmp_path)
+    assert path.name == "step-00000001.pt" and torch.equal(state["w"], torch.full((1000,), 1.0))
+    assert skipped[0].startswith("latest.pt (corrupt: truncated")
+    assert skipped[1] == "step-00000003.pt (the same file as latest.pt)"
+    assert skipped[2].startswith("step-00000002.pt (corrupt: the zip member") and "CRC" in skipped[2]
+    (tmp_path / "step-00000001.pt").write_bytes(b"junk")
+    with pytest.raises(CheckpointError, match=r"no checkpoint there loads: latest\.pt .*step-00000001\.pt \(corrupt"):
+        load_newest_checkpoint(tmp_path)
 
 
 def test_model_shape_mismatch_lists_each_key_with_both_shapes() -> None:

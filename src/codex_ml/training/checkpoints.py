@@ -18,18 +18,23 @@ before saving, :func:`save_checkpoint` turns dataclasses into dicts, numpy scala
 Python numbers and paths into strings, and refuses any other object (naming its key), so
 everything we write loads that way, RNG states included (see :func:`capture_rng_state`).
 ``load_checkpoint(..., trusted=True)`` falls back to full unpickling for old files one
-wrote oneself; never use it on a file from elsewhere.
+wrote oneself; never use it on a file from elsewhere. A file that fails to load is first
+checked without unpickling anything (zip CRCs, the pickle parsed opcode by opcode): a damaged
+one is called corrupt, and only an intact one that holds Python objects gets the
+``trusted=True`` advice (and only such a file is ever fully unpickled).
+:func:`load_newest_checkpoint` walks back from ``latest.pt`` to the newest file that loads.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-import pickle
+import pickletools
 import random
 import re
 import shutil
 import uuid
+import zipfile
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -49,6 +54,7 @@ __all__ = [
     "list_step_checkpoints",
     "load_checkpoint",
     "load_model_state",
+    "load_newest_checkpoint",
     "restore_rng_state",
     "save_checkpoint",
 ]
@@ -62,6 +68,9 @@ _STEP_FILE = re.compile(r"^step-(\d+)\.pt$")
 
 class CheckpointError(CodexMLError, RuntimeError):
     """A checkpoint that cannot be written, found, read, or applied to the model."""
+
+    #: For a file that did not load: why, in a few words (e.g. "corrupt: ..."), without the advice.
+    reason: str = ""
 
 
 # ---------------------------------------------------------------------------- saving
@@ -275,27 +284,59 @@ def load_checkpoint(
 
     ``path`` is a checkpoint file or a checkpoint directory (its ``latest.pt``, else its
     newest step file). Loads with ``weights_only=True``; ``trusted=True`` allows full
-    unpickling for a file you wrote yourself that needs it.
+    unpickling for an intact file you wrote yourself that needs it (never for a damaged one).
     """
     file = _resolve(Path(path))
     try:
         payload = torch.load(file, map_location=map_location, weights_only=True)
     except Exception as err:
-        if trusted and isinstance(err, pickle.UnpicklingError):
+        damage = _damage(file)
+        if damage is None and _unsupported_global(err) and trusted:
             payload = _load_untrusted(file, map_location)
         else:
-            raise CheckpointError(_load_failure(file, err)) from err
+            raise _load_error(file, err, damage) from err
     if not isinstance(payload, dict) or _MARKER not in payload or "state" not in payload:
-        raise CheckpointError(
-            f"{file}: not a codex_ml checkpoint (no {_MARKER!r} marker); point to a file "
-            "written by codex_ml training (step-*.pt, latest.pt, best.pt)"
-        )
+        raise _unloadable(file, f"not a codex_ml checkpoint (no {_MARKER!r} marker)",
+                          "; point to a file written by codex_ml training (step-*.pt, latest.pt, best.pt)")
     if payload[_MARKER] != _FORMAT_VERSION:
-        raise CheckpointError(
-            f"{file}: checkpoint format version {payload[_MARKER]!r} is not supported "
-            f"(this codex_ml reads version {_FORMAT_VERSION}); upgrade codex_ml"
-        )
+        raise _unloadable(file, f"checkpoint format version {payload[_MARKER]!r} is not supported",
+                          f" (this codex_ml reads version {_FORMAT_VERSION}); upgrade codex_ml")
     return payload["state"]
+
+
+def load_newest_checkpoint(
+    directory: str | os.PathLike[str], map_location: Any = "cpu"
+) -> tuple[Path, dict[str, Any], list[str]]:
+    """The newest checkpoint of ``directory`` that loads: ``(path, state, skipped)``.
+
+    Tries ``latest.pt``, then the step files from the newest, each verified first (zip CRCs:
+    torch itself would load flipped bytes as wrong weights); ``skipped`` says, for each file
+    passed over, why (``"latest.pt (corrupt: ...)"``); a hard link to a file already tried is
+    skipped as the same file. Raises :class:`CheckpointError` listing them all when none loads
+    (or when there is none).
+    """
+    folder = Path(directory)
+    candidates = [folder / LATEST_NAME] if (folder / LATEST_NAME).is_file() else []
+    candidates += [path for _, path in reversed(list_step_checkpoints(folder))]
+    tried: list[Path] = []
+    skipped: list[str] = []
+    for path in candidates:
+        twin = next((t for t in tried if _same_file(t, path)), None)
+        if twin is not None:
+            skipped.append(f"{path.name} (the same file as {twin.name})")
+            continue
+        tried.append(path)
+        damage = _damage(path)
+        if damage is not None:
+            skipped.append(f"{path.name} (corrupt: {damage})")
+            continue
+        try:
+            return path, load_checkpoint(path, map_location), skipped
+        except CheckpointError as err:
+            skipped.append(f"{path.name} ({err.reason or err})")
+    if not candidates:
+        raise CheckpointError(f"{folder}: no checkpoint in this directory (no {LATEST_NAME} or step-*.pt)")
+    raise CheckpointError(f"{folder}: no checkpoint there loads: {'; '.join(skipped)}")
 
 
 def _resolve(path: Path) -> Path:
@@ -313,28 +354,105 @@ def _resolve(path: Path) -> Path:
     return path
 
 
-def _load_failure(file: Path, err: Exception) -> str:
-    """The message for a file torch could not load."""
-    if "Weights only load failed" in str(err):
-        return (
-            f"{file}: the checkpoint holds Python objects that are not loaded by default, "
-            "because unpickling them can run code; if you wrote this file yourself, load it "
-            "with load_checkpoint(..., trusted=True)"
+def _unloadable(file: Path, reason: str, advice: str = "") -> CheckpointError:
+    """A CheckpointError ``<file>: <reason><advice>`` that keeps ``reason`` for summaries."""
+    error = CheckpointError(f"{file}: {reason}{advice}")
+    error.reason = reason
+    return error
+
+
+def _load_error(file: Path, err: Exception, damage: str | None) -> CheckpointError:
+    """The error for a file torch could not load; ``damage`` is what :func:`_damage` found."""
+    if damage is not None:
+        return _unloadable(file, f"corrupt: {damage}", "; it was probably cut off by a crash or is another "
+                           f"kind of file{_other_checkpoints(file)}")
+    if _unsupported_global(err):
+        return _unloadable(
+            file, "the checkpoint holds Python objects that are not loaded by default",
+            ", because unpickling them can run code (the file itself is intact); if you wrote this file "
+            "yourself, load it with load_checkpoint(..., trusted=True)",
         )
-    others = [p.name for _, p in list_step_checkpoints(file.parent) if p != file]
-    hint = f"; other checkpoints there: {', '.join(others)}" if others else ""
-    return (
-        f"{file}: truncated or not a checkpoint ({_why(err)}); it was probably cut off "
-        f"by a crash or is another kind of file. Delete it and resume from an earlier one{hint}"
-    )
+    return _unloadable(file, f"cannot load the checkpoint ({_torch_reason(err)})")
+
+
+def _other_checkpoints(file: Path) -> str:
+    """``"; other checkpoints there: ..."`` naming the step files that are not ``file`` itself."""
+    others = [p.name for _, p in list_step_checkpoints(file.parent) if not _same_file(p, file)]
+    same = [p.name for _, p in list_step_checkpoints(file.parent) if p != file and _same_file(p, file)]
+    note = f" ({', '.join(same)} is the same file: a hard link)" if same else ""
+    return f"{note}; other checkpoints there: {', '.join(others)}" if others else note
+
+
+def _unsupported_global(err: Exception) -> bool:
+    """Whether torch refused a ``weights_only`` load only because the pickle names a class or function."""
+    return "Weights only load failed" in str(err) and "Unsupported global" in str(err)
+
+
+def _torch_reason(err: Exception) -> str:
+    """One line saying why torch failed, without its advice to load with weights_only=False."""
+    text = str(err)
+    if "WeightsUnpickler error:" in text:
+        return text.split("WeightsUnpickler error:", 1)[1].strip().splitlines()[0]
+    return _why(err)
+
+
+def _damage(file: Path) -> str | None:
+    """Why ``file`` is not an intact ``torch.save`` file, or None when it is one.
+
+    Nothing is unpickled: the zip format (every member's CRC, then ``data.pkl`` parsed opcode by
+    opcode to its STOP) or the legacy format (its magic number, then its pickles parsed) is checked.
+    """
+    try:
+        if not zipfile.is_zipfile(file):
+            with open(file, "rb") as handle:
+                if handle.read(4) == b"PK\x03\x04":
+                    return "truncated (a zip archive without its end)"
+            return _legacy_damage(file)
+        with zipfile.ZipFile(file) as archive:
+            broken = archive.testzip()
+            if broken is not None:
+                return f"the zip member {broken} fails its CRC check"
+            pickles = [n for n in archive.namelist() if n == "data.pkl" or n.endswith("/data.pkl")]
+            if not pickles:
+                return "a zip archive without data.pkl, so not written by torch.save"
+            _parse_pickle(archive.read(pickles[0]))
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile, NotImplementedError) as err:
+        return f"unreadable ({_why(err)})"
+    return None
+
+
+def _legacy_damage(file: Path) -> str | None:
+    """The check of :func:`_damage` for torch's pre-1.6 format: 4 pickles, the first its magic number."""
+    from torch.serialization import MAGIC_NUMBER
+
+    with open(file, "rb") as handle:
+        first = list(pickletools.genops(handle)) if _starts_like_a_pickle(handle) else []
+        if not any(arg == MAGIC_NUMBER for _, arg, _ in first):
+            return "neither a zip archive (torch.save's format) nor a legacy torch file"
+        for _ in range(3):  # protocol version, system info, the saved object
+            list(pickletools.genops(handle))
+    return None
+
+
+def _starts_like_a_pickle(handle: IO[bytes]) -> bool:
+    """Whether the file opens with a pickle PROTO opcode (then rewinds)."""
+    head = handle.read(1)
+    handle.seek(0)
+    return head == b"\x80"
+
+
+def _parse_pickle(data: bytes) -> None:
+    """Walk every opcode of one pickle (ValueError if it is cut short or malformed)."""
+    for _ in pickletools.genops(data):
+        pass
 
 
 def _load_untrusted(file: Path, map_location: Any) -> Any:
-    """Full unpickling, only for files the caller vouched for (``trusted=True``)."""
+    """Full unpickling, only for intact files the caller vouched for (``trusted=True``)."""
     try:
         return torch.load(file, map_location=map_location, weights_only=False)
     except Exception as err:
-        raise CheckpointError(_load_failure(file, err)) from err
+        raise _load_error(file, err, _damage(file)) from err
 
 
 def load_model_state(model: torch.nn.Module, state_dict: dict[str, Any], source: str) -> None:
