@@ -6,6 +6,10 @@ at that step (when a step was logged twice, the later value wins); ``time`` is t
 wall time of the step. Non-finite values stay non-finite: Parquet stores them as floats,
 CSV as ``nan``/``inf``/``-inf``, JSONL as ``"NaN"``/``"Infinity"``/``"-Infinity"`` (the
 codex_ml NDJSON spelling). pyarrow (extra ``export``) writes CSV and Parquet.
+
+Per-record string columns of the input (``run_id`` and ``phase`` of a legacy file, see
+``legacy_format``) follow ``value`` in the long layout; in the wide one they follow
+``time`` and hold the values of the step's last record in file order.
 """
 
 from __future__ import annotations
@@ -36,11 +40,12 @@ def pick_format(fmt: str | None, out: Path) -> str:
 
 
 def long_columns(data: MetricsData) -> dict[str, Any]:
-    """numpy columns ``step, time, key (codes), value`` in file order, plus the key names."""
+    """numpy columns ``step, time, key (codes), value, row`` (record number) in file order, plus the key names."""
     keys = data.keys()
     if not keys:
         empty = np.empty(0)
-        return {"step": empty.astype(np.int64), "time": empty, "code": empty.astype(np.int32), "value": empty, "keys": keys}
+        return {"step": empty.astype(np.int64), "time": empty, "code": empty.astype(np.int32), "value": empty,
+                "row": empty.astype(np.int64), "keys": keys}  # fmt: skip
     if data.records * len(keys) <= _GRID_CELLS:
         return _long_from_grid(data, keys)
     rows = np.concatenate([data.series[k].rows for k in keys])
@@ -53,6 +58,7 @@ def long_columns(data: MetricsData) -> dict[str, Any]:
         "time": np.concatenate([data.series[k].times for k in keys])[order],
         "code": codes[order],
         "value": np.concatenate([data.series[k].values for k in keys])[order],
+        "row": rows[order],
         "keys": keys,
     }
 
@@ -76,15 +82,17 @@ def _long_from_grid(data: MetricsData, keys: list[str]) -> dict[str, Any]:
         times[series.rows] = series.times
     record, code = np.nonzero(present)
     return {"step": steps[record], "time": times[record], "code": code.astype(np.int32),
-            "value": values[record, code], "keys": keys}
+            "value": values[record, code], "row": record.astype(np.int64), "keys": keys}
 
 
 def wide_columns(data: MetricsData) -> dict[str, Any]:
-    """``step``, ``time`` and one (values, present-mask) pair per metric, one row per step."""
+    """``step``, ``time``, the input's extra string columns (values of each step's last record)
+    and one (values, present-mask) pair per metric, one row per step."""
     keys = data.keys()
     all_steps = np.concatenate([data.series[k].steps for k in keys]) if keys else np.empty(0, np.int64)
     steps = np.unique(all_steps)
     times = np.full(len(steps), -np.inf)
+    last_row = np.full(len(steps), -1, dtype=np.int64)
     columns: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for key in keys:
         series = data.series[key]
@@ -94,8 +102,10 @@ def wide_columns(data: MetricsData) -> dict[str, Any]:
         values[index] = series.values  # in file order, so a repeated step keeps its later value
         present[index] = True
         np.maximum.at(times, index, series.times)
+        np.maximum.at(last_row, index, series.rows)
         columns[key] = (values, present)
-    return {"step": steps, "time": times, "columns": columns}
+    extras = {name: labels[last_row] for name, labels in data.extra_columns.items()}
+    return {"step": steps, "time": times, "extras": extras, "columns": columns}
 
 
 def to_arrow(data: MetricsData, wide: bool) -> Any:
@@ -104,12 +114,15 @@ def to_arrow(data: MetricsData, wide: bool) -> Any:
     if wide:
         cols = wide_columns(data)
         arrays = {"step": pa.array(cols["step"]), "time": pa.array(cols["time"])}
+        arrays.update((name, pa.array(labels, pa.string())) for name, labels in cols["extras"].items())
         for key, (values, present) in cols["columns"].items():
             arrays[key] = pa.array(values, mask=~present)
         return pa.table(arrays)
     cols = long_columns(data)
     keys = pa.DictionaryArray.from_arrays(pa.array(cols["code"], pa.int32()), pa.array(cols["keys"], pa.string()))
-    return pa.table({"step": cols["step"], "time": cols["time"], "key": keys, "value": cols["value"]})
+    arrays = {"step": cols["step"], "time": cols["time"], "key": keys, "value": cols["value"]}
+    arrays.update((name, pa.array(labels[cols["row"]], pa.string())) for name, labels in data.extra_columns.items())
+    return pa.table(arrays)
 
 
 def export(data: MetricsData, out: Path, fmt: str, wide: bool = False) -> int:
@@ -152,15 +165,20 @@ def _write_jsonl(data: MetricsData, out: Path, wide: bool) -> int:
     if wide:
         cols = wide_columns(data)
         named = list(cols["columns"].items())
+        extras = list(cols["extras"].items())
         for i, step in enumerate(cols["step"].tolist()):
             row = {"step": step, "time": float(cols["time"][i])}
+            row.update((name, labels[i]) for name, labels in extras)
             row.update((k, encode_number(float(v[i]))) for k, (v, p) in named if p[i])
             lines.append(orjson.dumps(row))
     else:
         cols = long_columns(data)
         keys = cols["keys"]
-        for step, when, code, value in zip(cols["step"].tolist(), cols["time"].tolist(), cols["code"].tolist(), cols["value"].tolist()):
-            lines.append(orjson.dumps({"step": step, "time": when, "key": keys[code], "value": encode_number(value)}))
+        extras = [(name, labels[cols["row"]].tolist()) for name, labels in data.extra_columns.items()]
+        for i, (step, when, code, value) in enumerate(zip(cols["step"].tolist(), cols["time"].tolist(), cols["code"].tolist(), cols["value"].tolist())):
+            row = {"step": step, "time": when, "key": keys[code], "value": encode_number(value)}
+            row.update((name, labels[i]) for name, labels in extras)
+            lines.append(orjson.dumps(row))
     out.write_bytes(b"\n".join(lines) + (b"\n" if lines else b""))
     return len(lines)
 

@@ -54,6 +54,8 @@ def summarize(data: MetricsData) -> dict[str, Any]:
     return {
         "file": str(data.path),
         "kind": data.kind,
+        # "codex_ml", or "legacy" for the origin toolkit's one-metric-per-line log (legacy_format).
+        "format": data.extra.get("format", "codex_ml"),
         "records": data.records,
         "first_time": span[0] if span else None,
         "last_time": span[1] if span else None,
@@ -164,6 +166,8 @@ def _system_label(result: dict[str, Any], system: dict[str, Any]) -> str:
 def _header(result: dict[str, Any]) -> str:
     run = result["run"]
     parts = [f"[bold]{result['path']}[/bold]", f"{result['records']:,} records", f"{len(result['metrics'])} metrics"]
+    if result.get("format") == "legacy":
+        parts.append("legacy format (one metric per line; step = index within each metric)")
     if result["span_s"]:
         parts.append(f"{result['span_s']:.1f} s of wall time")
     if run.get("status"):

@@ -8,6 +8,10 @@ swapped back afterwards: pyarrow cannot read a column holding both numbers and s
 Any file the fast path cannot take (a bad line, an unexpected type, pyarrow missing, a
 sentinel already present) is read by the slow path, one ``orjson.loads`` per line, which
 reports bad lines with their numbers, as ``codex_ml.tracking.reader`` does.
+
+The format is decided here, from the first record: a file in the origin toolkit's legacy
+shape (one metric per line) is converted by ``codex_ml.monitoring.legacy_format`` into
+the same ``MetricsData``, with its ``run_id``/``phase`` as extra columns.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import orjson
 
 from codex_ml.monitoring.duckdb_loading import load_with_duckdb
 from codex_ml.monitoring.json_marks import Marks, count_marks, keys_with_values
+from codex_ml.monitoring.legacy_format import is_legacy_file, load_legacy
 from codex_ml.monitoring.runs import METRICS, SYSTEM, EmptyInputError
 from codex_ml.tracking.encoding import decode_number
 from codex_ml.tracking.reader import ReadReport, iter_records
@@ -66,9 +71,16 @@ class MetricsData:
     report: ReadReport
     #: The first and last wall time of any record (None for an empty file).
     time_span: tuple[float, float] | None = None
-    #: Which reader produced it: "duckdb", "pyarrow" or "lines" (one orjson.loads per line).
+    #: Which reader produced it: "duckdb", "pyarrow", "lines" (one orjson.loads per line) or "legacy".
     loader: str = "lines"
+    #: ``format`` ("legacy" for the origin toolkit's lines) and ``columns``: per-record string
+    #: columns (name -> array indexed by record number) that export writes after the values.
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def extra_columns(self) -> dict[str, np.ndarray]:
+        """Per-record string columns beyond step/time/metrics (legacy ``run_id``, ``phase``)."""
+        return self.extra.get("columns", {})
 
     @property
     def fast_path(self) -> bool:
@@ -97,6 +109,8 @@ def load_metrics(path: str | Path) -> MetricsData:
             return _load_slow(path, b"")
         # Copy-on-write: pages are read lazily and only swapped pages are copied.
         with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_COPY) as mapped:
+            if is_legacy_file(mapped):  # the origin toolkit's one-metric-per-line log
+                return load_legacy(path, mapped)
             fast = load_with_duckdb(path, mapped)
             if fast is None:
                 try:

@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 
 from codex_ml.errors import CodexMLError
+from codex_ml.monitoring.legacy_format import is_legacy_record
 from codex_ml.tracking.paths import METRICS_FILE, RUN_FILE, SUMMARY_FILE
 from codex_ml.tracking.system_files import system_metrics_files
 
@@ -109,9 +110,12 @@ def sniff_kind(path: Path) -> str:
                 raise MonitoringInputError(f"{path}:1", f"not NDJSON ({exc})") from exc
             if isinstance(record, dict) and "metrics" in record:
                 return METRICS
+            if is_legacy_record(record):  # the origin toolkit's lines; the loader converts them
+                return METRICS
             if isinstance(record, dict) and "sample" in record:
                 return SYSTEM
-            raise MonitoringInputError(path, "not a codex_ml metrics or system-metrics NDJSON file (first record has no 'metrics' or 'sample')")
+            raise MonitoringInputError(path, "not a codex_ml metrics or system-metrics NDJSON file (first record has no "
+                                             "'metrics' or 'sample', nor the legacy 'metric' and 'value')")
     raise EmptyInputError(path)
 
 
