@@ -100,3 +100,20 @@ def test_replay_into_mlflow_repairs_a_copied_run_first(tmp_path: Path, monkeypat
     assert (copy / "mlruns").as_uri() in result.target
     assert json.loads((copy / "run.json").read_text())["backends"]["mlflow"]["tracking_uri"] == (copy / "mlruns").as_uri()
     _assert_artifact_readable(copy / "mlruns", run_id, tmp_path)
+
+
+def test_resuming_a_copied_run_repairs_its_store(tmp_path: Path) -> None:
+    """``--resume`` of a hand copy back-fills MLflow through replay, which re-anchors the copy's store first:
+    the resumed session's artifact lands in the copy's own store, and the original is left as it was."""
+    root = tmp_path / "runs"
+    run_id = _mlflow_run_with_artifact(root)
+    original_meta = {p: p.read_text() for p in (root / "demo" / "mlruns").rglob("meta.yaml")}
+    shutil.copytree(root / "demo", root / "copy")
+    second = root / "second.txt"
+    second.write_text("second session\n")
+    with start_run("copy", output_root=root, resume=True, flush_interval=0.05, enable_mlflow=True) as run:
+        run.log_artifact(second)
+    client = MlflowClient(tracking_uri=(root / "copy" / "mlruns").as_uri())
+    assert sorted(item.path for item in client.list_artifacts(run_id)) == ["note.txt", "second.txt"]
+    assert {p: p.read_text() for p in (root / "demo" / "mlruns").rglob("meta.yaml")} == original_meta
+    assert not list((root / "demo" / "mlruns").rglob("second.txt"))

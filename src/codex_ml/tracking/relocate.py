@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
@@ -40,13 +41,12 @@ def relocate_run_dir(old: str | os.PathLike[str], new: str | os.PathLike[str]) -
     (0 when there is no store or nothing pointed at ``old``); running it twice changes nothing.
     """
     old_path, new_path = Path(os.path.abspath(old)), Path(os.path.abspath(new))
-    changed = 0
+    changed: list[dict[str, Any]] = []
     store = new_path / MLRUNS
     if store.is_dir():
-        for meta in sorted(store.rglob("meta.yaml")):
-            changed += _rewrite_meta(meta, old_path, new_path)
-    changed += _rewrite_run_file(new_path / "run.json", old_path, new_path)
-    return changed
+        changed = [data for meta in sorted(store.rglob("meta.yaml")) if (data := _rewrite_meta(meta, old_path, new_path))]
+    _forget_cached_locations(str(data["run_id"]) for data in changed if data.get("run_id"))
+    return len(changed) + _rewrite_run_file(new_path / "run.json", old_path, new_path)
 
 
 def repair_moved_store(run_dir: str | os.PathLike[str]) -> int:
@@ -77,17 +77,28 @@ def recorded_run_dir(run_dir: Path) -> Path | None:
     return None
 
 
-def _rewrite_meta(meta: Path, old: Path, new: Path) -> int:
+def _rewrite_meta(meta: Path, old: Path, new: Path) -> dict[str, Any] | None:
+    """The rewritten meta.yaml's data, or None when nothing in it pointed under ``old``."""
     data = _read_yaml(meta)
     moved = {key: _moved(data[key], old, new) for key in LOCATION_KEYS if isinstance(data.get(key), str)}
     moved = {key: value for key, value in moved.items() if value is not None}
     if not moved:
-        return 0
+        return None
     import yaml
 
     data.update(moved)
     _write_atomic(meta, yaml.safe_dump(data, default_flow_style=False, allow_unicode=True, sort_keys=False))
-    return 1
+    return data
+
+
+def _forget_cached_locations(run_ids: Any) -> None:
+    # MlflowClient caches each run's artifact repository (its old location) for the life of the
+    # process; a run resumed or replayed in this same process must see the new place.
+    utils = sys.modules.get("mlflow.tracking._tracking_service.utils")
+    cache = getattr(utils, "_artifact_repos_cache", None)
+    if isinstance(cache, dict):
+        for run_id in run_ids:
+            cache.pop(run_id, None)
 
 
 def _rewrite_run_file(run_file: Path, old: Path, new: Path) -> int:
