@@ -119,6 +119,10 @@ def test_every_rank_is_found_and_shown(tmp_path: Path) -> None:
     assert [f["metrics"]["system/cpu/percent"]["last"] for f in files] == [10.0, 20.0, 30.0]
     text = _monitoring("inspect", str(run))
     assert "system_metrics.rank2.jsonl" in text and "system_metrics.rank1.jsonl" in text
+    # The checkpoints folder given alone: rank 0's file is the main input, the other ranks follow.
+    [folder] = inspect_paths([run / "checkpoints"])
+    assert folder["kind"] == "system" and [Path(f["file"]).name for f in folder["system"]["files"]] == [
+        "system_metrics.rank1.jsonl", "system_metrics.rank2.jsonl"]
 
 
 def test_plot_and_replay_of_a_ddp_run(tmp_path: Path) -> None:

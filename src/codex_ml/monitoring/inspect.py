@@ -70,10 +70,9 @@ def inspect_source(source: RunSource) -> dict[str, Any]:
     """Everything ``inspect`` reports about one run directory or file."""
     main = summarize(load(source.main, source.kind))
     result: dict[str, Any] = {"path": source.label, "run": _run_meta(source), **main}
+    # The main file may itself be system metrics (a sampler-only folder); the other ranks' files follow it.
     systems = [summarize(load(path, SYSTEM)) for path in source.system_files]
-    if source.kind == SYSTEM:
-        result["system"] = None
-    elif systems:
+    if systems:
         result["system"] = systems[0] if len(systems) == 1 else {"files": systems}
     else:
         result["system"] = None
