@@ -117,3 +117,19 @@ def test_resuming_a_copied_run_repairs_its_store(tmp_path: Path) -> None:
     assert sorted(item.path for item in client.list_artifacts(run_id)) == ["note.txt", "second.txt"]
     assert {p: p.read_text() for p in (root / "demo" / "mlruns").rglob("meta.yaml")} == original_meta
     assert not list((root / "demo" / "mlruns").rglob("second.txt"))
+
+
+def test_mlflow_viewer_of_a_copied_run_opens_the_copys_store(tmp_path: Path) -> None:
+    """``monitoring ui COPY --mlflow`` must serve the copy's own store (with its own artifacts),
+    not the original's that run.json and meta.yaml still name."""
+    from codex_ml.monitoring.ui import _mlflow_command
+
+    root = tmp_path / "runs"
+    run_id = _mlflow_run_with_artifact(root)
+    copy = root / "copy"
+    shutil.copytree(root / "demo", copy)
+    shutil.rmtree(root / "demo")
+    command, _env, fragment = _mlflow_command(copy, "127.0.0.1", 0)
+    assert command[command.index("--backend-store-uri") + 1] == (copy / "mlruns").as_uri()
+    assert run_id in fragment
+    _assert_artifact_readable(copy / "mlruns", run_id, tmp_path)

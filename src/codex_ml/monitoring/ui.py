@@ -140,7 +140,9 @@ def _tensorboard_command(run_dir: Path, host: str, port: int) -> list[str]:
 
 def _mlflow_command(run_dir: Path, host: str, port: int) -> tuple[list[str], dict[str, str], str] | Viewer:
     from codex_ml.tracking import mlflow_utils as mu
+    from codex_ml.tracking.relocate import repair_moved_store
 
+    repair_moved_store(run_dir)  # a run moved or copied by hand: point its store and run.json at this place
     saved = read_json(run_dir / RUN_FILE).get("backends", {}).get("mlflow", {})
     uri = saved.get("tracking_uri") or (mu.default_tracking_uri(run_dir) if (run_dir / "mlruns").is_dir() else None)
     if uri is None:

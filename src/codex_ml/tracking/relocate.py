@@ -141,7 +141,10 @@ def _local_path(location: str) -> Path | None:
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
-    import yaml
+    try:
+        import yaml
+    except ImportError:  # no MLflow here (it brings yaml): nothing can read the store anyway
+        return {}
 
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
