@@ -80,7 +80,8 @@ def test_export_keeps_run_id_and_phase(legacy: Path, tmp_path: Path, fmt: str) -
     else:
         table = pd.DataFrame([orjson.loads(line) for line in out.read_bytes().splitlines()])
     assert list(table.columns) == ["step", "time", "key", "value", "run_id", "phase"]
-    assert list(table["key"].astype(str)) == ["train/loss", "train/lr", "train/loss", "val/loss", "train/loss", "val/loss"]
+    keys = ["train/loss", "train/lr", "train/loss", "val/loss", "train/loss", "val/loss"]
+    assert list(table["key"].astype(str)) == keys
     assert list(table["run_id"]) == ["r1", "r1", "r1", "r1", "r1", "r2"]
     assert list(table["phase"]) == ["train", "train", "train", "val", "train", "val"]
     assert list(table["step"]) == [0, 0, 1, 0, 2, 1]
@@ -110,3 +111,14 @@ def test_replay_a_legacy_file_into_tensorboard(legacy: Path) -> None:
     assert [(e.step, e.value) for e in acc.Scalars("val/loss")] == [(0, 2.5), (1, 1.5)]
     again = json.loads(_cli("export", str(legacy), "--to", "tensorboard", "--json"))
     assert again["sent"] == 0
+
+
+def test_a_legacy_line_with_its_own_step_keeps_it(tmp_path: Path) -> None:
+    from codex_ml.monitoring.loading import load
+
+    path = tmp_path / "stepped.jsonl"
+    lines = [{"ts": 1.0 + i, "metric": "loss", "value": i, "step": 10 * i} for i in range(3)]
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    data = load(path)
+    assert data.loader == "legacy" and data.series["loss"].steps.tolist() == [0, 10, 20]
+    assert data.extra_columns["phase"].tolist() == ["", "", ""]  # absent phase: empty, key without a prefix

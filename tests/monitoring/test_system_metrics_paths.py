@@ -109,7 +109,8 @@ def test_every_rank_is_found_and_shown(tmp_path: Path) -> None:
     (run / "checkpoints").mkdir(parents=True)
     (run / "metrics.ndjson").write_text('{"v": 1, "step": 0, "time": 100.0, "metrics": {"loss": 1.0}}\n')
     (run / "run.json").write_text(json.dumps({"run_name": "ddp", "run_id": "x"}))  # written before the record existed
-    for rank, name in ((0, "system_metrics.jsonl"), (1, "system_metrics.rank1.jsonl"), (2, "system_metrics.rank2.jsonl")):
+    names = ("system_metrics.jsonl", "system_metrics.rank1.jsonl", "system_metrics.rank2.jsonl")
+    for rank, name in enumerate(names):
         (run / "checkpoints" / name).write_text(_sample(rank, 10.0 * (rank + 1)))
     source = resolve(run)
     assert [p.name for p in source.system_files] == ["system_metrics.jsonl", "system_metrics.rank1.jsonl",

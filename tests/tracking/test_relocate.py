@@ -98,7 +98,8 @@ def test_replay_into_mlflow_repairs_a_copied_run_first(tmp_path: Path, monkeypat
     result = replay(copy, "mlflow", progress=False)
     assert result.sent == 0 and result.already_there == 1
     assert (copy / "mlruns").as_uri() in result.target
-    assert json.loads((copy / "run.json").read_text())["backends"]["mlflow"]["tracking_uri"] == (copy / "mlruns").as_uri()
+    backend = json.loads((copy / "run.json").read_text())["backends"]["mlflow"]
+    assert backend["tracking_uri"] == (copy / "mlruns").as_uri()
     _assert_artifact_readable(copy / "mlruns", run_id, tmp_path)
 
 

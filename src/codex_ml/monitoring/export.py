@@ -175,7 +175,8 @@ def _write_jsonl(data: MetricsData, out: Path, wide: bool) -> int:
         cols = long_columns(data)
         keys = cols["keys"]
         extras = [(name, labels[cols["row"]].tolist()) for name, labels in data.extra_columns.items()]
-        for i, (step, when, code, value) in enumerate(zip(cols["step"].tolist(), cols["time"].tolist(), cols["code"].tolist(), cols["value"].tolist())):
+        columns = zip(cols["step"].tolist(), cols["time"].tolist(), cols["code"].tolist(), cols["value"].tolist())
+        for i, (step, when, code, value) in enumerate(columns):
             row = {"step": step, "time": when, "key": keys[code], "value": encode_number(value)}
             row.update((name, labels[i]) for name, labels in extras)
             lines.append(orjson.dumps(row))

@@ -99,7 +99,8 @@ def _curves(kind: str, runs: list[tuple[Any, list[Any]]], labels: list[str]) -> 
     return curves
 
 
-def _draw_panel(ax: Any, kind: str, key: str, runs: list[tuple[Any, list[Any]]], labels: list[str], max_points: int) -> None:
+def _draw_panel(ax: Any, kind: str, key: str, runs: list[tuple[Any, list[Any]]], labels: list[str],
+                max_points: int) -> None:  # fmt: skip
     bad, drawn = 0, 0
     for data, label, start in _curves(kind, runs, labels):
         series = data.series.get(key)

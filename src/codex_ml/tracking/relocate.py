@@ -44,7 +44,8 @@ def relocate_run_dir(old: str | os.PathLike[str], new: str | os.PathLike[str]) -
     changed: list[dict[str, Any]] = []
     store = new_path / MLRUNS
     if store.is_dir():
-        changed = [data for meta in sorted(store.rglob("meta.yaml")) if (data := _rewrite_meta(meta, old_path, new_path))]
+        rewritten = (_rewrite_meta(meta, old_path, new_path) for meta in sorted(store.rglob("meta.yaml")))
+        changed = [data for data in rewritten if data is not None]
     _forget_cached_locations(str(data["run_id"]) for data in changed if data.get("run_id"))
     return len(changed) + _rewrite_run_file(new_path / "run.json", old_path, new_path)
 

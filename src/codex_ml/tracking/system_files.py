@@ -40,7 +40,8 @@ def recorded_paths(run_dir: Path, run_info: dict[str, Any]) -> list[Path]:
     entries = run_info.get(RUN_KEY)
     if not isinstance(entries, list):
         return []
-    return [run_dir / item if not os.path.isabs(item) else Path(item) for item in entries if isinstance(item, str) and item]
+    paths = [item for item in entries if isinstance(item, str) and item]
+    return [Path(item) if os.path.isabs(item) else run_dir / item for item in paths]
 
 
 def system_metrics_files(run_dir: Path, run_info: dict[str, Any]) -> list[Path]:
