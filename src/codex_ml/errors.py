@@ -53,3 +53,16 @@ class CorruptRecordError(CodexMLError, ValueError):
         super().__init__(f"{path}:{line}: {why}")
         self.path = path
         self.line = line
+
+
+class RunInUseError(CodexMLError, RuntimeError):
+    """Opening a run directory that a live process is writing (a run has one writer at a time)."""
+
+    def __init__(self, path: str, holder: str) -> None:
+        super().__init__(
+            f"the run at {path} is in use: {holder} is writing it, and a run has one writer at a time. "
+            "Wait for that process to end (or stop it), then continue the run with --resume; "
+            "or choose another name with --run-name."
+        )
+        self.path = path
+        self.holder = holder

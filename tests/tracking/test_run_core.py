@@ -119,7 +119,7 @@ def test_existing_run_without_resume_raises(tmp_path: Path) -> None:
     with _start(tmp_path, "taken") as run:
         run.log_metrics({"loss": 1.0}, step=0)
     before = run.paths.metrics.read_bytes()
-    with pytest.raises(RunExistsError, match="resume=True") as info:
+    with pytest.raises(RunExistsError, match="--resume") as info:
         _start(tmp_path, "taken")
     assert isinstance(info.value, CodexMLError) and isinstance(info.value, FileExistsError)
     assert run.paths.metrics.read_bytes() == before

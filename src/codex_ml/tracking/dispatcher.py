@@ -26,7 +26,8 @@ from codex_ml.tracking.worker import SinkWorker
 
 def write_json_atomic(path: Path, data: Any) -> None:
     """Write JSON via a temp file and rename, so readers never see half a file."""
-    tmp = path.with_name(path.name + ".tmp")
+    # A temp name of this process and thread's own: two writers never rename each other's file.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     text = json.dumps(json_safe(data), indent=2, sort_keys=True, default=str, allow_nan=False)
     tmp.write_text(text + "\n", encoding="utf-8", errors="surrogatepass")
     os.replace(tmp, path)

@@ -2,6 +2,10 @@
 
 - SIGTERM: every open run is flushed and closed KILLED, then the previous handler runs
   (by default the process dies of SIGTERM, so its exit status is preserved).
+- Ctrl-C (SIGINT) while a run's close() waits on the main thread (typically the second Ctrl-C:
+  the first stopped training): close() stops waiting for slow sinks, ends the run KILLED with
+  run.json and summary.json written, then the interrupt takes effect (by default the process
+  dies of SIGINT, without a traceback from inside close()).
 - An uncaught exception: open runs are closed FAILED.
 - Interpreter exit with runs still open: they are closed FINISHED, with a short timeout,
   before backends' own exit hooks run (so W&B and MLflow still accept the last writes).
@@ -31,9 +35,11 @@ _open_runs: set[Any] = set()
 _lock = threading.Lock()
 _installed = False
 _previous_sigterm: Any = None
+#: The SIGINT handler in place when an interrupted close() began (see InterruptWhileClosing).
+_previous_sigint: Any = None
 _uncaught = False
-#: Set when SIGTERM arrives while this thread is inside a run's close(): the signal is
-#: delivered again once that close has written its final files.
+#: Set when SIGTERM (or SIGINT) arrives while this thread is inside a run's close(): the
+#: signal is delivered again once that close has written its final files.
 _deferred_signal: int | None = None
 _closing_here: set[Any] = set()
 
@@ -56,14 +62,58 @@ def closing(run: Closable) -> None:
     _closing_here.add(run)
 
 
-def closed(run: Closable) -> None:
-    """``run.close()`` has finished: stop tracking it, and deliver a SIGTERM deferred meanwhile."""
+def closed(run: Closable, interrupted: bool = False) -> None:
+    """``run.close()`` has finished: stop tracking it, and deliver a SIGTERM deferred meanwhile
+    (or the Ctrl-C that ``interrupted`` the close, after closing the other open runs KILLED)."""
     global _deferred_signal
     _closing_here.discard(run)
     unregister(run)
+    if interrupted and _deferred_signal is None:
+        _deferred_signal = signal.SIGINT
     if _deferred_signal is not None and not _closing_here:
         signum, _deferred_signal = _deferred_signal, None
+        if signum == signal.SIGINT:
+            close_all("KILLED", timeout=EXIT_CLOSE_TIMEOUT)
         _deliver(signum, None)
+
+
+class StopWaiting(KeyboardInterrupt):
+    """Raised out of close()'s waits by Ctrl-C; close() catches it and ends at once."""
+
+
+class InterruptWhileClosing:
+    """Ctrl-C handling for the span of one close() on the main thread (elsewhere it does nothing).
+
+    Python's default raises KeyboardInterrupt wherever close() happens to wait, leaving
+    run.json RUNNING and no summary.json. Instead the first SIGINT raises :class:`StopWaiting`,
+    which close() catches to end the run KILLED at once; later ones are ignored until close()
+    has written its files (that takes a bounded moment).
+    """
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.installed = False
+
+    def __enter__(self) -> InterruptWhileClosing:
+        global _previous_sigint
+        if threading.current_thread() is not threading.main_thread():
+            return self  # signals are only handled on the main thread
+        previous = signal.getsignal(signal.SIGINT)
+        if previous in (signal.SIG_IGN, None):
+            return self  # Ctrl-C is ignored (or not ours to handle): leave it that way
+        _previous_sigint = previous
+        signal.signal(signal.SIGINT, self._on_sigint)
+        self.installed = True
+        return self
+
+    def _on_sigint(self, signum: int, frame: Any) -> None:
+        self.count += 1
+        if self.count == 1:
+            raise StopWaiting
+
+    def __exit__(self, *exc_info: Any) -> None:
+        if self.installed:
+            signal.signal(signal.SIGINT, _previous_sigint)
 
 
 def close_all(status: str, timeout: float | None = None) -> None:
@@ -135,12 +185,24 @@ def _on_sigterm(signum: int, frame: Any) -> None:
 
 
 def _deliver(signum: int, frame: Any) -> None:
-    previous = _previous_sigterm
-    if callable(previous):
+    previous = _previous_sigint if signum == signal.SIGINT else _previous_sigterm
+    if callable(previous) and previous is not signal.default_int_handler:
         previous(signum, frame)
         return
     if previous == signal.SIG_IGN:
         return
-    # Default disposition: die of SIGTERM so the parent sees the real exit status.
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    os.kill(os.getpid(), signal.SIGTERM)
+    if signum == signal.SIGINT and _interactive():
+        raise KeyboardInterrupt  # a REPL or notebook survives Ctrl-C: stop only what it was doing
+    # Default disposition (Python's Ctrl-C handler included): die of the signal so the parent
+    # sees the real exit status, after flushing what the program printed.
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError, AttributeError):
+            pass
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
+
+
+def _interactive() -> bool:
+    return hasattr(sys, "ps1") or bool(sys.flags.interactive) or "ipykernel" in sys.modules

@@ -21,6 +21,7 @@ PARAMS_FILE = "params.json"
 TAGS_FILE = "tags.json"
 RUN_FILE = "run.json"
 SUMMARY_FILE = "summary.json"
+LOCK_FILE = "run.lock"
 
 _FORBIDDEN_CHARS = {"/": "a '/'", "\\": "a '\\'", "\x00": "a NUL byte", ":": "a ':'"}
 
@@ -67,6 +68,11 @@ class RunPaths:
         return self.root / SUMMARY_FILE
 
     @property
+    def lock(self) -> Path:
+        """The one-writer lock (flock) and a note of its holder's pid, host and start time."""
+        return self.root / LOCK_FILE
+
+    @property
     def tensorboard(self) -> Path:
         """TensorBoard event files."""
         return self.root / "tensorboard"
@@ -111,14 +117,20 @@ def default_run_name() -> str:
 
 
 def prepare_run_dir(output_root: str | os.PathLike[str], run_name: str) -> RunPaths:
-    """Create ``<output_root>/<run_name>`` and check it is writable, failing early and clearly."""
+    """Create ``<output_root>/<run_name>`` and check it is writable, failing early and clearly.
+
+    Creating the directory does not claim the run: ``start_run`` then takes the run's lock
+    (run_lock.py), and only the lock holder reads or writes anything in it.
+    """
     validate_run_name(run_name)
     root = Path(output_root)
     try:
         root.mkdir(parents=True, exist_ok=True)
         run_dir = root / run_name
         run_dir.mkdir(exist_ok=True)
-        probe = run_dir / ".write-test"
+        # A name of this process's own: two processes probing one directory must not delete
+        # each other's probe (which made the loser fail with a wrong "cannot write" error).
+        probe = run_dir / f".write-test-{os.getpid()}-{secrets.token_hex(4)}"
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as exc:

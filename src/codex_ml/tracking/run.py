@@ -25,11 +25,15 @@ from codex_ml.tracking.paths import RunPaths, default_run_name, prepare_run_dir
 from codex_ml.tracking.reader import last_step
 from codex_ml.tracking.records import ARTIFACT, HISTOGRAM, METRICS, PARAMS, SYSTEM, TAGS, TEXT, Record
 from codex_ml.tracking.reporting import Reporter
+from codex_ml.tracking.run_lock import RunLock
 from codex_ml.tracking.sink import RunInfo, Sink
 from codex_ml.tracking.validation import INT64_MAX, INT64_MIN, check_name, coerce_metrics, coerce_step
 from codex_ml.tracking.worker import SinkWorker
 
 STATUSES = ("FINISHED", "FAILED", "KILLED")
+#: After Ctrl-C during close(): how long the NDJSON writer, then the sinks, may still take.
+INTERRUPTED_WRITER_WAIT = 10.0
+INTERRUPTED_SINK_WAIT = 1.0
 
 
 class RunExistsError(CodexMLError, FileExistsError):
@@ -37,8 +41,8 @@ class RunExistsError(CodexMLError, FileExistsError):
 
     def __init__(self, path: Path) -> None:
         super().__init__(
-            f"a run already exists at {path}; pass resume=True (--resume) to continue it, "
-            "or choose another run name (--run-name)"
+            f"a run already exists at {path}: continue it with --resume {path}, "
+            "or choose another name with --run-name"
         )
 
 
@@ -68,6 +72,7 @@ class Run:
         self._closed = False
         self._close_lock = threading.Lock()
         self._closing_thread: int | None = None
+        self._give_up_at = 0.0
         self._final_status = "FINISHED"
         self._backpressure_reported = False
         self._forked = False
@@ -78,6 +83,8 @@ class Run:
         previous = last_step(info.paths.metrics)
         self._next_step = 0 if previous is None else previous + 1
         self.close_report: CloseReport | None = None
+        #: The one-writer lock of the run directory, held until close() has written its files.
+        self._run_lock: RunLock | None = None
 
     # -- identity -------------------------------------------------------------------
     @property
@@ -219,6 +226,8 @@ class Run:
         """
         self._queue.clear()
         self._forked = True
+        if self._run_lock is not None:
+            self._run_lock.forget()  # the parent holds the lock; this copy neither frees nor keeps it
         self._append = self._append_from_fork_child
 
     def _append_from_fork_child(self, record: Record) -> None:
@@ -252,20 +261,61 @@ class Run:
         if self._closing_thread == threading.get_ident():
             # Re-entered from a signal handler while this thread is already closing: the
             # close in progress finishes with this status (lifecycle re-sends the signal after).
-            self._final_status = status
+            self._end_as(status)
             return CloseReport(status, self._dispatcher.records_written, 0.0, complete=False)
         with self._close_lock:
             if self.close_report is not None:
                 return self.close_report
             self._closing_thread = threading.get_ident()
             self._final_status = status
+            began, wait = time.time(), self.config.close_timeout if timeout is None else timeout
+            self._give_up_at = began + wait
             lifecycle.closing(self)
+            ctrl_c = lifecycle.InterruptWhileClosing()
             try:
-                self.close_report = self._shutdown(self.config.close_timeout if timeout is None else timeout)
+                with ctrl_c:
+                    try:
+                        self.close_report = self._shutdown(wait)
+                    except KeyboardInterrupt:
+                        # Ctrl-C (or any interrupt) inside the waits: end now, files consistent.
+                        self.close_report = self._close_interrupted(began)
+                        if not ctrl_c.installed:
+                            raise  # not a Ctrl-C of ours to absorb: it goes on up once the files are written
             finally:
                 self._closing_thread = None
-                lifecycle.closed(self)
+                if self._run_lock is not None:
+                    self._run_lock.release()  # only now may another process open the run
+                lifecycle.closed(self, interrupted=ctrl_c.count > 0)
             return self.close_report
+
+    def _end_as(self, status: str) -> None:
+        """Change the status of the close in progress, and tell the sinks it still reaches."""
+        self._final_status = status
+        if self._closed and not self._dispatcher.is_alive():
+            # The sinks were (or are about to be) asked to finish; a sink not closed yet closes with this.
+            for worker in self._dispatcher.workers:
+                worker.finish(status, self._give_up_at)
+
+    def _close_interrupted(self, began: float) -> CloseReport:
+        """Ctrl-C during close(): stop waiting for slow sinks, yet leave run.json and
+        summary.json KILLED and consistent, and tell every sink that can still hear it."""
+        self._final_status = "KILLED"
+        self._closed = True
+        self.reporter.warn("run", "interrupted while closing: not waiting for the sinks any more; the run ends KILLED")
+        # The NDJSON is the source of truth: its writer (local disk) gets to finish.
+        self._dispatcher.stop(INTERRUPTED_WRITER_WAIT)
+        stop_at = time.time() + INTERRUPTED_SINK_WAIT
+        for worker in self._dispatcher.workers:
+            worker.finish("KILLED", stop_at)
+        report = CloseReport("KILLED", self._dispatcher.records_written, 0.0, complete=False)
+        for worker in self._dispatcher.workers:
+            done = worker.join(stop_at - time.time())
+            report.sinks[worker.sink.name] = asdict(worker.stats)
+            if not done or worker.stats.undelivered or worker.stats.dropped:
+                self._report_shortfall(worker)
+        report.seconds = time.time() - began
+        self._write_closing_files(report)
+        return report
 
     def _shutdown(self, timeout: float) -> CloseReport:
         began = time.time()
@@ -371,6 +421,31 @@ def start_run(
     name = default_run_name() if name is None else name
     all_sinks = build_sinks(config) + list(sinks or [])
     paths = prepare_run_dir(config.output_root, name)
+    # Taken before run.json is read: whoever holds it is the run's only writer (run_lock.py).
+    lock = RunLock.acquire(paths.root)
+    try:
+        run = _open_locked(paths, name, config, resume, all_sinks, checkpoint_dir)
+    except BaseException:
+        lock.release()
+        raise
+    run._run_lock = lock
+    if lock.warning:
+        run.reporter.warn("run", lock.warning)
+    lifecycle.register(run)
+    try:
+        if params is not None:
+            run.log_params(params)
+        if tags:
+            run.set_tags(tags)
+    except BaseException:
+        run.close("FAILED")  # do not leave a locked run open behind an exception
+        raise
+    return run
+
+
+def _open_locked(paths: RunPaths, name: str, config: TrackingConfig, resume: bool, all_sinks: list[Sink],
+                 checkpoint_dir: str | Path | None) -> Run:
+    """The part of start_run that runs under the lock: read run.json, start the writer and sinks."""
     previous = _load_json(paths.run_file)
     if previous and not resume:
         raise RunExistsError(paths.root)
@@ -389,12 +464,11 @@ def start_run(
     run = Run(info, config, dispatcher, reporter)
     info.health = run.health
     if config.system_metrics:
-        run.system_metrics = _start_system_metrics(config, run, Path(checkpoint_dir or paths.root))
-    lifecycle.register(run)
-    if params is not None:
-        run.log_params(params)
-    if tags:
-        run.set_tags(tags)
+        try:
+            run.system_metrics = _start_system_metrics(config, run, Path(checkpoint_dir or paths.root))
+        except BaseException:
+            run.close("FAILED")  # stops the writer and sinks just started; start_run frees the lock
+            raise
     return run
 
 
