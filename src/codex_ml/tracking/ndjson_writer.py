@@ -4,6 +4,11 @@ Each drain of the queue becomes one ``os.write`` per file, so there is no user-s
 buffer to lose: after a drain returns, the data is in the kernel and survives a SIGKILL.
 When a write fails (disk full), the unwritten bytes are kept, in order, and retried on the
 next drain; past ``max_pending_bytes`` the oldest are dropped and counted, never silently.
+
+The file is written through one descriptor, so renaming or deleting it under a live run
+would send every later record into the renamed (or unlinked) file. Before each write the
+descriptor's inode is compared with the one at the documented path (one ``stat``); when they
+differ the file is recreated at the path and the move is reported once.
 """
 
 from __future__ import annotations
@@ -21,7 +26,10 @@ class NdjsonFile:
     def __init__(self, path: Path, reporter: Reporter, fsync: bool, max_pending_bytes: int) -> None:
         self.path = path
         self.torn_bytes_removed = repair_torn_tail(path)
-        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        # Absolute, so a chdir of the training code is never mistaken for a moved file.
+        self._where = os.path.abspath(path)
+        self._fd, self._identity = _open_append(self._where)
+        self._reopen_failed = False
         self._reporter = reporter
         self._fsync = fsync
         self._max_pending = max_pending_bytes
@@ -31,6 +39,7 @@ class NdjsonFile:
 
     def append(self, data: bytes) -> None:
         """Write ``data`` (whole lines) after anything still pending; never raises."""
+        self._follow_path()
         self._pending += data
         try:
             while self._pending:
@@ -45,10 +54,37 @@ class NdjsonFile:
     def append_line_now(self, line: bytes) -> None:
         """One ``os.write`` of one line, bypassing the pending buffer (a forked child's copy
         of that buffer belongs to the parent). O_APPEND keeps concurrent writers' lines whole."""
+        self._follow_path()
         try:
             os.write(self._fd, line)
         except OSError as exc:
             self._reporter.error("ndjson", f"cannot write {self.path.name} from a forked child: {exc.strerror or exc}")
+
+    def _follow_path(self) -> None:
+        """Reopen the file at ``path`` if the one written so far was renamed, deleted or replaced."""
+        try:
+            st = os.stat(self._where)
+            if (st.st_dev, st.st_ino) == self._identity:
+                return
+        except FileNotFoundError:
+            pass
+        except OSError:
+            return  # cannot tell (e.g. a permission change): keep writing where we are
+        try:
+            repair_torn_tail(self._where)  # a file put there by hand may end mid-line
+            fd, identity = _open_append(self._where)
+        except OSError as exc:
+            if not self._reopen_failed:
+                self._reopen_failed = True
+                self._reporter.error("ndjson", f"{self.path} was renamed or deleted while the run was writing it "
+                                               f"and cannot be recreated ({exc.strerror or exc}); "
+                                               "records keep going to the moved file")
+            return
+        os.close(self._fd)
+        self._fd, self._identity, self._reopen_failed = fd, identity, False
+        self._reporter.error("ndjson", f"{self.path.name} was renamed or deleted while the run was writing it; "
+                                       f"later records go to a new {self.path} (the earlier ones are in the "
+                                       "moved file, if it still exists)")
 
     def _on_error(self, exc: OSError) -> None:
         if not self._failing:
@@ -78,3 +114,10 @@ class NdjsonFile:
         except OSError:
             pass
         os.close(self._fd)
+
+
+def _open_append(path: str) -> tuple[int, tuple[int, int]]:
+    """An ``O_APPEND`` descriptor on ``path`` and the (device, inode) it writes."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
+    st = os.fstat(fd)
+    return fd, (st.st_dev, st.st_ino)
