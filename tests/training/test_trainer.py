@@ -6,6 +6,7 @@ import json
 import math
 from pathlib import Path
 
+import pytest
 import torch
 
 from codex_ml.training.checkpoints import load_checkpoint
@@ -96,3 +97,12 @@ def test_bpe_tokenizer_on_a_jsonl_corpus(tmp_path: Path) -> None:
     saved = json.loads((tmp_path / "bpe" / "tokenizer" / "tokenizer.json").read_text())
     assert "bpe" in json.dumps(saved).lower()
     assert torch.isfinite(torch.tensor([v for _, v in series(tmp_path / "bpe", "train/loss")])).all()
+
+
+def test_progress_bar_ends_on_the_final_val_loss(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    """A run shorter than the eval interval evaluates only at step 0 and at its end: the bar must end
+    showing the end's val loss, not step 0's."""
+    result = train(tiny_config("training.max_steps=3", "training.eval_interval=100", "training.progress=true"),
+                   tracking_for(tmp_path, "bar"))
+    shown = capfd.readouterr().err.rsplit("val=", 1)[1][:6]
+    assert shown == f"{result.final_val_loss:.4f}"

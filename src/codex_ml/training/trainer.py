@@ -91,7 +91,7 @@ class Trainer:
         self.scheduler = build.build_scheduler(self.optimizer, config)
         self.windows = RandomWindows(self.data.train, t.batch_size, config.model.block_size, t.seed + 7919 * info.rank)
         torch.manual_seed(t.seed + info.rank)  # dropout differs per rank, like the batches
-        self.start_step, self.best_val = 0, math.inf
+        self.start_step, self.best_val, self.evaluated_step = 0, math.inf, -1
         if resume is not None:
             self._restore(resume)
         if self.start_step >= t.max_steps and _run_status(self.run_dir) == "FINISHED":
@@ -176,6 +176,7 @@ class Trainer:
         val_loss = self.best_val
         if self.start_step == 0:
             val_loss = self._evaluate(run, 0)
+            bar.set_postfix(val=f"{val_loss:.4f}", refresh=False)
         loss, log_time, train_time, sample = math.nan, 0.0, 0.0, ""
         for step in range(self.start_step + 1, end + 1):
             t0 = time.perf_counter()
@@ -211,14 +212,21 @@ class Trainer:
                     "time/data_wait_s": data_wait, "time/fwd_bwd_s": fwd_bwd, "time/optimizer_s": t2 - t1,
                     "time/logging_s": log_time,
                 }, step)
-                bar.set_postfix(loss=f"{loss:.4f}", val=f"{val_loss:.4f}", refresh=False)
+                bar.set_postfix(loss=f"{loss:.4f}", **self._bar_val(val_loss), refresh=False)
             bar.update(1)
             log_time = time.perf_counter() - t2
             val_loss, sample = self._periodic(run, step, end, val_loss, sample)
+            if self.evaluated_step == step:  # the bar must not end on the val loss of an earlier step
+                bar.set_postfix(loss=f"{loss:.4f}", val=f"{val_loss:.4f}", refresh=False)
         bar.close()
         done = end == t.max_steps
         return TrainResult(self.run_dir, end, loss, val_loss, self.best_val,
                            tokens_per_step * (end - self.start_step) / max(train_time, 1e-9), done, sample)
+
+    def _bar_val(self, val_loss: float) -> dict[str, str]:
+        """``val=`` for the progress bar, only once this session has evaluated (a resumed run's
+        best val loss is not its current one)."""
+        return {"val": f"{val_loss:.4f}"} if self.evaluated_step >= 0 else {}
 
     def _periodic(self, run: Any, step: int, end: int, val_loss: float, sample: str) -> tuple[float, str]:
         """Evaluation, histograms, samples and checkpoints due after ``step``."""
@@ -248,6 +256,7 @@ class Trainer:
         loss = estimate_loss(self.model, self.data.val, t.batch_size, self.config.model.block_size,
                              t.eval_batches, t.seed + 1, self.device, self._autocast)
         run.log_metrics(val_metrics(loss), step)
+        self.evaluated_step = step
         return loss
 
     def _checkpoint(self, step: int, is_best: bool) -> None:
