@@ -138,3 +138,38 @@ def test_resume_after_a_crash_logs_no_step_twice(tmp_path: Path) -> None:
     crash = series(tmp_path / "crash", "train/loss")
     assert [s for s, _ in crash] == list(range(1, N + 1))
     assert crash == series(tmp_path / "whole", "train/loss")
+
+
+def test_resume_falls_back_past_a_truncated_latest_checkpoint(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    """latest.pt truncated in place (so its hard-linked step file too): --resume skips both, saying why,
+    continues from the step before, and every step is logged once with the uninterrupted losses."""
+    train(tiny_config(f"training.max_steps={N}"), tracking_for(tmp_path, "whole"))
+    train(tiny_config(f"training.max_steps={N}", f"training.stop_after_steps={K}", "training.checkpoint_interval=2",
+                      "training.eval_interval=100"), tracking_for(tmp_path, "cut"))
+    folder = tmp_path / "cut" / "checkpoints"
+    with open(folder / "latest.pt", "r+b") as f:  # step 7's file: the same inode
+        f.truncate(1000)
+    point = find_resume_point(tmp_path / "cut")
+    assert point.checkpoint_path.name == "step-00000006.pt" and point.state["step"] == 6
+    assert point.skipped[0].startswith("latest.pt (corrupt: truncated")
+    assert point.skipped[1] == f"step-{K:08d}.pt (the same file as latest.pt)"
+    capfd.readouterr()
+    _resume(tmp_path / "cut", "training.stop_after_steps=null", "training.eval_interval=5")
+    err = capfd.readouterr().err
+    assert "[train] resuming from step-00000006.pt; skipped the newer latest.pt (corrupt: truncated" in err
+    cut = series(tmp_path / "cut", "train/loss")
+    assert [s for s, _ in cut] == list(range(1, N + 1))
+    assert cut == series(tmp_path / "whole", "train/loss")
+
+
+def test_resume_when_no_checkpoint_loads_says_each_and_how_to_restart(tmp_path: Path) -> None:
+    """Every checkpoint corrupt: a ResumeError naming each file and why, nothing written."""
+    train(tiny_config("training.max_steps=4", "training.stop_after_steps=2"), tracking_for(tmp_path, "bad"))
+    for path in (tmp_path / "bad" / "checkpoints").glob("*.pt"):
+        path.unlink()
+        path.write_bytes(b"\x00" * 64)
+    before = snapshot(tmp_path / "bad")
+    with pytest.raises(ResumeError, match=r"no checkpoint there loads: latest\.pt \(corrupt.*move .*checkpoints aside"):
+        find_resume_point(tmp_path / "bad")
+    assert snapshot(tmp_path / "bad") == before
+

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -99,16 +99,20 @@ def checkpoint_config(saved: dict[str, Any]) -> dict[str, Any]:
 
 @dataclass
 class ResumePoint:
-    """A run directory to continue and the checkpoint it continues from."""
+    """A run directory to continue and the checkpoint it continues from.
+
+    ``skipped`` names the newer checkpoints that did not load, each with why.
+    """
 
     run_dir: Path
     checkpoint_path: Path
     state: dict[str, Any]
+    skipped: list[str] = field(default_factory=list)
 
 
 def find_resume_point(run_dir: str | Path) -> ResumePoint:
-    """Check that ``run_dir`` is a run with a checkpoint and load its latest one (read only)."""
-    from codex_ml.training.checkpoints import find_latest_checkpoint, load_checkpoint
+    """Check that ``run_dir`` is a run and load its newest checkpoint that loads (read only)."""
+    from codex_ml.training.checkpoints import CheckpointError, find_latest_checkpoint, load_newest_checkpoint
 
     root = Path(run_dir)
     if not root.is_dir():
@@ -120,15 +124,19 @@ def find_resume_point(run_dir: str | Path) -> ResumePoint:
         json.loads(run_file.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise ResumeError(f"cannot resume {root}: {run_file} is unreadable ({exc})") from exc
-    latest = find_latest_checkpoint(root / CHECKPOINT_DIR)
-    if latest is None:
-        raise ResumeError(f"cannot resume {root}: no checkpoint in {root / CHECKPOINT_DIR} "
+    folder = root / CHECKPOINT_DIR
+    if find_latest_checkpoint(folder) is None:
+        raise ResumeError(f"cannot resume {root}: no checkpoint in {folder} "
                           "(the run stopped before its first checkpoint; start it again instead)")
     if not (root / TOKENIZER_DIR).is_dir():
         raise ResumeError(f"cannot resume {root}: its tokenizer ({root / TOKENIZER_DIR}) is missing")
-    state = load_checkpoint(latest)
+    try:
+        latest, state, skipped = load_newest_checkpoint(folder)
+    except CheckpointError as exc:
+        raise ResumeError(f"cannot resume {root}: {exc}. To train it again from step 0, move {folder} "
+                          "aside and pass --resume again") from exc
     for key in ("model", "optimizer", "scheduler", "step", "config"):
         if key not in state:
             raise ResumeError(f"cannot resume from {latest}: the checkpoint has no {key!r} entry")
     state["config"] = checkpoint_config(state["config"])
-    return ResumePoint(root, Path(latest), state)
+    return ResumePoint(root, Path(latest), state, skipped)

@@ -106,6 +106,9 @@ class Trainer:
         from codex_ml.training.checkpoints import load_model_state, restore_rng_state
 
         state, source = resume.state, str(resume.checkpoint_path)
+        if resume.skipped and self.info.is_main:
+            print(f"[train] resuming from {resume.checkpoint_path.name}; skipped the newer {'; '.join(resume.skipped)}",
+                  file=sys.stderr)
         load_model_state(self.model, state["model"], source)
         try:
             self.optimizer.load_state_dict(state["optimizer"])
