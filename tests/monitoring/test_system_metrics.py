@@ -12,6 +12,7 @@ import sys
 import textwrap
 import threading
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -148,10 +149,14 @@ def test_stop_is_prompt_even_with_a_long_interval(tmp_path: Path) -> None:
 
 
 def test_interval_below_minimum_is_raised_with_a_warning(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
-    with pytest.warns(UserWarning, match="below the minimum"):
+    """Said once, as a [monitoring] line: not also as a Python UserWarning with its source line."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any Python warning fails the test
         logger = SystemMetricsLogger(tmp_path / "fast.jsonl", 0.05)
     assert logger.interval == 0.1
-    assert "[monitoring] system-metrics: interval 0.05s is below the minimum; using 0.1s" in capfd.readouterr().err
+    err = capfd.readouterr().err
+    assert err.count("below the minimum") == 1
+    assert "[monitoring] system-metrics: interval 0.05s is below the minimum; using 0.1s" in err
     with pytest.raises(ValueError, match="non-negative number of seconds"):
         SystemMetricsLogger(tmp_path / "bad.jsonl", -1)
 

@@ -18,7 +18,6 @@ import os
 import sys
 import threading
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -148,8 +147,8 @@ class SystemMetricsLogger:
         if not math.isfinite(interval) or interval < 0:
             raise ValueError(f"system metrics interval must be a non-negative number of seconds, got {interval!r}")
         if interval < MIN_INTERVAL:
+            # One [monitoring] line, like every other sampler notice (a Python warning would say it twice).
             message = f"interval {interval:g}s is below the minimum; using {MIN_INTERVAL:g}s"
-            warnings.warn(f"system metrics: {message}", UserWarning, stacklevel=3)
             print(f"[monitoring] {SOURCE}: {message}", file=sys.stderr, flush=True)
             interval = MIN_INTERVAL
         return interval
