@@ -5,7 +5,9 @@ Every training scalar and system gauge is exported as a gauge holding its latest
 own health (``codex_tracker_*``), which is read from ``RunInfo.health()`` at scrape time. The
 collector lives in a private ``CollectorRegistry`` so several runs (and tests) can coexist in
 one process. The HTTP server binds 127.0.0.1 unless another address is asked for, and stops in
-``close()``. See docs/prometheus.md.
+``close()``. A Pushgateway URL with credentials (``http://user:password@host:9091``) is used
+without them: they are sent as HTTP basic auth and never appear in a message or a file.
+See docs/prometheus.md.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from codex_ml.errors import CodexMLError
+from codex_ml.tracking.credentials import credentials_for, take_credentials
 from codex_ml.tracking.sink import MetricPoint, RunInfo, Sink
 
 __all__ = [
@@ -231,7 +234,8 @@ class PrometheusSink(Sink):
             raise ValueError(f"prometheus port must be an int in 0-65535, got {port!r}")
         self._port = port
         self._addr = addr
-        self._gateway = pushgateway
+        # No scheme means http, as prometheus_client reads it; the credentials stay in memory only.
+        self._gateway = take_credentials(pushgateway, default_scheme="http")
         self._push_interval = push_interval
         self._run: RunInfo | None = None
         self._registry: Any = None
@@ -345,7 +349,20 @@ class PrometheusSink(Sink):
         # Set first: a failed push raises, and the worker's retry of this call must not push again.
         self._last_push = time.monotonic()
         try:
-            push_to_gateway(self._gateway, job=PUSH_JOB, registry=self._registry,
+            push_to_gateway(self._gateway, job=PUSH_JOB, registry=self._registry, handler=self._push_handler(),
                             grouping_key={"run": self.run_name}, timeout=PUSH_TIMEOUT)
         except Exception as exc:  # noqa: BLE001 - re-raised with the URL and what still works
             raise PushgatewayError(self._gateway, exc) from exc
+
+    def _push_handler(self) -> Callable[..., Any]:
+        """prometheus_client's default handler, or its basic-auth one when the URL had credentials."""
+        from prometheus_client.exposition import basic_auth_handler, default_handler
+
+        creds = credentials_for(self._gateway)
+        if creds is None:
+            return default_handler
+
+        def handler(url: str, method: str, timeout: float | None, headers: list, data: bytes) -> Callable[[], None]:
+            return basic_auth_handler(url, method, timeout, headers, data, creds.user, creds.password or "")
+
+        return handler

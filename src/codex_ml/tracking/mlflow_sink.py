@@ -3,7 +3,7 @@
 Works with file:, sqlite: and http(s):// tracking URIs through ``MlflowClient`` (no global
 fluent state, so several runs can coexist in one process). A resumed run reopens the same
 MLflow run id. MLflow has no histogram type: histograms stay in the NDJSON log and
-TensorBoard/W&B.
+TensorBoard/W&B. Credentials in the tracking URI never reach run.json (see mlflow_utils).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from codex_ml.tracking import mlflow_utils as mu
+from codex_ml.tracking.credentials import split_credentials
 from codex_ml.tracking.names import KeyMapper, mlflow_name
 from codex_ml.tracking.sink import MetricPoint, RunInfo, Sink
 
@@ -49,9 +50,11 @@ class MlflowSink(Sink):
         self._client = MlflowClient(tracking_uri=self.tracking_uri)
         saved = run.backends.get(self.name, {})
         self._remember = lambda values: run.remember(self.name, values)
-        known = saved.get("key_map", {}) if saved.get("tracking_uri") == self.tracking_uri else {}
+        # run.json of an older version may hold the URI with credentials: compare without them.
+        same_store = split_credentials(saved.get("tracking_uri") or "")[0] == self.tracking_uri
+        known = saved.get("key_map", {}) if same_store else {}
         self._keys = KeyMapper(mlflow_name, self._keys_collide, path_like=mu.is_file_store(self.tracking_uri), known=known)
-        if saved.get("run_id") and saved.get("tracking_uri") == self.tracking_uri:
+        if saved.get("run_id") and same_store:
             self.run_id = self._reopen(saved["run_id"])
         if self.run_id is None:
             self.run_id = self._create(run)

@@ -3,6 +3,10 @@
 MLflow 3.13+ refuses plain file stores unless ``MLFLOW_ALLOW_FILE_STORE=true``; codex_ml
 keeps ``runs/<run>/mlruns`` as its default local store, so it sets that variable for the
 user whenever the URI it uses is a file store. ``mlflow`` is imported only inside functions.
+
+A URI with credentials (``http://user:password@host``) is used without them: they stay in this
+process's memory (credentials.py) and reach MLflow through the environment variables it reads,
+so neither run.json nor MLflow's own "View run at" line ever shows them.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from codex_ml import env
+from codex_ml.tracking.credentials import apply_mlflow_credentials, take_credentials
 from codex_ml.tracking.names import mlflow_name
 from codex_ml.tracking.params import flatten_params
 
@@ -44,15 +49,17 @@ def resolve_tracking_uri(uri: str | None, run_dir: str | os.PathLike[str]) -> st
     """Explicit URI, else $MLFLOW_TRACKING_URI, else the run's local store.
 
     Relative file paths become absolute ``file:`` URIs so a later ``cd`` cannot move them.
+    Credentials in the URI are taken out and kept in memory (see the module doc).
     """
-    chosen = uri or os.environ.get(env.MLFLOW_TRACKING_URI) or default_tracking_uri(run_dir)
+    chosen = take_credentials(uri or os.environ.get(env.MLFLOW_TRACKING_URI)) or default_tracking_uri(run_dir)
     if urlparse(chosen).scheme == "":
         chosen = Path(chosen).resolve().as_uri()
     return chosen
 
 
 def prepare_environment(uri: str) -> None:
-    """Opt into the file store when ``uri`` is one, and bound MLflow's HTTP retries."""
+    """Opt into the file store when ``uri`` is one, bound MLflow's HTTP retries, hand it ``uri``'s credentials."""
+    apply_mlflow_credentials(uri)
     if is_file_store(uri):
         os.environ.setdefault(env.MLFLOW_ALLOW_FILE_STORE, "true")
     for name, value in _HTTP_DEFAULTS.items():
