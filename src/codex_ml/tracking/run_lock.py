@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from codex_ml.errors import RunInUseError
+from codex_ml.errors import OutputRootError, RunInUseError
 from codex_ml.tracking.paths import LOCK_FILE
 
 __all__ = ["LOCK_FILE", "RunLock", "check_not_in_use", "holder_of"]
@@ -55,7 +55,10 @@ class RunLock:
     def acquire(cls, run_dir: Path) -> RunLock:
         """Lock ``run_dir`` for this process or raise RunInUseError naming the holder."""
         path = run_dir / LOCK_FILE
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as exc:  # e.g. a run.lock left read-only by another user
+            raise OutputRootError(str(path), exc.strerror or str(exc)) from exc
         try:
             if not _lock_within(fd, fcntl.LOCK_EX, _ACQUIRE_PATIENCE_S):
                 raise RunInUseError(str(run_dir), describe_holder(_read_info(path)))
