@@ -107,3 +107,78 @@ def test_training_goes_on_when_psutil_cannot_be_imported(tmp_path: Path) -> None
     summary = json.loads((tmp_path / "runs" / "nops" / "summary.json").read_text())
     assert summary["status"] == "FINISHED" and summary["last_step"] == 3
     assert not (tmp_path / "runs" / "nops" / "checkpoints" / "system_metrics.jsonl").exists()
+
+
+# Long enough never to finish during the test, with no checkpoint, eval or sample before step 1000.
+UNTIL_STOPPED = ["training.max_steps=5000", "training.checkpoint_interval=1000", "training.eval_interval=1000",
+                 "training.histogram_interval=1000", "training.sample_interval=1000", "training.eval_batches=2",
+                 "tracking.flush_interval=0.05"]
+
+
+def _start_and_stop(tmp_path: Path, name: str, signum: int, *flags: str) -> tuple[int, str, int]:
+    """Start train-model, send ``signum`` once a few steps are logged (before any checkpoint);
+    return (exit status, stderr, the step it was at when signalled)."""
+    import signal
+    import time
+
+    env = {**os.environ, "WANDB_SILENT": "true", "WANDB_MODE": "offline"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    err = (tmp_path / f"{name}.err").open("w+")
+    job = subprocess.Popen([sys.executable, "-m", "codex_ml.cli", "train-model", "--config", TINY, "--no-progress",
+                            "--output-root", str(tmp_path), "--run-name", name, *flags, *UNTIL_STOPPED],
+                           cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=err,
+                           # a test runner started in the background may ignore SIGINT; the job must not
+                           preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    metrics, deadline, seen = tmp_path / name / "metrics.ndjson", time.monotonic() + 120, 0
+    while seen < 3:
+        assert job.poll() is None and time.monotonic() < deadline, err.seek(0) or err.read()[-3000:]
+        time.sleep(0.05)
+        seen = max([json.loads(line)["step"] for line in metrics.read_text().splitlines()] or [0]) \
+            if metrics.exists() else 0
+    assert not (tmp_path / name / "checkpoints" / "latest.pt").exists()
+    job.send_signal(signum)
+    status = job.wait(timeout=120)
+    err.seek(0)
+    return status, err.read(), seen
+
+
+def test_ctrl_c_before_the_first_checkpoint_saves_one_and_resume_continues(tmp_path: Path) -> None:
+    """SIGINT at step ~k (checkpoint interval 1000): the step is checkpointed, the run ends KILLED, exit
+    130, no traceback; --resume continues from that step and every step is in metrics.ndjson once."""
+    import signal
+
+    status, err, seen = _start_and_stop(tmp_path, "int", signal.SIGINT)
+    assert status == 130, err[-3000:]
+    assert "Traceback" not in err and "Aborted" not in err
+    stopped = [line for line in err.splitlines() if line.startswith("[train] SIGINT: stopped after step")]
+    assert len(stopped) == 1 and f"--resume {tmp_path / 'int'}" in stopped[0], err[-3000:]
+    step = int(stopped[0].split("after step ")[1].split()[0])
+    assert step >= seen
+    run = tmp_path / "int"
+    assert json.loads((run / "run.json").read_text())["status"] == "KILLED"
+    assert json.loads((run / "summary.json").read_text())["last_step"] == step
+    assert (run / "checkpoints" / f"step-{step:08d}.pt").is_file()
+
+    resumed = _cli("--resume", str(run), "--no-progress", "training.stop_after_steps=3", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"stopped at step {step + 3}" in resumed.stderr
+    steps = [json.loads(line)["step"] for line in (run / "metrics.ndjson").read_text().splitlines()
+             if "train/loss" in json.loads(line)["metrics"]]
+    assert steps == list(range(1, step + 4))
+
+
+def test_sigterm_before_the_first_checkpoint_saves_one_and_dies_of_sigterm(tmp_path: Path) -> None:
+    """SIGTERM: the step is checkpointed first, then the run is closed KILLED and the process dies of
+    SIGTERM (exit status kept, as the tracking core promises); --resume finds that checkpoint."""
+    import signal
+
+    from codex_ml.training.components import find_resume_point
+
+    status, err, seen = _start_and_stop(tmp_path, "term", signal.SIGTERM)
+    assert status == -signal.SIGTERM, err[-3000:]
+    assert "Traceback" not in err
+    run = tmp_path / "term"
+    assert json.loads((run / "run.json").read_text())["status"] == "KILLED"
+    point = find_resume_point(run)
+    assert point.state["step"] >= seen and not point.restart
+    assert f"[train] SIGTERM: stopped after step {point.state['step']} with a checkpoint" in err

@@ -136,3 +136,42 @@ def test_resume_of_a_run_killed_after_its_final_checkpoint_just_closes_it(tmp_pa
     assert closing.returncode == 0, err[-3000:]
     assert json.loads(run_file.read_text())["status"] == "FINISHED"
     assert [r["step"] for r in iter_records(tmp_path / "done" / "metrics.ndjson")] == steps_before
+
+
+def test_sigkill_before_the_first_checkpoint_then_resume_restarts_from_step_0(tmp_path: Path) -> None:
+    """SIGKILL before any checkpoint (interval 1000): --resume restarts from step 0 in the same run,
+    saying so in one line; the MLflow and W&B run ids stay, and every sink ends with each step once."""
+    run, steps = tmp_path / "early", 3 * MAX_STEPS  # room for W&B to start before the run could end
+    job = _train("--config", TINY, "--output-root", str(tmp_path), "--run-name", "early", "--enable-tensorboard",
+                 "--mlflow-enable", "--enable-wandb", f"training.max_steps={steps}", *SETTINGS,
+                 "training.checkpoint_interval=1000", "training.eval_interval=1000", cwd=tmp_path)  # fmt: skip
+    deadline = time.monotonic() + 120
+
+    def started() -> bool:  # step 5 logged and the MLflow and W&B runs made (their ids are in run.json)
+        if not (run / "metrics.ndjson").exists() or not (run / "run.json").exists():
+            return False
+        backends = json.loads((run / "run.json").read_text()).get("backends", {})
+        steps = [r["step"] for r in iter_records(run / "metrics.ndjson", ReadReport("m"))]
+        return {"mlflow", "wandb"} <= set(backends) and max(steps, default=0) >= 5
+
+    while not started():
+        if job.poll() is not None or time.monotonic() > deadline:
+            job.kill()
+            pytest.fail(f"training ended or stalled before step 5:\n{job.communicate()[1][-3000:]}")
+        time.sleep(0.02)
+    job.send_signal(signal.SIGKILL)
+    job.communicate(timeout=30)
+    assert not list((run / "checkpoints").glob("*.pt"))
+    backends = json.loads((run / "run.json").read_text())["backends"]
+    resumed = _train("--resume", str(run), cwd=tmp_path)
+    _, err = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, err[-3000:]
+    assert len([line for line in err.splitlines() if "training restarts from step 0 in the same run" in line]) == 1
+    _assert_readable(run)
+    state = json.loads((run / "run.json").read_text())
+    assert state["status"] == "FINISHED" and len(state["sessions"]) == 2
+    for sink in ("mlflow", "wandb"):
+        assert state["backends"][sink]["run_id"] == backends[sink]["run_id"], sink
+    expected = Counter(range(1, steps + 1))
+    found = _steps_everywhere(run)
+    assert found == {sink: expected for sink in found}, f"resume stderr:\n{err[-4000:]}"

@@ -173,3 +173,41 @@ def test_resume_when_no_checkpoint_loads_says_each_and_how_to_restart(tmp_path: 
         find_resume_point(tmp_path / "bad")
     assert snapshot(tmp_path / "bad") == before
 
+
+def test_run_without_checkpoint_restarts_from_step_0_in_the_same_run(
+        tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    """A run that stopped before its first checkpoint (here: its checkpoints and tokenizer deleted, as a
+    SIGKILL at step K leaves it) resumes by restarting from step 0 in the same run, saying so; the
+    steps it had logged are trained again but not logged twice, and the losses equal an uninterrupted run."""
+    import shutil
+
+    train(tiny_config(f"training.max_steps={N}"), tracking_for(tmp_path, "whole"))
+    train(tiny_config(f"training.max_steps={N}", f"training.stop_after_steps={K}"),
+          tracking_for(tmp_path, "early", enable_tensorboard=True))
+    run_id = json.loads((tmp_path / "early" / "run.json").read_text())["run_id"]
+    shutil.rmtree(tmp_path / "early" / "checkpoints")
+    shutil.rmtree(tmp_path / "early" / "tokenizer")
+    point = find_resume_point(tmp_path / "early")
+    assert point.restart and point.state["step"] == 0
+    capfd.readouterr()
+    _resume(tmp_path / "early", "training.stop_after_steps=null")
+    lines = [line for line in capfd.readouterr().err.splitlines() if "restarts from step 0" in line]
+    assert len(lines) == 1 and f"steps 1..{K}, logged before, are trained again but not logged twice" in lines[0]
+    early = series(tmp_path / "early", "train/loss")
+    assert [s for s, _ in early] == list(range(1, N + 1))
+    assert early == series(tmp_path / "whole", "train/loss")
+    assert [s for s, _ in series(tmp_path / "early", "val/loss")] == [0, 5, 10, N]
+    state = json.loads((tmp_path / "early" / "run.json").read_text())
+    assert state["run_id"] == run_id and len(state["sessions"]) == 2 and state["status"] == "FINISHED"
+    assert (tmp_path / "early" / "tokenizer").is_dir()
+    assert _tensorboard_steps(tmp_path / "early", "train/loss") == list(range(1, N + 1))
+
+
+def _tensorboard_steps(run_dir: Path, tag: str) -> list[int]:
+    """Steps of ``tag`` as TensorBoard reads the whole folder (a step that goes back purges later ones)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(run_dir / "tensorboard"), size_guidance={"scalars": 0})
+    acc.Reload()
+    return sorted(e.step for e in acc.Scalars(tag))
+

@@ -60,7 +60,12 @@ def run_train_model(config_path: Path | None, overrides: Sequence[str], resume: 
     if not progress:
         config.training.progress = False
     tracking = effective_tracking(config.tracking_config(), flags)
-    result = train(config.with_tracking(tracking), tracking, resume=resume_point)
+    try:
+        result = train(config.with_tracking(tracking), tracking, resume=resume_point)
+    except KeyboardInterrupt:
+        # Ctrl-C: the trainer has saved a checkpoint of the last step and closed the run KILLED
+        # (or, at a second Ctrl-C, stopped at once). 128 + SIGINT, as a shell reports it.
+        raise SystemExit(130) from None
     report_result(result)
     return result
 

@@ -75,7 +75,7 @@ def read_corpus(path: str | os.PathLike[str]) -> list[str]:
 def _read_bytes(file: Path) -> bytes:
     """The raw contents of ``file``, or a CorpusError saying why it cannot be read."""
     if not file.exists():
-        raise CorpusError(f"{file}: corpus file not found; check the path (--data / data.path)")
+        raise CorpusError(f"{file}: corpus file not found; check the path (the config key data.path)")
     if file.is_dir():
         raise CorpusError(
             f"{file}: is a directory; pass one {' or '.join(SUPPORTED_SUFFIXES)} file"

@@ -101,18 +101,29 @@ def checkpoint_config(saved: dict[str, Any]) -> dict[str, Any]:
 class ResumePoint:
     """A run directory to continue and the checkpoint it continues from.
 
-    ``skipped`` names the newer checkpoints that did not load, each with why.
+    ``checkpoint_path`` is None for a run that has no checkpoint: it restarts from step 0 and
+    ``state`` holds only ``config`` and ``step``. ``skipped`` names the newer checkpoints that
+    did not load, each with why.
     """
 
     run_dir: Path
-    checkpoint_path: Path
+    checkpoint_path: Path | None
     state: dict[str, Any]
     skipped: list[str] = field(default_factory=list)
 
+    @property
+    def restart(self) -> bool:
+        """True when the run has no checkpoint and trains again from step 0."""
+        return self.checkpoint_path is None
+
 
 def find_resume_point(run_dir: str | Path) -> ResumePoint:
-    """Check that ``run_dir`` is a run and load its newest checkpoint that loads (read only)."""
-    from codex_ml.training.checkpoints import CheckpointError, find_latest_checkpoint, load_newest_checkpoint
+    """Check that ``run_dir`` is a run and load its newest checkpoint that loads (read only).
+
+    A run with no checkpoint at all (stopped before its first one) restarts from step 0 with
+    the config its ``params.json`` recorded.
+    """
+    from codex_ml.training.checkpoints import CheckpointError, list_step_checkpoints, load_newest_checkpoint
 
     root = Path(run_dir)
     if not root.is_dir():
@@ -125,9 +136,8 @@ def find_resume_point(run_dir: str | Path) -> ResumePoint:
     except (OSError, ValueError) as exc:
         raise ResumeError(f"cannot resume {root}: {run_file} is unreadable ({exc})") from exc
     folder = root / CHECKPOINT_DIR
-    if find_latest_checkpoint(folder) is None:
-        raise ResumeError(f"cannot resume {root}: no checkpoint in {folder} "
-                          "(the run stopped before its first checkpoint; start it again instead)")
+    if not (folder / "latest.pt").is_file() and not list_step_checkpoints(folder):
+        return _restart_point(root)
     if not (root / TOKENIZER_DIR).is_dir():
         raise ResumeError(f"cannot resume {root}: its tokenizer ({root / TOKENIZER_DIR}) is missing")
     try:
@@ -140,3 +150,21 @@ def find_resume_point(run_dir: str | Path) -> ResumePoint:
             raise ResumeError(f"cannot resume from {latest}: the checkpoint has no {key!r} entry")
     state["config"] = checkpoint_config(state["config"])
     return ResumePoint(root, Path(latest), state, skipped)
+
+
+def _restart_point(root: Path) -> ResumePoint:
+    """A run without a checkpoint: step 0 and the config recorded in its params.json."""
+    from codex_ml.training.config import schema_sections
+
+    params_file = root / "params.json"
+    try:
+        params = json.loads(params_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ResumeError(f"cannot resume {root}: it has no checkpoint, and the config it started with "
+                          f"({params_file}) is unreadable ({exc}), so it never trained; delete {root} and start it "
+                          "again, or choose another --run-name") from exc
+    # params.json holds the resolved config flattened (plus facts such as model.num_parameters,
+    # which are not config keys and are left out here).
+    config = {section: {key: params[f"{section}.{key}"] for key in keys if f"{section}.{key}" in params}
+              for section, keys in schema_sections().items()}
+    return ResumePoint(root, None, {"config": checkpoint_config(config), "step": 0})

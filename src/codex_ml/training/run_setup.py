@@ -65,7 +65,7 @@ def open_run(trainer: Any) -> Any:
     if not info.is_main:
         run = NullRun()
     elif trainer.resume is not None:
-        run = _skip_logged_steps(run, trainer.start_step)
+        run = _skip_logged_steps(run, trainer)
     if info.enabled and tracking.system_metrics:
         _start_rank_sampler(run, tracking, checkpoint_dir, info)
     return run
@@ -108,15 +108,21 @@ class ReplayFilter:
             setattr(self._run, name, value)
 
 
-def _skip_logged_steps(run: Any, start_step: int) -> Any:
+def _skip_logged_steps(run: Any, trainer: Any) -> Any:
+    """Wrap ``run`` so steps an earlier session logged are not logged twice; say what happens (one line)."""
     from codex_ml.tracking.reader import last_step
 
-    logged = last_step(run.paths.metrics)
-    if logged is None or logged <= start_step:
-        return run
-    print(f"[train] steps {start_step + 1}..{logged} were logged before the interruption; they are trained "
-          "again from the checkpoint but not logged twice", file=sys.stderr)
-    return ReplayFilter(run, logged)
+    start, logged = trainer.start_step, last_step(run.paths.metrics)
+    again = f"steps {start + 1}..{logged}" if logged is not None and logged > start else ""
+    if trainer.resume.restart:
+        print(f"[train] {trainer.run_dir} has no checkpoint (it stopped before its first one): training restarts "
+              "from step 0 in the same run" + (f"; {again}, logged before, are trained again but not logged twice"
+                                               if again else ""), file=sys.stderr)
+    elif again:
+        print(f"[train] {again} were logged before the interruption; they are trained again from the checkpoint "
+              "but not logged twice", file=sys.stderr)
+    # A restart evaluates step 0 again, so its val loss is also dropped when already logged.
+    return ReplayFilter(run, logged) if logged is not None and (again or trainer.resume.restart) else run
 
 
 def _start_rank_sampler(run: Any, tracking: TrackingConfig, checkpoint_dir: Path, info: DistInfo) -> None:

@@ -1,8 +1,10 @@
 """The training loop of ``codex-ml train-model``: a GPT on a text corpus, logging through the tracking core.
 
 Step numbering: step ``s`` (1..max_steps) is logged after the ``s``-th optimizer update; the
-untrained model's val loss is logged at step 0. A resumed run continues at ``last checkpoint + 1``,
-so ``metrics.ndjson`` holds every training step exactly once.
+untrained model's val loss is logged at step 0. A resumed run continues at ``last checkpoint + 1``
+(a run with no checkpoint restarts at step 0), so ``metrics.ndjson`` holds every training step
+exactly once. Ctrl-C or SIGTERM stops after the current step with a checkpoint of it
+(:mod:`codex_ml.training.stopping`).
 
 Distributed (``torchrun``): every rank trains on its own batches, DDP averages the gradients,
 logged losses are averaged over ranks, rank 0 owns the run (sinks, checkpoints) and the
@@ -30,6 +32,7 @@ from codex_ml.training.distributed import DistInfo, all_reduce_mean, cleanup, in
 from codex_ml.training.errors import TrainingError
 from codex_ml.training.observe import estimate_loss, generate_sample, log_histograms, val_metrics
 from codex_ml.training.run_setup import open_run, run_name_for
+from codex_ml.training.stopping import GracefulStop
 
 __all__ = ["TrainResult", "Trainer", "train"]
 
@@ -84,15 +87,17 @@ class Trainer:
         self.config = config = config.with_tracking(self.tracking)
         self.run_dir = Path(self.tracking.output_root) / self.tracking.run_name
         torch.manual_seed(t.seed)  # the same initial weights on every rank
-        tokenizer_dir = resume.run_dir / build.TOKENIZER_DIR if resume else None
-        self.data = build.prepare_data(config, tokenizer_dir)
+        tokenizer_dir = self.run_dir / build.TOKENIZER_DIR
+        # A restart (no checkpoint) may have stopped before its tokenizer was saved: train it again.
+        self.new_tokenizer = resume is None or not tokenizer_dir.is_dir()
+        self.data = build.prepare_data(config, None if self.new_tokenizer else tokenizer_dir)
         self.model = build.build_model(config, self.data.tokenizer.vocab_size).to(device)
         self.optimizer = build.build_optimizer(self.model, config)
         self.scheduler = build.build_scheduler(self.optimizer, config)
         self.windows = RandomWindows(self.data.train, t.batch_size, config.model.block_size, t.seed + 7919 * info.rank)
         torch.manual_seed(t.seed + info.rank)  # dropout differs per rank, like the batches
-        self.start_step, self.best_val, self.evaluated_step = 0, math.inf, -1
-        if resume is not None:
+        self.start_step, self.best_val, self.saved_step, self.evaluated_step = 0, math.inf, -1, -1
+        if resume is not None and not resume.restart:
             self._restore(resume)
         if self.start_step >= t.max_steps and _run_status(self.run_dir) == "FINISHED":
             raise TrainingError(f"{self.run_dir} already trained {self.start_step} of training.max_steps="
@@ -115,7 +120,7 @@ class Trainer:
             self.scheduler.load_state_dict(state["scheduler"])
         except (ValueError, KeyError, RuntimeError) as exc:
             raise TrainingError(f"{source}: optimizer/scheduler state does not fit this config ({exc})") from exc
-        self.start_step = int(state["step"])
+        self.start_step = self.saved_step = int(state["step"])
         self.best_val = float(state.get("best_val_loss", math.inf))
         ranks = state.get("ranks") or []
         if len(ranks) == self.info.world_size:
@@ -152,24 +157,31 @@ class Trainer:
 
     # -- the loop ---------------------------------------------------------------------
     def fit(self) -> TrainResult:
-        """Open the run, train to max_steps (or stop_after_steps), close the run."""
+        """Open the run, train to max_steps (or stop_after_steps, or a signal), close the run.
+
+        After SIGINT/SIGTERM (see :mod:`codex_ml.training.stopping`) the run is closed KILLED
+        with a checkpoint of the last step, then the signal takes its course.
+        """
         run = open_run(self)
-        if self.info.is_main and self.resume is None:
+        if self.info.is_main and self.new_tokenizer:
             from codex_ml.data.tokenizers import save_tokenizer
 
             save_tokenizer(self.data.tokenizer, self.run_dir / build.TOKENIZER_DIR)
         status = "FAILED"
+        stop = GracefulStop()
         try:
-            result = self._loop(run)
-            status = "FINISHED"
-            return result
+            with stop:
+                result = self._loop(run, stop)
+            status = "KILLED" if stop.signum else "FINISHED"
         except KeyboardInterrupt:
             status = "KILLED"
             raise
         finally:
             run.close(status)
+        stop.end_process_as_asked()
+        return result
 
-    def _loop(self, run: Any) -> TrainResult:
+    def _loop(self, run: Any, stop: GracefulStop) -> TrainResult:
         # Longer than most functions on purpose: the whole step reads top to bottom in one place.
         t, cfg = self.config.training, self.config
         end = t.max_steps if t.stop_after_steps is None else min(t.max_steps, self.start_step + t.stop_after_steps)
@@ -221,8 +233,11 @@ class Trainer:
             val_loss, sample = self._periodic(run, step, end, val_loss, sample)
             if self.evaluated_step == step:  # the bar must not end on the val loss of an earlier step
                 bar.set_postfix(loss=f"{loss:.4f}", val=f"{val_loss:.4f}", refresh=False)
+            if stop.agreed(self.info, self.device):
+                end = self._stop_at(run, step, stop)
+                break
         bar.close()
-        done = end == t.max_steps
+        done = end == t.max_steps and not stop.signum
         return TrainResult(self.run_dir, end, loss, val_loss, self.best_val,
                            tokens_per_step * (end - self.start_step) / max(train_time, 1e-9), done, sample)
 
@@ -230,6 +245,16 @@ class Trainer:
         """``val=`` for the progress bar, only once this session has evaluated (a resumed run's
         best val loss is not its current one)."""
         return {"val": f"{val_loss:.4f}"} if self.evaluated_step >= 0 else {}
+
+    def _stop_at(self, run: Any, step: int, stop: GracefulStop) -> int:
+        """Checkpoint ``step`` (unless it just was) after a stop signal; return the last step."""
+        if self.saved_step != step:
+            run.flush()
+            self._checkpoint(step, False)
+        if self.info.is_main:
+            print(f"[train] {stop.name}: stopped after step {step} with a checkpoint of it; the run ends KILLED. "
+                  f"Continue it with --resume {self.run_dir}", file=sys.stderr, flush=True)
+        return step
 
     def _periodic(self, run: Any, step: int, end: int, val_loss: float, sample: str) -> tuple[float, str]:
         """Evaluation, histograms, samples and checkpoints due after ``step``."""
@@ -266,6 +291,7 @@ class Trainer:
         """Rank 0 writes; every rank contributes its RNG and batch-stream state."""
         from codex_ml.training.checkpoints import capture_rng_state, save_checkpoint
 
+        self.saved_step = step
         mine = {"batches": self.windows.state_dict(), "rng": capture_rng_state()}
         ranks: list[Any] = [mine]
         if self.info.enabled:

@@ -1,0 +1,90 @@
+"""Ctrl-C and SIGTERM during training: finish the step, checkpoint it, then stop.
+
+Inside ``with GracefulStop() as stop:`` the first SIGINT or SIGTERM only records the signal.
+The trainer checks :meth:`GracefulStop.agreed` after each step (under DDP all ranks agree, so
+they checkpoint together), writes a checkpoint of that step, closes the run KILLED, and then
+calls :meth:`GracefulStop.end_process_as_asked`: SIGINT raises KeyboardInterrupt (the CLI exits
+130); SIGTERM goes to the handler that was there before (the tracking core's, which closes any
+other open run and then lets the process die of SIGTERM, so the exit status is kept).
+
+The wait is one step (with its eval/sample, if due) and one checkpoint. A second signal in the
+meantime stops at once, without that checkpoint, as if this class were not there. A signal that
+is ignored (``SIG_IGN``, e.g. SIGINT of a background job) stays ignored; outside the main thread
+nothing is installed (Python allows handlers only there).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import threading
+from typing import Any
+
+__all__ = ["GracefulStop"]
+
+
+class GracefulStop:
+    """Defer SIGINT/SIGTERM to a step boundary (see the module docstring)."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        #: The signal that asked to stop (after :meth:`agreed`, the one all ranks agreed on).
+        self.signum: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> GracefulStop:
+        if threading.current_thread() is threading.main_thread():
+            for signum in self.SIGNALS:
+                previous = signal.getsignal(signum)
+                if previous is signal.SIG_IGN:
+                    continue
+                self._previous[signum] = signal.SIG_DFL if previous is None else previous
+                signal.signal(signum, self._record)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._restore()
+
+    def _restore(self) -> None:
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
+        self._previous.clear()
+
+    def _record(self, signum: int, frame: Any) -> None:
+        if self.signum is not None:  # the second signal: stop now, the way it would without us
+            self._restore()
+            signal.raise_signal(signum)
+            return
+        self.signum = signum
+        # os.write, not print: the handler may run while the main thread is inside a write to
+        # sys.stderr (the progress bar), and a buffered writer refuses a reentrant call.
+        with contextlib.suppress(OSError):
+            os.write(2, f"\n[train] {self.name}: stopping after this step with a checkpoint (send "
+                        f"{self.name} again to stop at once, without one)\n".encode())
+
+    @property
+    def name(self) -> str:
+        """``SIGINT``/``SIGTERM`` (empty before a signal)."""
+        return signal.Signals(self.signum).name if self.signum else ""
+
+    def agreed(self, info: Any, device: Any) -> bool:
+        """Whether to stop after this step; under DDP a signal on any rank stops every rank."""
+        if not info.enabled:
+            return self.signum is not None
+        import torch
+        import torch.distributed as dist
+
+        box = torch.tensor([self.signum or 0], dtype=torch.int64, device=device)
+        dist.all_reduce(box, op=dist.ReduceOp.MAX)
+        self.signum = int(box.item()) or None
+        return self.signum is not None
+
+    def end_process_as_asked(self) -> None:
+        """After the checkpoint and the close: re-raise the recorded signal with the previous handlers."""
+        self._restore()
+        if self.signum is None:
+            return
+        signal.raise_signal(self.signum)  # SIGINT: KeyboardInterrupt; SIGTERM: the previous handler
+        raise KeyboardInterrupt  # a previous handler that returned: the run is closed, stop anyway
