@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from codex_ml.cli.exits import print_error
 from codex_ml.errors import CodexMLError
 from codex_ml.pipeline.config import METHODS, PipelineConfig, apply_overrides, load_config_file
 from codex_ml.tracking.flags import add_tracking_arguments, tracking_config_from
@@ -42,7 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--method", choices=METHODS, help="M2 method: rloo (policy vs reward model, KL to M1) or dpo")
     group.add_argument("--no-progress", action="store_true", help="no progress bars or final table")
     group.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. sft.steps=500")
-    add_tracking_arguments(parser)
+    # The run directory is --output-dir: --run-name/--output-root would only be refused.
+    add_tracking_arguments(parser, exclude=("run_name", "output_root"))
     return parser
 
 
@@ -59,19 +61,19 @@ def config_from_args(args: argparse.Namespace) -> PipelineConfig:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Parse, validate, run; a CodexMLError is one clear line and exit status 2."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.run_name or args.output_root:
-        parser.error("--run-name/--output-root do not apply here: the run directory is --output-dir")
+    """Parse, validate, run; a CodexMLError is one clear line and exit status 2.
+
+    Flags, config and inputs are all checked before ``--output-dir`` is created.
+    """
+    args = build_parser().parse_args(argv)
     try:
         config = config_from_args(args)
+        tracking = tracking_config_from(args)
         from codex_ml.pipeline.runner import run_pipeline
 
-        summary = run_pipeline(config, tracking_config_from(args), progress=not args.no_progress)
+        summary = run_pipeline(config, tracking, progress=not args.no_progress)
     except CodexMLError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        return print_error(err)
     return 0 if summary.get("pipeline_status") == "FINISHED" else 1
 
 

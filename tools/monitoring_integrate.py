@@ -34,20 +34,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Parse flags, run the demo job, return the exit code."""
-    from codex_ml.errors import CodexMLError
+    from codex_ml.cli.exits import print_error, user_errors
     from codex_ml.tracking.flags import tracking_config_from
 
     args = build_parser().parse_args(argv)
     if args.steps < 1:
-        print("error: --steps must be at least 1", file=sys.stderr)
-        return 2
-    try:
+        return print_error(f"--steps must be at least 1, got {args.steps}")
+    with user_errors():  # every check (flag ranges, sink names) runs before anything is written
+        tracking = tracking_config_from(args)
         from codex_ml.cli.demo_command import run_demo
 
-        run_demo(tracking_config_from(args), steps=args.steps, progress=not args.no_progress)
-    except CodexMLError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        run_demo(tracking, steps=args.steps, progress=not args.no_progress)
     return 0
 
 

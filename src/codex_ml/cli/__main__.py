@@ -4,11 +4,12 @@ so that ``codex-ml --help`` stays instant and loads no torch or tracking backend
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from codex_ml import __version__
+from codex_ml.cli.exits import print_error, user_errors
 from codex_ml.tracking.config import TrackingConfig
 from codex_ml.tracking.flags import fill_optional_values, with_tracking_options
 
@@ -35,13 +36,9 @@ def demo(
 ) -> None:
     """Train a small character transformer on the bundled text, logging to the chosen sinks."""
     from codex_ml.cli.demo_command import run_demo
-    from codex_ml.errors import CodexMLError
 
-    try:
+    with user_errors():
         run_demo(tracking or TrackingConfig(), steps=steps, progress=progress)
-    except CodexMLError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
 
 
 from codex_ml.plugins.cli import app as plugins_app  # noqa: E402  (light: Typer only)
@@ -64,20 +61,46 @@ def train_model(
 ) -> None:
     """Train the transformer language model described by a config (works under torchrun too)."""
     from codex_ml.cli.train_command import run_train_model
-    from codex_ml.errors import CodexMLError
 
-    try:
+    with user_errors():
         run_train_model(config, overrides or [], resume, tracking or TrackingConfig(), progress=progress)
-    except CodexMLError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console-script entry point (``--system-metrics`` with no value means AUTO)."""
+    """Console-script entry point (``--system-metrics`` with no value means AUTO).
+
+    A bad command line (unknown option, value of the wrong type or out of range) is one
+    ``error:`` line and exit status 2, like every other user error; exits via SystemExit.
+    """
     import sys
 
-    app(args=fill_optional_values(sys.argv[1:] if argv is None else argv), prog_name="codex-ml")
+    errors = _click_exceptions()
+    args = fill_optional_values(sys.argv[1:] if argv is None else argv)
+    try:
+        code = typer.main.get_command(app).main(args=args, prog_name="codex-ml", standalone_mode=False)
+    except getattr(errors, "NoArgsIsHelpError", ()) as exc:  # a bare group: its help, as click shows it
+        exc.show()
+        code = exc.exit_code
+    except errors.UsageError as exc:
+        hint = f" (see: {exc.ctx.command_path} --help)" if exc.ctx is not None else ""
+        code = print_error(exc.format_message() + hint)
+    except errors.ClickException as exc:
+        exc.show()
+        code = exc.exit_code
+    except typer.Abort:
+        print("Aborted!", file=sys.stderr)
+        code = 1
+    # No command returns a value: what comes back is the code of a typer.Exit (None: success).
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _click_exceptions() -> Any:
+    """The exceptions module of the click that Typer runs on (recent Typer vendors its own)."""
+    try:
+        from typer._click import exceptions
+    except ImportError:
+        from click import exceptions
+    return exceptions
 
 
 if __name__ == "__main__":

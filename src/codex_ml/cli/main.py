@@ -22,10 +22,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from codex_ml.errors import CodexMLError
 from codex_ml.tracking.config import TrackingConfig
 from codex_ml.tracking.flags import add_tracking_arguments, fill_optional_values, tracking_config_from
 
-__all__ = ["config_dir", "main", "split_tracking_flags"]
+__all__ = ["OverrideError", "check_overrides", "config_dir", "main", "split_tracking_flags"]
 
 CONFIG_DIR_ENV = "CODEX_ML_CONFIG_DIR"
 _OVERRIDE = re.compile(r"^[+~]{0,2}[A-Za-z_][\w.@/-]*=")
@@ -49,7 +50,7 @@ def split_tracking_flags(argv: list[str]) -> tuple[TrackingConfig, list[str]]:
         if arg == "--system-metrics" and _OVERRIDE.match(argv[index + 1]):
             argv = [*argv[: index + 1], "AUTO", *argv[index + 1 :]]
             break
-    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    parser = argparse.ArgumentParser(prog="python -m codex_ml.cli.main", add_help=False, allow_abbrev=False)
     add_tracking_arguments(parser)
     known, rest = parser.parse_known_args(argv)
     return tracking_config_from(known), [_hydra_override(arg) for arg in rest]
@@ -96,12 +97,18 @@ def _run(cfg: Any, flags: TrackingConfig) -> Any:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Strip the tracking flags, then let Hydra compose the config and call the trainer."""
+    """Strip the tracking flags, then let Hydra compose the config and call the trainer.
+
+    Every user error (a flag out of range, an unknown group option, a bad override, a config
+    the schema refuses) is one ``error:`` line and exit status 2, before anything is written.
+    """
     import hydra
 
-    from codex_ml.errors import CodexMLError
+    from codex_ml.cli.exits import user_errors
 
-    flags, rest = split_tracking_flags(sys.argv[1:] if argv is None else argv)
+    with user_errors():
+        flags, rest = split_tracking_flags(sys.argv[1:] if argv is None else argv)
+        check_overrides(rest)
     if "--help" in rest or "-h" in rest:  # Hydra's help below does not know our flags
         parser = argparse.ArgumentParser(prog="python -m codex_ml.cli.main", add_help=False,
                                          usage="%(prog)s [key=value ...] [tracking flags] [hydra flags]")
@@ -111,14 +118,35 @@ def main(argv: list[str] | None = None) -> None:
 
     @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")
     def _entry(cfg: Any) -> None:
-        try:
+        with user_errors():
             _run(cfg, flags)
-        except CodexMLError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            sys.exit(2)
 
     _entry()
 
 
+class OverrideError(CodexMLError, ValueError):
+    """An override Hydra cannot apply: an unknown group option, bad syntax, a broken interpolation."""
+
+
+def check_overrides(rest: list[str]) -> None:
+    """Compose the config once with Hydra's compose API before Hydra's own run.
+
+    Hydra reports its own errors as several lines and exit status 1; composing first turns a
+    typo such as ``training=tinyy`` into one OverrideError. Skipped when Hydra flags
+    (``--cfg``, ``--multirun``, ``--config-dir``, ...) are given: Hydra then handles everything.
+    """
+    if any(arg.startswith("-") for arg in rest):
+        return
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+            OmegaConf.to_container(compose("config", overrides=rest), resolve=True)
+    except (HydraException, OmegaConfBaseException) as exc:
+        message = str(exc).split("\nConfig search path:")[0].strip()  # the search path is noise here
+        raise OverrideError(message) from None
 if __name__ == "__main__":
     main()

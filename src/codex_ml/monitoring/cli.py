@@ -16,7 +16,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from codex_ml.errors import CodexMLError
+from codex_ml.cli.exits import user_errors
 
 app = typer.Typer(
     name="monitoring",
@@ -25,7 +25,6 @@ app = typer.Typer(
     add_completion=False,
 )
 
-EXIT_ERROR = 2
 FORMATS_HELP = "csv | parquet | jsonl (default: from OUT's suffix)"
 BACKENDS_HELP = "tensorboard | mlflow | wandb: replay the run's NDJSON into that backend (idempotent)"
 
@@ -38,11 +37,8 @@ def _err_console() -> Any:
 
 def _guard(action: Callable[[], Any]) -> Any:
     """Run ``action``; a CodexMLError becomes one 'error:' line and exit status 2."""
-    try:
+    with user_errors():
         return action()
-    except CodexMLError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(EXIT_ERROR) from exc
 
 
 def _table_console() -> Any:

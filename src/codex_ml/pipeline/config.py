@@ -8,6 +8,7 @@ are collected and reported together in one :class:`PipelineConfigError`.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -130,23 +131,63 @@ class PipelineConfig:
         return config
 
     def check(self) -> list[str]:
-        """Values that have the right type but cannot work."""
-        problems = []
+        """Values that have the right type but cannot work (all of them, in key order)."""
+        problems = _not_numbers(self, "")
         if self.preference.method not in METHODS:
             problems.append(f"preference.method: must be one of {list(METHODS)}, got {self.preference.method!r}")
         if self.tokenizer not in ("char", "bpe"):
             problems.append(f"tokenizer: must be 'char' or 'bpe', got {self.tokenizer!r}")
         if not 0.0 < self.val_fraction < 0.5:
             problems.append(f"val_fraction: must be in (0, 0.5), got {self.val_fraction}")
-        for section in ("pretrain", "sft", "reward", "preference"):
-            for name in ("steps", "eval_every"):
-                if getattr(getattr(self, section), name) <= 0:
-                    problems.append(f"{section}.{name}: must be > 0")
+        if not 0 <= self.seed < 2**32:
+            problems.append(f"seed: must be in [0, 2**32), got {self.seed}")
         if self.threads < 0:
             problems.append(f"threads: must be >= 0 (0 = torch's default), got {self.threads}")
-        if self.preference.samples_per_prompt < 2:
-            problems.append("preference.samples_per_prompt: RLOO needs at least 2 samples per prompt")
+        problems += _model_problems(self.model)
+        for name in ("pretrain", "sft", "reward", "preference"):
+            problems += _section_problems(name, getattr(self, name))
+        pref = self.preference
+        at_least = {"batch_prompts": 1, "samples_per_prompt": 2, "max_new_tokens": 1, "eval_prompts": 1, "eval_samples": 1}
+        problems += [f"preference.{k}: must be >= {low}, got {getattr(pref, k)}" for k, low in at_least.items() if getattr(pref, k) < low]
+        problems += [f"preference.{k}: must be > 0, got {getattr(pref, k)}" for k in ("beta", "temperature") if not getattr(pref, k) > 0]
+        if pref.kl_coef < 0:
+            problems.append(f"preference.kl_coef: must be >= 0, got {pref.kl_coef}")
         return problems
+
+
+def _not_numbers(section: Any, prefix: str) -> list[str]:
+    """NaN or infinite floats anywhere in ``section`` (they pass every range check)."""
+    out = []
+    for f in dataclasses.fields(section):
+        value = getattr(section, f.name)
+        if dataclasses.is_dataclass(value):
+            out += _not_numbers(value, f"{prefix}{f.name}.")
+        elif isinstance(value, float) and not math.isfinite(value):
+            out.append(f"{prefix}{f.name}: must be a finite number, got {value}")
+    return out
+
+
+def _model_problems(model: ModelSection) -> list[str]:
+    out = [f"model.{k}: must be > 0, got {getattr(model, k)}" for k in ("n_layer", "n_head", "n_embd", "block_size")
+           if getattr(model, k) <= 0]
+    if not out and model.n_embd % model.n_head:
+        out.append(f"model.n_embd: must be divisible by model.n_head ({model.n_head}), got {model.n_embd}")
+    if not 0.0 <= model.dropout < 1.0:
+        out.append(f"model.dropout: must be in [0, 1), got {model.dropout}")
+    return out
+
+
+def _section_problems(name: str, section: StageSection | PreferenceSection) -> list[str]:
+    """The optimisation settings every stage shares."""
+    out = [f"{name}.{k}: must be > 0, got {getattr(section, k)}" for k in ("steps", "eval_every", "lr")
+           if not getattr(section, k) > 0]
+    if isinstance(section, StageSection) and section.batch_size < 1:
+        out.append(f"{name}.batch_size: must be >= 1, got {section.batch_size}")
+    if not 0.0 <= section.min_lr <= section.lr:
+        out.append(f"{name}.min_lr: must be in [0, lr={section.lr}], got {section.min_lr}")
+    out += [f"{name}.{k}: must be >= 0, got {getattr(section, k)}" for k in ("warmup_steps", "weight_decay")
+            if getattr(section, k) < 0]
+    return out
 
 
 def _parse_value(text: str) -> Any:

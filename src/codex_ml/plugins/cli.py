@@ -27,9 +27,11 @@ def _registry() -> Any:
     return Registry()
 
 
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(code)
+def _fail(message: str) -> typer.Exit:
+    """Print the one ``error:`` line of a user error; raise the Exit returned (status 2)."""
+    from codex_ml.cli.exits import print_error
+
+    return typer.Exit(print_error(message))
 
 
 @app.command("list")

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import ipaddress
+import math
 import os
+import re
 from dataclasses import dataclass, field, fields
 from typing import Any
 
 from codex_ml import env
+from codex_ml.errors import CodexMLError
 
 DEFAULT_OUTPUT_ROOT = "runs"
 DEFAULT_EXPERIMENT = "codex_ml"
@@ -18,7 +22,7 @@ class TrackingConfig:
     """Which sinks a run writes to and how its background writer behaves."""
 
     run_name: str | None = None
-    output_root: str = field(default_factory=lambda: os.environ.get(env.CODEX_OUTPUT_ROOT, DEFAULT_OUTPUT_ROOT))
+    output_root: str = field(default_factory=lambda: os.environ.get(env.CODEX_OUTPUT_ROOT) or DEFAULT_OUTPUT_ROOT)
     enable_tensorboard: bool = False
     enable_mlflow: bool = False
     #: None means the local store ``runs/<run>/mlruns``; file:, sqlite: and http(s): URIs work.
@@ -56,14 +60,9 @@ class TrackingConfig:
 
     def __post_init__(self) -> None:
         self.extra_sinks = _sink_names(self.extra_sinks)
-        if self.flush_interval <= 0:
-            raise ValueError(f"flush_interval must be > 0 seconds, got {self.flush_interval}")
-        if self.max_queue < 1 or self.sink_max_pending < 1:
-            raise ValueError("max_queue and sink_max_pending must be >= 1")
-        if self.prometheus_port is not None and not 0 <= self.prometheus_port <= 65535:
-            raise ValueError(f"prometheus_port must be 0-65535, got {self.prometheus_port}")
-        if self.close_timeout < 0:
-            raise ValueError(f"close_timeout must be >= 0, got {self.close_timeout}")
+        problems = _problems(self)
+        if problems:
+            raise TrackingConfigError(problems)
 
     def replace(self, **changes: Any) -> TrackingConfig:
         """A copy with ``changes`` applied; unknown names raise TypeError listing valid ones."""
@@ -80,10 +79,129 @@ class TrackingConfig:
         return self.wandb_project or os.environ.get(env.WANDB_PROJECT) or DEFAULT_WANDB_PROJECT
 
 
+class TrackingConfigError(CodexMLError, ValueError):
+    """Tracking settings out of range. The message names each one's command-line flag and
+    config key (``--prometheus-port (tracking.prometheus_port) must be ...``)."""
+
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        #: The TrackingConfig fields at fault, in order, and one message for each.
+        self.fields = [name for name, _ in problems]
+        self.problems = [f"{setting_label(name)} {why}" for name, why in problems]
+        super().__init__("; ".join(self.problems))
+
+
+#: Config keys of the fields that live in the ``system_metrics`` section instead of ``tracking``.
+_CONFIG_KEYS = {"system_metrics": "system_metrics.path", "system_metrics_interval": "system_metrics.interval"}
+
+
+def setting_label(name: str) -> str:
+    """How a user sets field ``name``: ``--flag (config.key)``, or the config key alone."""
+    from codex_ml.tracking.flags import TRACKING_FLAGS  # flags imports this module
+
+    key = _CONFIG_KEYS.get(name, f"tracking.{name}")
+    flag = next((f.names[0] for f in TRACKING_FLAGS if f.field == name), None)
+    return f"{flag} ({key})" if flag else key
+
+
 def _sink_names(value: Any) -> list[str]:
     """``extra_sinks`` as a list of names; one string (e.g. from YAML) is one name."""
     names = [value] if isinstance(value, str) else list(value or [])
     for name in names:
         if not isinstance(name, str) or not name.strip():
-            raise ValueError(f"extra_sinks must be sink plugin names, got {name!r}")
+            raise TrackingConfigError([("extra_sinks", f"must be sink plugin names, got {name!r}")])
     return [name.strip() for name in names]
+
+
+# Schemes MLflow itself serves (SQLAlchemy ones may name a driver: postgresql+psycopg2).
+_MLFLOW_SCHEMES = {"file", "sqlite", "http", "https", "postgresql", "mysql", "mssql", "databricks", "databricks-uc", "uc"}
+_HOSTNAME = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$")
+
+
+def _problems(c: TrackingConfig) -> list[tuple[str, str]]:
+    """Every value out of range, as (field, what is wrong)."""
+    out = [(name, "must not be empty") for name in ("mlflow_tracking_uri", "mlflow_experiment", "system_metrics",
+                                                      "prometheus_pushgateway")
+           if isinstance(getattr(c, name), str) and not getattr(c, name).strip()]
+    if not str(c.output_root).strip():
+        out.append(("output_root", "must not be empty (use . for the current directory)"))
+    if c.run_name is not None:
+        from codex_ml.tracking.paths import validate_run_name
+
+        try:
+            validate_run_name(c.run_name)
+        except ValueError as exc:
+            out.append(("run_name", f"is not usable: {exc}"))
+    out += _number_problems(c)
+    out += _address_problems(c)
+    return out
+
+
+def _number_problems(c: TrackingConfig) -> list[tuple[str, str]]:
+    out = []
+    # (field, lowest value, whether the lowest is allowed, whether infinity is allowed)
+    for name, allow_zero, allow_inf in (("flush_interval", False, False), ("system_metrics_interval", True, False),
+                                        ("close_timeout", True, True)):
+        value = getattr(c, name)
+        if not _is_number(value) or math.isnan(value) or value < 0 or (value == 0 and not allow_zero) \
+                or (math.isinf(value) and not allow_inf):
+            bound = ">= 0" if allow_zero else "> 0"
+            out.append((name, f"must be a {'' if allow_inf else 'finite '}number of seconds {bound}, got {value!r}"))
+    for name in ("max_queue", "sink_max_pending", "sink_max_failures", "histogram_bins"):
+        value = getattr(c, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            out.append((name, f"must be an integer >= 1, got {value!r}"))
+    port = c.prometheus_port
+    if port is not None and (isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535):
+        out.append(("prometheus_port", f"must be a port number 0-65535 (0 picks a free one), got {port!r}"))
+    return out
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _address_problems(c: TrackingConfig) -> list[tuple[str, str]]:
+    out = []
+    uri = c.mlflow_tracking_uri
+    if isinstance(uri, str) and uri.strip() and not _mlflow_scheme_ok(uri):
+        out.append(("mlflow_tracking_uri", f"has an unsupported scheme: {uri.split(':', 1)[0]!r} (use a path, file:, "
+                                           "sqlite:///, http(s)://host:port, postgresql://, mysql:// or databricks)"))
+    if not _is_host(c.prometheus_addr):
+        out.append(("prometheus_addr", f"must be an IP address or host name, got {c.prometheus_addr!r}"))
+    gateway = c.prometheus_pushgateway
+    if isinstance(gateway, str) and gateway.strip():
+        scheme, sep, rest = gateway.partition("://")
+        host = (rest if sep else gateway).split("/", 1)[0].rsplit("@", 1)[-1]
+        if (sep and scheme.lower() not in ("http", "https")) or not host or any(ch.isspace() for ch in gateway):
+            out.append(("prometheus_pushgateway", f"must be an http(s)://host:port URL (or host:port), got {_masked(gateway)!r}"))
+    return out
+
+
+def _mlflow_scheme_ok(uri: str) -> bool:
+    """A plain path, a scheme MLflow serves, or one an installed MLflow plugin registers."""
+    match = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*):", uri)
+    if match is None or len(match.group(1)) == 1:  # no scheme, or a Windows drive letter
+        return True
+    scheme = match.group(1).lower().split("+", 1)[0]
+    if scheme in _MLFLOW_SCHEMES:
+        return True
+    from importlib.metadata import entry_points
+
+    return scheme in {ep.name for ep in entry_points(group="mlflow.tracking_store")}
+
+
+def _is_host(value: Any) -> bool:
+    if not isinstance(value, str) or not value:
+        return False
+    try:
+        ipaddress.ip_address(value.strip("[]"))
+        return True
+    except ValueError:
+        pass
+    # All digits and dots is meant as an IPv4 address, and that failed above (999.1.1.1).
+    return not re.fullmatch(r"[0-9.]+", value) and _HOSTNAME.match(value) is not None
+
+
+def _masked(url: str) -> str:
+    """``url`` without the password of a ``user:password@`` part (messages are printed)."""
+    return re.sub(r"//([^/@:]*):[^/@]*@", r"//\1:***@", url)

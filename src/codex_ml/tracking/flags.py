@@ -52,10 +52,16 @@ TRACKING_FLAGS: tuple[Flag, ...] = (
 )
 
 
-def add_tracking_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
-    """Add the tracking flags to an argparse parser, in their own help group."""
+def add_tracking_arguments(parser: argparse.ArgumentParser, exclude: tuple[str, ...] = ()) -> argparse._ArgumentGroup:
+    """Add the tracking flags to an argparse parser, in their own help group.
+
+    ``exclude`` names fields to leave out, e.g. ``("run_name", "output_root")`` for a command
+    whose run directory is set another way (the pipeline's ``--output-dir``).
+    """
     group = parser.add_argument_group("tracking")
     for flag in TRACKING_FLAGS:
+        if flag.field in exclude:
+            continue
         if flag.is_switch:
             group.add_argument(*flag.names, dest=flag.field, action="store_true", default=None, help=flag.help)
         elif flag.multiple:
@@ -90,10 +96,27 @@ def _is_override(word: str) -> bool:
 
 
 def tracking_config_from(values: argparse.Namespace | Mapping[str, Any], base: TrackingConfig | None = None) -> TrackingConfig:
-    """A TrackingConfig from parsed flags; flags left unset keep ``base``'s values."""
+    """A TrackingConfig from parsed flags; flags left unset keep ``base``'s values.
+
+    Out-of-range values raise :class:`~codex_ml.tracking.config.TrackingConfigError` and an
+    unknown ``--sink`` name a PluginError (both CodexMLErrors), before anything is written.
+    """
     data = vars(values) if isinstance(values, argparse.Namespace) else dict(values)
     changes = {f.field: data[f.field] for f in TRACKING_FLAGS if _is_set(data.get(f.field))}
-    return (base or TrackingConfig()).replace(**changes)
+    config = (base or TrackingConfig()).replace(**changes)
+    check_sink_names(changes.get("extra_sinks") or [])
+    return config
+
+
+def check_sink_names(names: list[str]) -> None:
+    """Raise UnknownPluginError for a ``--sink`` name no plugin registers (nothing is imported)."""
+    if not names:
+        return
+    from codex_ml.plugins.registry import Registry
+
+    registry = Registry()
+    for name in names:
+        registry.spec("sinks", name.strip())
 
 
 def _is_set(value: Any) -> bool:
@@ -121,8 +144,12 @@ def with_tracking_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from codex_ml.cli.exits import user_errors
+
         flag_values = {f.field: kwargs.pop(f.field, None) for f in TRACKING_FLAGS}
-        return func(*args, tracking=tracking_config_from(flag_values), **kwargs)
+        with user_errors():  # an out-of-range flag: one error line, exit 2, before the command runs
+            tracking = tracking_config_from(flag_values)
+        return func(*args, tracking=tracking, **kwargs)
 
     wrapper.__signature__ = signature.replace(parameters=kept + added)  # type: ignore[attr-defined]
     return wrapper

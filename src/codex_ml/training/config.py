@@ -11,6 +11,7 @@ This module imports neither torch nor omegaconf at import time.
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
@@ -21,7 +22,7 @@ from codex_ml.config_schema import (
     YamlFileError, check_mapping, delete_dotted, merge_tree, parse_value, read_yaml_file, set_dotted, split_override,
 )
 from codex_ml.errors import CodexMLError
-from codex_ml.tracking.config import TrackingConfig
+from codex_ml.tracking.config import TrackingConfig, TrackingConfigError
 
 __all__ = [
     "ConfigError", "DataConfig", "ModelConfig", "SystemMetricsConfig", "TrainConfig", "TrainingConfig",
@@ -134,6 +135,10 @@ class TrainingConfig:
             out.append(f"min_lr ({self.min_lr}) must be in [0, lr={self.lr}]")
         if self.stop_after_steps is not None and self.stop_after_steps <= 0:
             out.append(f"stop_after_steps must be > 0 or null, got {self.stop_after_steps}")
+        # AdamW's betas; torch would refuse them only when the optimizer is built.
+        out += [f"{k} must be in [0, 1), got {getattr(self, k)}" for k in ("beta1", "beta2") if not 0.0 <= getattr(self, k) < 1.0]
+        if not 0 <= self.seed < 2**32:
+            out.append(f"seed must be in [0, 2**32), got {self.seed}")
         return out
 
 
@@ -146,7 +151,8 @@ class SystemMetricsConfig:
 
     def problems(self) -> list[str]:
         """An interval that cannot be honoured."""
-        return [] if self.interval >= 0 else [f"interval must be >= 0 seconds, got {self.interval}"]
+        ok = math.isfinite(self.interval) and self.interval >= 0
+        return [] if ok else [f"interval must be a finite number of seconds >= 0, got {self.interval}"]
 
 
 @dataclass
@@ -199,6 +205,8 @@ def validate_config(raw: Mapping[str, Any], source: str = "config") -> TrainConf
     config = TrainConfig(tracking=tracking, **sections)
     try:
         config.tracking_config()
+    except TrackingConfigError as exc:  # its message names each key (and flag) already
+        raise ConfigError(source, exc.problems) from exc
     except (TypeError, ValueError) as exc:
         raise ConfigError(source, [f"tracking: {exc}"]) from exc
     return config
@@ -210,6 +218,8 @@ def _build_section(cls: type, data: Any, prefix: str, problems: list[str]) -> An
     if values is None:
         return cls()
     instance = cls(**values)
+    # YAML's .nan/.inf are floats: NaN passes every range check below, so refuse it here.
+    problems.extend(f"{prefix}.{k} must be a number, got {v}" for k, v in values.items() if isinstance(v, float) and math.isnan(v))
     problems.extend(f"{prefix}.{p}" for p in instance.problems())
     return instance
 
