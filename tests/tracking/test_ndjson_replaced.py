@@ -81,3 +81,25 @@ def test_a_file_that_stays_put_is_never_reported(tmp_path: Path, capfd: pytest.C
         os.chdir(here)
     assert _steps(tmp_path / "runs" / "still" / "metrics.ndjson") == list(range(20))
     assert _ndjson_lines(capfd.readouterr().err) == []
+
+
+def test_a_moved_run_directory_keeps_its_records(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    """The whole run directory moved away and a new one made under the old name (another run):
+    the records stay with their run, in the moved directory, never in the new one."""
+    run = start_run("aside", output_root=str(tmp_path), flush_interval=0.02)
+    run.log_metrics({"loss": 1.0}, step=0)
+    run.flush()
+    os.rename(tmp_path / "aside", tmp_path / "aside.old")
+    (tmp_path / "aside").mkdir()
+    (tmp_path / "aside" / "metrics.ndjson").write_text('{"v": 1, "step": 7, "time": 0, "metrics": {"other": 1}}\n')
+    run.log_metrics({"loss": 0.5}, step=1)
+    run.flush()
+    run.log_metrics({"loss": 0.25}, step=2)
+    run.flush()
+    assert _steps(tmp_path / "aside.old" / "metrics.ndjson") == [0, 1, 2]
+    assert _steps(tmp_path / "aside" / "metrics.ndjson") == [7]
+    said = _ndjson_lines(capfd.readouterr().err)
+    assert len(said) == 1 and "run directory" in said[0], said
+    os.rename(tmp_path / "aside", tmp_path / "other")
+    os.rename(tmp_path / "aside.old", tmp_path / "aside")  # back in place before its closing files
+    run.close()

@@ -8,7 +8,9 @@ next drain; past ``max_pending_bytes`` the oldest are dropped and counted, never
 The file is written through one descriptor, so renaming or deleting it under a live run
 would send every later record into the renamed (or unlinked) file. Before each write the
 descriptor's inode is compared with the one at the documented path (one ``stat``); when they
-differ the file is recreated at the path and the move is reported once.
+differ the file is recreated at the path and the move is reported once. When the whole run
+directory was moved instead, the records stay with their run: writing goes on in the moved
+file, never into whatever directory now has the old name (a new run, perhaps).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ class NdjsonFile:
         # Absolute, so a chdir of the training code is never mistaken for a moved file.
         self._where = os.path.abspath(path)
         self._fd, self._identity = _open_append(self._where)
+        self._directory = _identity(os.path.dirname(self._where))
         self._reopen_failed = False
         self._reporter = reporter
         self._fsync = fsync
@@ -70,21 +73,28 @@ class NdjsonFile:
             pass
         except OSError:
             return  # cannot tell (e.g. a permission change): keep writing where we are
+        if _identity(os.path.dirname(self._where)) != self._directory:
+            self._stay(f"the run directory of {self.path.name} was moved or replaced while the run was writing it; "
+                       "records keep going to the moved directory")
+            return
         try:
             repair_torn_tail(self._where)  # a file put there by hand may end mid-line
             fd, identity = _open_append(self._where)
         except OSError as exc:
-            if not self._reopen_failed:
-                self._reopen_failed = True
-                self._reporter.error("ndjson", f"{self.path} was renamed or deleted while the run was writing it "
-                                               f"and cannot be recreated ({exc.strerror or exc}); "
-                                               "records keep going to the moved file")
+            self._stay(f"{self.path} was renamed or deleted while the run was writing it and cannot be recreated "
+                       f"({exc.strerror or exc}); records keep going to the moved file")
             return
         os.close(self._fd)
         self._fd, self._identity, self._reopen_failed = fd, identity, False
         self._reporter.error("ndjson", f"{self.path.name} was renamed or deleted while the run was writing it; "
                                        f"later records go to a new {self.path} (the earlier ones are in the "
                                        "moved file, if it still exists)")
+
+    def _stay(self, why: str) -> None:
+        """Keep writing the moved file; say why once."""
+        if not self._reopen_failed:
+            self._reopen_failed = True
+            self._reporter.error("ndjson", why)
 
     def _on_error(self, exc: OSError) -> None:
         if not self._failing:
@@ -121,3 +131,11 @@ def _open_append(path: str) -> tuple[int, tuple[int, int]]:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
     st = os.fstat(fd)
     return fd, (st.st_dev, st.st_ino)
+
+
+def _identity(path: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
