@@ -61,3 +61,33 @@ def test_two_process_gloo_training(tmp_path: Path) -> None:
     assert state["world_size"] == 2 and len(state["ranks"]) == 2
     assert not torch.equal(state["ranks"][0]["batches"]["generator"], state["ranks"][1]["batches"]["generator"])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ddp"]  # no rank wrote anywhere else
+
+
+def test_sigterm_to_torchrun_checkpoints_every_rank_at_one_step(tmp_path: Path) -> None:
+    """SIGTERM to torchrun (what a scheduler sends) before the first checkpoint: the ranks agree on one
+    step, rank 0 checkpoints it with both ranks' states, and the run ends KILLED."""
+    import signal
+    import time
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           "-m", "codex_ml.cli", "train-model", "--no-progress", "--output-root", str(tmp_path), "--run-name", "term",
+           *TINY, "training.max_steps=5000", "training.checkpoint_interval=1000", "training.eval_interval=1000",
+           "training.histogram_interval=1000", "training.sample_interval=1000", "tracking.flush_interval=0.05"]
+    err = (tmp_path / "err.txt").open("w+")
+    job = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=err)
+    metrics, deadline = tmp_path / "term" / "metrics.ndjson", time.monotonic() + 120
+    while not metrics.exists() or max((r["step"] for r in records(metrics)), default=0) < 3:
+        assert job.poll() is None and time.monotonic() < deadline, err.seek(0) or err.read()[-3000:]
+        time.sleep(0.05)
+    assert not (tmp_path / "term" / "checkpoints" / "latest.pt").exists()
+    job.send_signal(signal.SIGTERM)
+    job.wait(timeout=120)
+    err.seek(0)
+    text = err.read()
+    run = tmp_path / "term"
+    assert json.loads((run / "run.json").read_text())["status"] == "KILLED", text[-3000:]
+    state = load_checkpoint(run / "checkpoints" / "latest.pt")
+    assert len(state["ranks"]) == 2 and state["step"] >= 3
+    assert f"[train] SIGTERM: stopped after step {state['step']} with a checkpoint" in text
+    assert series(run, "train/loss")[-1][0] == state["step"]

@@ -112,9 +112,12 @@ def test_missing_or_empty_corpus(tmp_path: Path, content: str | None) -> None:
     corpus = tmp_path / "corpus.txt"
     if content is not None:
         corpus.write_text(content)
-    with pytest.raises(CorpusError, match="corpus.txt"):
+    with pytest.raises(CorpusError, match="corpus.txt") as info:
         train(tiny_config(f"data.path={corpus}"), tracking_for(tmp_path / "runs", "r"))
     assert not (tmp_path / "runs" / "r").exists()
+    assert "--data" not in str(info.value)  # no such flag: the key is data.path
+    if content is None:
+        assert "data.path" in str(info.value)
 
 
 def test_existing_run_name_is_refused_without_damage(tmp_path: Path) -> None:
