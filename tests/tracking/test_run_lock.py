@@ -300,3 +300,21 @@ def test_two_train_model_resumes_at_once_one_trains_the_other_exits_2(tmp_path: 
     train_steps = _train_steps(run_dir)
     assert train_steps == sorted(set(train_steps)) and train_steps[:6] == [1, 2, 3, 4, 5, 6], train_steps
     assert len(_load(run_dir / "run.json")["sessions"]) == 2  # the first and the winner
+
+
+def test_demo_does_not_move_aside_a_run_that_is_still_being_written(tmp_path: Path) -> None:
+    """`codex-ml demo` moves an earlier `runs/demo` aside; one that another process is still
+    writing is refused instead (RunInUseError naming it), and stays where it is."""
+    from codex_ml.cli.demo_command import archive_existing_run
+    from codex_ml.tracking.config import TrackingConfig
+
+    holder = _spawn(tmp_path, HOLDER.replace('"live"', '"demo"'))
+    try:
+        _wait_for_line(holder, "holding")
+        with pytest.raises(RunInUseError, match=f"pid {holder.pid}"):
+            archive_existing_run(TrackingConfig(output_root=str(tmp_path / "runs")), "demo")
+        assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["demo"]
+    finally:
+        holder.kill()
+        holder.communicate(timeout=30)
+    assert archive_existing_run(TrackingConfig(output_root=str(tmp_path / "runs")), "demo") is not None

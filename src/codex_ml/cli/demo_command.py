@@ -23,11 +23,13 @@ def archive_existing_run(config: TrackingConfig, name: str) -> Path | None:
     tracking URI are rewritten to the new place (codex_ml.tracking.relocate).
     """
     from codex_ml.tracking.relocate import relocate_run_dir
+    from codex_ml.tracking.run_lock import check_not_in_use
 
     validate_run_name(name)
     old = Path(config.output_root) / name
     if not old.exists():
         return None
+    check_not_in_use(old)  # a run another demo is still writing is not moved from under it
     stamp = time.strftime("%Y%m%d-%H%M%S")
     target = old.with_name(f"{name}.{stamp}")
     for count in range(1, 1000):  # two demos in one second must not land in (or fail on) one name
