@@ -44,13 +44,18 @@ def test_help_lists_pipeline_and_tracking_flags() -> None:
     for flag in ("--corpus", "--demos", "--prefs", "--output-dir", "--seed", "--config", "--force", "--method",
                  "KEY=VALUE", "--enable-wandb", "--mlflow-enable", "--mlflow-tracking-uri", "--system-metrics"):
         assert flag in result.stdout
+    for refused in ("--run-name", "--output-root"):  # the run directory is --output-dir
+        assert refused not in result.stdout
 
 
-def test_every_sink_gets_every_stage(deploy, data: dict[str, Path], tmp_path: Path) -> None:
+def test_every_sink_gets_every_stage(deploy, data: dict[str, Path], tmp_path: Path, capsys) -> None:
     out = tmp_path / "run"
     code = deploy.main(_args(data, out, "--enable-tensorboard", "--mlflow-enable", "--enable-wandb",
                              "--method", "dpo", "sft.steps=5"))
     assert code == 0
+    printed = capsys.readouterr().out  # where each sink's data went and the command that views it
+    for needle in (f"Run directory:  {out}", "tensorboard --logdir", "mlflow ui", "wandb sync"):
+        assert needle in printed, needle
     summary = json.loads((out / "summary.json").read_text())
     assert summary["config"]["preference"]["method"] == "dpo" and summary["config"]["sft"]["steps"] == 5
     assert summary["sinks"]["mlflow"]["undelivered"] == 0 and summary["sinks"]["wandb"]["undelivered"] == 0

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 import codex_ml.pipeline.stages as stages
 from codex_ml.pipeline.runner import STAGES, run_pipeline
@@ -21,10 +22,13 @@ def _metric_keys(run_dir: Path) -> set[str]:
     return set(metric_series(run_dir / "metrics.ndjson"))
 
 
-def test_tiny_pipeline_writes_every_output(make_config) -> None:
+def test_tiny_pipeline_writes_every_output(make_config, capsys: pytest.CaptureFixture[str]) -> None:
     config = make_config("out")
     summary = run_pipeline(config, progress=False)
     out = Path(config.output_dir)
+    # Where the data went, in the lines every entry point prints (tracking.viewing.describe_outputs).
+    printed = capsys.readouterr().out
+    assert f"Run directory:  {out}" in printed and f"summary:      {out / 'summary.json'}" in printed
     assert summary["pipeline_status"] == "FINISHED" and summary["status"] == "FINISHED"
     assert [summary["stages"][s]["status"] for s in STAGES] == ["trained"] * 4
     for stage in STAGES:
@@ -129,3 +133,26 @@ def test_bpe_tokenizer_uses_its_end_of_text_token_as_stop(make_config) -> None:
 
     tokenizer = load_tokenizer(make_config("out").output_dir)
     assert tokenizer.kind == "bpe" and PromptCodec(tokenizer, 16).stop_id == tokenizer.eot_id is not None
+
+
+def test_short_corpus_fails_before_the_output_dir_is_written(small_data: dict[str, Path], tmp_path: Path, make_config) -> None:
+    """A corpus too short for one window is an input error found before M0 starts or --output-dir exists."""
+    from codex_ml.pipeline.inputs import PipelineInputError
+
+    short = tmp_path / "short.jsonl"
+    short.write_text('"ab"\n', encoding="utf-8")
+    config = make_config("out", f"corpus={short}")
+    with pytest.raises(PipelineInputError, match="too short to pretrain on"):
+        run_pipeline(config, progress=False)
+    assert not Path(config.output_dir).exists()
+
+
+def test_reward_model_ties_count_half(make_config, capsys: pytest.CaptureFixture[str]) -> None:
+    """The RM head starts at zero, so every held-out pair is a tie before training: accuracy 0.5,
+    not 0.0; the table says how ties count."""
+    assert stages.pair_accuracy(torch.tensor([1.0, -1.0, 0.0, 0.0])) == 0.5
+    assert stages.pair_accuracy(torch.tensor([2.0, 0.0])) == 0.75
+    summary = run_pipeline(make_config("out"), progress=False)
+    assert summary["stages"]["RM"]["metrics"]["initial"]["accuracy"] == 0.5
+    print_table(summary["stages"])
+    assert "ties count 0.5" in capsys.readouterr().err

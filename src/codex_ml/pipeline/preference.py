@@ -22,7 +22,7 @@ from codex_ml.pipeline.example_data import check_answer
 from codex_ml.pipeline.inputs import Preference
 from codex_ml.pipeline.loop import PromptCodec, StageContext, optimise, pair_batch, sample_completions
 from codex_ml.pipeline.modeling import RewardModel, sequence_logprobs
-from codex_ml.pipeline.stages import split_rows
+from codex_ml.pipeline.stages import pair_accuracy, split_rows
 
 __all__ = ["evaluate_policy", "run_preference"]
 
@@ -82,7 +82,7 @@ def _dpo_step(policy, reference, codec, pairs: list[Preference], beta: float) ->
         ref_margin = sequence_logprobs(reference, ids_c, mask_c) - sequence_logprobs(reference, ids_r, mask_r)
     margin = sequence_logprobs(policy, ids_c, mask_c) - sequence_logprobs(policy, ids_r, mask_r)
     logits = beta * (margin - ref_margin)
-    return -F.logsigmoid(logits).mean(), {"pair_accuracy": (logits > 0).float().mean().item()}
+    return -F.logsigmoid(logits).mean(), {"pair_accuracy": pair_accuracy(logits)}
 
 
 def run_preference(

@@ -51,24 +51,26 @@ def run_pipeline(cfg: PipelineConfig, tracking: Any = None, *, progress: bool = 
     """Run (or resume) the whole pipeline into ``cfg.output_dir``; returns the summary.json content."""
     from codex_ml.data.tokenizers import save_tokenizer, train_tokenizer
     from codex_ml.pipeline.loop import PromptCodec
+    from codex_ml.pipeline.stages import pretrain_streams
     from codex_ml.pipeline.summary import print_table, write_summary
 
-    inputs = load_inputs(cfg.corpus, cfg.demos, cfg.prefs)  # every input check before any training
+    # Every input check comes before anything is written to the output directory.
+    inputs = load_inputs(cfg.corpus, cfg.demos, cfg.prefs)
     if not inputs.demos:
         warnings.warn(f"demos file {cfg.demos!r} is empty: SFT is skipped and M1 is M0", UserWarning, stacklevel=2)
     texts = inputs.corpus + [t for d in inputs.demos for t in (d.prompt, d.completion)]
     texts += [t for p in inputs.prefs for t in (p.prompt, p.chosen, p.rejected)]
     tokenizer = train_tokenizer(cfg.tokenizer, texts, cfg.vocab_size)
+    pretrain_streams(inputs.corpus, tokenizer, cfg)  # a corpus too short for one window
+    codec = PromptCodec(tokenizer, cfg.model.block_size)
     out = Path(cfg.output_dir).resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    tokenizer_path = save_tokenizer(tokenizer, out)
-    run = _open_run(out, tracking, cfg)
-    session = _Session(cfg, inputs, tokenizer, PromptCodec(tokenizer, cfg.model.block_size), run, out, progress)
+    run = _open_run(out, tracking, cfg)  # creates the directory; a missing sink package fails before
+    session = _Session(cfg, inputs, tokenizer, codec, run, out, progress)
     session.hashes = {name: info["sha256"] for name, info in inputs.files.items()}
-    session.hashes["tokenizer"] = _sha(tokenizer_path)
     status = "FAILED"
     threads = _set_threads(cfg.threads)
     try:
+        session.hashes["tokenizer"] = _sha(save_tokenizer(tokenizer, out))
         _run_stages(session)
         status = "FINISHED"
     except KeyboardInterrupt:
@@ -81,8 +83,17 @@ def run_pipeline(cfg: PipelineConfig, tracking: Any = None, *, progress: bool = 
         summary = write_summary(run.paths.summary, report)
     if progress:
         print_table(session.stages)
-        print(f"[pipeline] summary: {run.paths.summary}", file=sys.stderr)
+    _print_outputs(run)
     return summary
+
+
+def _print_outputs(run: Any) -> None:
+    """Where the data went and the command that views each sink, as every entry point prints."""
+    from codex_ml.tracking.paths import RunPaths
+    from codex_ml.tracking.viewing import describe_outputs
+
+    for line in describe_outputs(RunPaths(run.paths.root), run.sink_names):
+        print(line)
 
 
 def run_from_hydra(cfg: Any, tracking: Any) -> dict[str, Any]:

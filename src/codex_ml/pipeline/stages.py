@@ -20,7 +20,10 @@ from codex_ml.pipeline.inputs import Demo, PipelineInputError, Preference
 from codex_ml.pipeline.loop import PromptCodec, StageContext, is_heldout, optimise, pair_batch
 from codex_ml.pipeline.modeling import RewardModel, token_logprobs
 
-__all__ = ["EVAL_BATCHES", "completion_loss", "preference_scores", "run_pretrain", "run_reward", "run_sft", "split_rows"]
+__all__ = [
+    "EVAL_BATCHES", "completion_loss", "pair_accuracy", "preference_scores", "pretrain_streams", "run_pretrain",
+    "run_reward", "run_sft", "split_rows",
+]
 
 EVAL_BATCHES = 4  # fixed validation windows per pretraining evaluation
 
@@ -43,14 +46,29 @@ def _windows(data: torch.Tensor, starts: torch.Tensor, length: int) -> tuple[tor
     return x, y
 
 
-def run_pretrain(model: GPT, tokenizer: Any, texts: list[str], cfg: PipelineConfig, ctx: StageContext) -> dict:
-    """M0: causal language modelling on random windows of the corpus token stream."""
+def pretrain_streams(texts: list[str], tokenizer: Any, cfg: PipelineConfig) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """(train tokens, val tokens, window length) for M0. The runner calls it before anything is
+    written: a corpus too short for a window of 2 tokens in each split is a PipelineInputError."""
     stream = encode_corpus(texts, tokenizer).astype(np.int64)
     train_np, val_np = split_train_val(stream, cfg.val_fraction)
-    train, val = torch.from_numpy(train_np), torch.from_numpy(val_np)
-    length = min(cfg.model.block_size, len(train) - 1, len(val) - 1)
+    length = min(cfg.model.block_size, len(train_np) - 1, len(val_np) - 1)
     if length < 2:
-        raise PipelineInputError(f"corpus {cfg.corpus!r} is too short to pretrain on ({len(stream)} tokens); add text")
+        raise PipelineInputError(
+            f"corpus {cfg.corpus!r} is too short to pretrain on: {len(stream)} tokens, split into {len(train_np)} "
+            f"for training and {len(val_np)} held out (val_fraction={cfg.val_fraction}); each part needs at least "
+            "3 tokens for one window. Add text to the corpus")
+    return torch.from_numpy(train_np), torch.from_numpy(val_np), length
+
+
+def pair_accuracy(margins: torch.Tensor) -> float:
+    """Share of pairs ranked right (margin > 0); a tie (margin exactly 0, e.g. the zero-initialised
+    RM head before training) counts as half right, the expected score of a coin flip."""
+    return ((margins > 0).float() + 0.5 * (margins == 0).float()).mean().item()
+
+
+def run_pretrain(model: GPT, tokenizer: Any, texts: list[str], cfg: PipelineConfig, ctx: StageContext) -> dict:
+    """M0: causal language modelling on random windows of the corpus token stream."""
+    train, val, length = pretrain_streams(texts, tokenizer, cfg)
     section = cfg.pretrain
     generator = torch.Generator().manual_seed(ctx.seed)
     fixed = torch.Generator().manual_seed(ctx.seed + 1)
@@ -111,13 +129,13 @@ def run_reward(rm: RewardModel, codec: PromptCodec, prefs: list[Preference], cfg
         picks = torch.randint(len(train), (cfg.reward.batch_size,), generator=generator).tolist()
         chosen, rejected = preference_scores(rm, codec, [train[i] for i in picks])
         margin = chosen - rejected
-        return -F.logsigmoid(margin).mean(), {"accuracy": (margin > 0).float().mean().item()}
+        return -F.logsigmoid(margin).mean(), {"accuracy": pair_accuracy(margin)}
 
     def evaluate() -> dict[str, float]:
         margins = torch.cat([torch.sub(*preference_scores(rm, codec, held[i : i + 256])) for i in range(0, len(held), 256)])
         return {
             "loss": -F.logsigmoid(margins).mean().item(),
-            "accuracy": (margins > 0).float().mean().item(),
+            "accuracy": pair_accuracy(margins),
             "margin": margins.mean().item(),
         }
 

@@ -18,7 +18,7 @@ _PACKAGES = ("codex-ml", "torch", "numpy", "tokenizers", "mlflow", "wandb", "ten
 HEADLINE = {
     "M0": ("loss", "val loss"),
     "M1": ("completion_loss", "held-out completion loss"),
-    "RM": ("accuracy", "held-out pair accuracy"),
+    "RM": ("accuracy", "held-out pair accuracy (ties count 0.5)"),
     "M2": ("reward", "held-out mean RM reward"),
 }
 
