@@ -113,3 +113,33 @@ def test_optional_value_is_implied_before_a_hydra_override() -> None:
         "--system-metrics", "AUTO", "training.max_steps=5"]  # fmt: skip
     assert fill_optional_values(["--system-metrics", "++model.n_layer=2"])[1] == "AUTO"
     assert fill_optional_values(["--system-metrics", "logs/sys.jsonl"])[1] == "logs/sys.jsonl"
+
+
+def test_out_of_range_values_name_the_flag_and_the_config_key() -> None:
+    """A TrackingConfigError is a CodexMLError whose message says how the user set the value."""
+    from codex_ml.errors import CodexMLError
+    from codex_ml.tracking.config import TrackingConfigError
+
+    with pytest.raises(TrackingConfigError) as info:
+        tracking_config_from(argparse.Namespace(prometheus_port=70000, system_metrics_interval=float("nan")))
+    assert isinstance(info.value, CodexMLError) and info.value.fields == ["system_metrics_interval", "prometheus_port"]
+    assert "--prometheus-port (tracking.prometheus_port) must be a port number 0-65535" in str(info.value)
+    assert "--system-metrics-interval (system_metrics.interval)" in str(info.value)
+    with pytest.raises(TrackingConfigError, match=r"^tracking.flush_interval "):  # no flag: the config key alone
+        TrackingConfig(flush_interval=0)
+
+
+def test_unknown_sink_name_is_refused_when_the_flags_are_read() -> None:
+    from codex_ml.plugins.registry import UnknownPluginError
+
+    with pytest.raises(UnknownPluginError, match="nosuch"):
+        tracking_config_from({"extra_sinks": ["nosuch"]})
+    assert tracking_config_from({"extra_sinks": ["tensorboard"]}).extra_sinks == ["tensorboard"]
+
+
+def test_flags_can_be_left_out_of_a_parser() -> None:
+    """The pipeline's parser has no --run-name/--output-root: its run directory is --output-dir."""
+    parser = argparse.ArgumentParser()
+    add_tracking_arguments(parser, exclude=("run_name", "output_root"))
+    assert "--run-name" not in parser.format_help() and "--output-root" not in parser.format_help()
+    assert "--enable-wandb" in parser.format_help()
