@@ -142,6 +142,23 @@ def test_job_with_passwords_in_uris_sends_them_and_stores_or_prints_none(
     assert f"View run creds at: {mlflow_uri}/#/experiments/" in output
 
 
+def test_train_model_checkpoints_hold_no_password(tmp_path: Path, guarded_mlflow: _BasicAuthServer) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    env.update(WANDB_MODE="offline", WANDB_SILENT="true")
+    done = subprocess.run(
+        [sys.executable, "-m", "codex_ml.cli", "train-model", "--config", str(ROOT / "configs" / "training" / "tiny.yaml"),
+         "--no-progress", "--output-root", str(tmp_path / "runs"), "--run-name", "ckpt", "--mlflow-enable",
+         "--mlflow-tracking-uri", f"http://alice:{MLFLOW_PASSWORD}@127.0.0.1:{guarded_mlflow.port}",
+         "training.max_steps=3", "training.checkpoint_interval=3", "training.eval_interval=3",
+         "training.sample_tokens=8", "training.eval_batches=2"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=280)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    run_dir = tmp_path / "runs" / "ckpt"
+    assert list(run_dir.rglob("*.pt")) and guarded_mlflow.authorized and guarded_mlflow.refused == 0
+    assert _files_holding(run_dir, MLFLOW_PASSWORD) == []
+    assert MLFLOW_PASSWORD not in done.stdout + done.stderr
+
+
 def test_failing_pushgateway_errors_hold_no_password(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with socket.socket() as unused:
         unused.bind(("127.0.0.1", 0))
