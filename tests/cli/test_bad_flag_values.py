@@ -57,6 +57,7 @@ OWN_BAD: dict[str, list[tuple[str, ...]]] = {
         ("--config", "/nonexistent/base.yaml"), ("--resume", "/nonexistent/run"), ("training.max_steps=0",),
         ("training.beta1=2",), ("training.beta2=-1",), ("training.seed=-1",), ("model.dropout=.nan",),
         ("system_metrics.interval=.inf",), ("tracking.histogram_bins=0",), ("no-equals-sign",),
+        ("model.block_size=20000",),  # longer than the validation split: found at the first eval, before the fix
     ],
     "hydra": [("training.max_steps=0",), ("training.beta1=2",), ("tracking.prometheus_port=70000",)],
     "deploy": [

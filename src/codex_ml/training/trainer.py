@@ -95,6 +95,7 @@ class Trainer:
         self.optimizer = build.build_optimizer(self.model, config)
         self.scheduler = build.build_scheduler(self.optimizer, config)
         self.windows = RandomWindows(self.data.train, t.batch_size, config.model.block_size, t.seed + 7919 * info.rank)
+        RandomWindows(self.data.val, 1, config.model.block_size, 0)  # evaluation windows must fit too: fail now, not at the first eval
         torch.manual_seed(t.seed + info.rank)  # dropout differs per rank, like the batches
         self.start_step, self.best_val, self.saved_step, self.evaluated_step = 0, math.inf, -1, -1
         if resume is not None and not resume.restart:
