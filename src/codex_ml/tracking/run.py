@@ -345,7 +345,8 @@ class Run:
     def _report_shortfall(self, worker: SinkWorker) -> None:
         stats = worker.stats
         missing = stats.undelivered + stats.dropped
-        if missing:
+        # An abandoned sink (still busy past the timeout) was already reported, with its count, by its worker.
+        if missing and not worker.abandoned:
             self.reporter.warn(
                 worker.sink.name,
                 f"{missing} records did not reach this sink before close; they are in {self.paths.metrics.name}",

@@ -2,8 +2,13 @@
 
 A sink's constructor only stores its arguments; ``start`` imports and connects to the
 backend (it runs on the sink's own background thread). The ``write_*`` methods receive
-records in log order, consecutive scalars batched into one ``write_metrics`` call. A sink raises on failure; the worker that drives it reports, retries
+records in log order, consecutive scalars batched into ``write_metrics`` calls of at most
+``points_per_call`` points. A sink raises on failure; the worker that drives it reports, retries
 and, if need be, disables it. Sinks never see the hot path.
+
+close() stops a sink between two calls once its timeout has passed; a sink whose backend
+buffers on its own (``buffered``) has its records counted as delivered only once ``close``
+returned, and a sink stuck in a call past the close timeout is asked to ``abort``.
 """
 
 from __future__ import annotations
@@ -42,6 +47,13 @@ class Sink:
 
     #: Short name used in messages, e.g. ``[monitoring-error] mlflow: ...``.
     name = "sink"
+    #: The most scalar points one ``write_metrics``/``write_system`` call receives: close() can
+    #: stop a sink only between calls, so one call should take a fraction of a second.
+    points_per_call = 1000
+    #: True when ``write_*`` return once the backend's own buffer (a writer thread, a service
+    #: process) has the records rather than once they are stored: they count as delivered
+    #: only when ``close`` has returned, which must store everything accepted before it.
+    buffered = False
 
     def start(self, run: RunInfo) -> None:
         """Import and connect to the backend. Called once, on the sink's thread."""
@@ -78,32 +90,50 @@ class Sink:
     def close(self, status: str) -> None:
         """Finish the backend run with FINISHED, FAILED or KILLED."""
 
+    def abort(self) -> None:
+        """The sink's thread is still inside a backend call after close() gave up on it.
 
-def plan_operations(sink: Sink, records: list[Record]) -> list[Callable[[], None]]:
-    """Split a batch into calls on ``sink``, grouping consecutive scalar records of one kind.
+        Called from another thread. Stop the backend from writing any more and release
+        whatever would hold the process at exit; return within a second or so. The worker
+        makes no further call on the sink. The default does nothing.
+        """
+
+
+Operation = tuple[Callable[[], None], int]
+
+
+def plan_operations(sink: Sink, records: list[Record]) -> list[Operation]:
+    """Split a batch into ``(call on sink, records it carries)``, grouping consecutive scalar
+    records of one kind into calls of at most ``sink.points_per_call`` points.
 
     The worker runs these one by one so that a retry after a failure resumes at the
-    failed call instead of re-sending what already went through.
+    failed call instead of re-sending what already went through, and so that close() can
+    stop it between two calls.
     """
-    operations: list[Callable[[], None]] = []
+    operations: list[Operation] = []
     points: list[MetricPoint] = []
     group_kind = METRICS
+    limit = max(1, int(sink.points_per_call))
     for record in records:
         kind = record[0]
         if kind in (METRICS, SYSTEM):
-            if points and kind != group_kind:
-                operations.append(_bind(_scalar_method(sink, group_kind), points))
+            if points and (kind != group_kind or len(points) >= limit):
+                operations.append(_scalar_call(sink, group_kind, points))
                 points = []
             group_kind = kind
             points.append((record[1], record[2], record[3]))
             continue
         if points:
-            operations.append(_bind(_scalar_method(sink, group_kind), points))
+            operations.append(_scalar_call(sink, group_kind, points))
             points = []
-        operations.append(_record_call(sink, record))
+        operations.append((_record_call(sink, record), 1))
     if points:
-        operations.append(_bind(_scalar_method(sink, group_kind), points))
+        operations.append(_scalar_call(sink, group_kind, points))
     return operations
+
+
+def _scalar_call(sink: Sink, kind: int, points: list[MetricPoint]) -> Operation:
+    return _bind(_scalar_method(sink, kind), points), len(points)
 
 
 def _scalar_method(sink: Sink, kind: int) -> Callable[[list[MetricPoint]], None]:

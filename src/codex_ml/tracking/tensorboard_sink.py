@@ -19,6 +19,8 @@ class TensorBoardSink(Sink):
     """Writes one event file per session of the run (resumes add a new file)."""
 
     name = "tensorboard"
+    #: EventFileWriter queues events for its own writer thread; close() writes them all out.
+    buffered = True
 
     def __init__(self, flush_secs: float = 5.0) -> None:
         self._flush_secs = flush_secs

@@ -10,15 +10,20 @@ W&B's monotonic-step rule.
 from __future__ import annotations
 
 import os
+import subprocess
+import threading
 from pathlib import Path
 from typing import Any
 
 from codex_ml import env
 from codex_ml.tracking.records import Histogram
+from codex_ml.tracking.redaction import redacted_argv
 from codex_ml.tracking.sink import MetricPoint, RunInfo, Sink
 
 STEP_KEY = "step"
 SYSTEM_STEP_KEY = "system/sample"
+#: Seconds abort() lets W&B's service process end on its own, then after SIGTERM, before SIGKILL.
+SERVICE_EXIT_WAIT = 0.3
 
 
 def wandb_mode() -> str:
@@ -30,6 +35,10 @@ class WandbSink(Sink):
     """One W&B run per codex_ml run; a resume reuses its id (``resume="allow"``)."""
 
     name = "wandb"
+    #: run.log hands rows to W&B's service process; run.finish() returns once it stored them all.
+    buffered = True
+    #: run.log costs about 0.4 ms a row: keep one call short enough for close() to stop between calls.
+    points_per_call = 250
 
     def __init__(self, project: str) -> None:
         self._project = project
@@ -44,16 +53,9 @@ class WandbSink(Sink):
         saved = run.backends.get(self.name, {})
         run_id = saved.get("run_id") or run.run_id[:16]
         settings = wandb.Settings(console="off", silent=True, x_disable_stats=True, disable_git=True, save_code=False)
-        self.run = wandb.init(
-            project=self._project,
-            name=run.name,
-            id=run_id,
-            dir=str(run.paths.wandb),
-            mode=wandb_mode(),
-            resume="allow",
-            reinit="create_new",
-            settings=settings,
-        )
+        with redacted_argv():  # W&B records the command line, which may hold a password or token
+            self.run = wandb.init(project=self._project, name=run.name, id=run_id, dir=str(run.paths.wandb),
+                                  mode=wandb_mode(), resume="allow", reinit="create_new", settings=settings)  # fmt: skip
         self.run.define_metric(STEP_KEY)
         self.run.define_metric(SYSTEM_STEP_KEY)
         # System telemetry has its own x-axis; W&B uses the most specific matching glob.
@@ -107,3 +109,45 @@ class WandbSink(Sink):
         if self.run is not None:
             self.run.finish(exit_code=0 if status == "FINISHED" else 1)
             self.run = None
+
+    def abort(self) -> None:
+        """close() gave up on this sink (e.g. ``wandb.init`` waiting on an unreachable server).
+
+        ``wandb.teardown`` makes a pending ``wandb.init`` fail at once and removes W&B's exit
+        hook, which would otherwise hold the process until W&B's own network timeouts (90 s
+        and more) run out; it runs on its own thread because it then waits for W&B's service
+        process. That process would also outlive us for as long, holding our stdout open (a
+        pipe reader sees no end), so it is stopped if it has not ended within a moment. This
+        ends W&B for the whole process, which close() only does to a backend it abandons.
+        """
+        if self._wandb is None:
+            return
+        service = _service_process()
+        threading.Thread(target=self._wandb.teardown, kwargs={"exit_code": 1}, name="codex-wandb-teardown",
+                         daemon=True).start()  # fmt: skip
+        if service is not None:
+            _stop(service)
+
+
+def _stop(service: subprocess.Popen) -> None:
+    """Let the service end on its own for a moment, then SIGTERM, then (it finishes its network
+    retries first on SIGTERM) SIGKILL."""
+    for stop in (service.terminate, service.kill):
+        try:
+            service.wait(timeout=SERVICE_EXIT_WAIT)
+            return
+        except subprocess.TimeoutExpired:
+            stop()
+
+
+def _service_process() -> subprocess.Popen | None:
+    """The W&B service process this process started, if any.
+
+    W&B has no public handle on it; the attributes are looked up defensively, so a W&B
+    version that moved them only loses the early stop, not the teardown.
+    """
+    from wandb.sdk import wandb_setup
+
+    connection = getattr(getattr(wandb_setup, "_singleton", None), "_connection", None)
+    process = getattr(getattr(connection, "_proc", None), "_process", None)
+    return process if isinstance(process, subprocess.Popen) else None
