@@ -203,7 +203,8 @@ def test_run_without_checkpoint_restarts_from_step_0_in_the_same_run(
     state = json.loads((tmp_path / "early" / "run.json").read_text())
     assert state["run_id"] == run_id and len(state["sessions"]) == 2 and state["status"] == "FINISHED"
     assert (tmp_path / "early" / "tokenizer").is_dir()
-    assert _tensorboard_steps(tmp_path / "early", "train/loss") == list(range(1, N + 1))
+    tensorboard = _tensorboard_steps(tmp_path / "early", "train/loss")
+    assert tensorboard == list(range(1, N + 1)), tensorboard
 
 
 def _tensorboard_steps(run_dir: Path, tag: str) -> list[int]:

@@ -28,6 +28,7 @@ one is called corrupt, and only an intact one that holds Python objects gets the
 from __future__ import annotations
 
 import dataclasses
+import mmap
 import os
 import pickletools
 import random
@@ -425,24 +426,21 @@ def _legacy_damage(file: Path) -> str | None:
     """The check of :func:`_damage` for torch's pre-1.6 format: 4 pickles, the first its magic number."""
     from torch.serialization import MAGIC_NUMBER
 
+    not_torch = "neither a zip archive (torch.save's format) nor a legacy torch file"
     with open(file, "rb") as handle:
-        first = list(pickletools.genops(handle)) if _starts_like_a_pickle(handle) else []
-        if not any(arg == MAGIC_NUMBER for _, arg, _ in first):
-            return "neither a zip archive (torch.save's format) nor a legacy torch file"
-        for _ in range(3):  # protocol version, system info, the saved object
-            list(pickletools.genops(handle))
+        if handle.read(1) != b"\x80" or os.fstat(handle.fileno()).st_size < 2:  # no pickle PROTO opcode
+            return not_torch
+        # mmap, not the file: a damaged length field must not make read() allocate gigabytes.
+        with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            if not any(arg == MAGIC_NUMBER for _, arg, _ in pickletools.genops(data)):
+                return not_torch
+            for _ in range(3):  # protocol version, system info, the saved object
+                _parse_pickle(data)
     return None
 
 
-def _starts_like_a_pickle(handle: IO[bytes]) -> bool:
-    """Whether the file opens with a pickle PROTO opcode (then rewinds)."""
-    head = handle.read(1)
-    handle.seek(0)
-    return head == b"\x80"
-
-
-def _parse_pickle(data: bytes) -> None:
-    """Walk every opcode of one pickle (ValueError if it is cut short or malformed)."""
+def _parse_pickle(data: Any) -> None:
+    """Walk every opcode of one pickle in ``data`` (ValueError if it is cut short or malformed)."""
     for _ in pickletools.genops(data):
         pass
 
