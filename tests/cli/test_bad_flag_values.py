@@ -59,7 +59,10 @@ OWN_BAD: dict[str, list[tuple[str, ...]]] = {
         ("system_metrics.interval=.inf",), ("tracking.histogram_bins=0",), ("no-equals-sign",),
         ("model.block_size=20000",),  # longer than the validation split: found at the first eval, before the fix
     ],
-    "hydra": [("training.max_steps=0",), ("training.beta1=2",), ("tracking.prometheus_port=70000",)],
+    "hydra": [
+        ("training.max_steps=0",), ("training.beta1=2",), ("tracking.prometheus_port=70000",),
+        ("training=nosuch",), ("pipeline=nosuch",), ("=x",), ("model.n_layer=[1,",), ("++model.n_layer=${nosuch}",),
+    ],
     "deploy": [
         ("--seed", "-1"), ("--seed", "x"), ("--method", "ppo"), ("--config", "/nonexistent.yaml"),
         ("--corpus", "/nonexistent.jsonl"), ("--demos", "/nonexistent.jsonl"), ("--prefs", "/nonexistent.jsonl"),

@@ -81,7 +81,12 @@ def _run(cfg: Any, flags: TrackingConfig) -> Any:
     from codex_ml.cli.train_command import report_result, effective_tracking
     from codex_ml.training.config import NON_SCHEMA_KEYS, validate_config
 
-    raw = OmegaConf.to_container(cfg, resolve=True)
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        raw = OmegaConf.to_container(cfg, resolve=True)
+    except OmegaConfBaseException as exc:  # e.g. an override with a broken ${interpolation}
+        raise OverrideError(str(exc)) from None
     schema_part = {k: v for k, v in raw.items() if k not in NON_SCHEMA_KEYS}
     config = validate_config(schema_part, "hydra config " + str(config_dir() / "config.yaml") + " + overrides")
     tracking = effective_tracking(config.tracking_config(), flags)
@@ -139,12 +144,12 @@ def check_overrides(rest: list[str]) -> None:
         return
     from hydra import compose, initialize_config_dir
     from hydra.errors import HydraException
-    from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
     try:
+        # Not resolved here: ${hydra:...} interpolations need Hydra's run; _run resolves.
         with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-            OmegaConf.to_container(compose("config", overrides=rest), resolve=True)
+            compose("config", overrides=rest)
     except (HydraException, OmegaConfBaseException) as exc:
         message = str(exc).split("\nConfig search path:")[0].strip()  # the search path is noise here
         raise OverrideError(message) from None
