@@ -159,6 +159,25 @@ def test_train_model_checkpoints_hold_no_password(tmp_path: Path, guarded_mlflow
     assert MLFLOW_PASSWORD not in done.stdout + done.stderr
 
 
+@pytest.mark.parametrize(("userinfo", "expected"), [("", "wants credentials"),
+                                                    ("alice:wrong-pw-4471@", "refused the credentials given")])
+def test_a_server_that_refuses_says_how_to_pass_credentials(
+    tmp_path: Path, guarded_mlflow: _BasicAuthServer, capsys: pytest.CaptureFixture[str], userinfo: str, expected: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in MLFLOW_ENV:  # whatever the sink puts there is undone after the test
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
+    uri = f"http://{userinfo}127.0.0.1:{guarded_mlflow.port}"
+    with start_run("refused", output_root=tmp_path, enable_mlflow=True, mlflow_tracking_uri=uri, close_timeout=5.0) as run:
+        run.log_metrics({"loss": 1.0}, step=0)
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("[monitoring-error] mlflow")]
+    assert len(errors) == 1 and expected in errors[0] and "MLFLOW_TRACKING_USERNAME" in errors[0]
+    assert "wrong-pw-4471" not in err and _files_holding(run.paths.root, "wrong-pw-4471") == []
+    assert guarded_mlflow.refused >= 1 and run.close_report.sinks["mlflow"]["disabled"]
+
+
 def test_failing_pushgateway_errors_hold_no_password(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with socket.socket() as unused:
         unused.bind(("127.0.0.1", 0))
@@ -202,7 +221,8 @@ def test_tracking_config_and_checkpointed_config_keep_uris_without_credentials()
 
 def test_mlflow_credentials_go_only_to_the_uri_they_came_with(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in MLFLOW_ENV:
-        monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
     guarded = take_credentials("http://bob:s3cret-1@one.example.com:5000")
     token_only = take_credentials("https://tok-123456@two.example.com")
     apply_mlflow_credentials(guarded)

@@ -8,14 +8,31 @@ TensorBoard/W&B. Credentials in the tracking URI never reach run.json (see mlflo
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Any
 
 from codex_ml.tracking import mlflow_utils as mu
-from codex_ml.tracking.credentials import split_credentials
+from codex_ml.errors import CodexMLError
+from codex_ml.tracking.credentials import MLFLOW_ENV, credentials_for, split_credentials
 from codex_ml.tracking.names import KeyMapper, mlflow_name
 from codex_ml.tracking.sink import MetricPoint, RunInfo, Sink
+
+
+class MlflowAuthError(CodexMLError, RuntimeError):
+    """The tracking server refused the request for want of (valid) credentials."""
+
+    #: Retrying with the same credentials cannot help: the worker reports it once and disables the sink.
+    retryable = False
+
+    def __init__(self, uri: str, had_credentials: bool) -> None:
+        what = "refused the credentials given" if had_credentials else "wants credentials"
+        super().__init__(
+            f"the MLflow server at {uri} {what}. codex_ml never stores them (a resumed run needs them again): "
+            "put them in the URI (--mlflow-tracking-uri http://USER:PASSWORD@host:port) or in "
+            "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD"
+        )
 
 
 class MlflowSink(Sink):
@@ -48,6 +65,15 @@ class MlflowSink(Sink):
         self.tracking_uri = mu.resolve_tracking_uri(self._requested_uri, run.paths.root)
         mu.prepare_environment(self.tracking_uri)
         self._client = MlflowClient(tracking_uri=self.tracking_uri)
+        try:
+            self._open(run)
+        except Exception as exc:
+            if re.search(r"\b40[13]\b", str(exc)):
+                given = credentials_for(self.tracking_uri) is not None or any(os.environ.get(n) for n in MLFLOW_ENV)
+                raise MlflowAuthError(self.tracking_uri, given) from exc
+            raise
+
+    def _open(self, run: RunInfo) -> None:
         saved = run.backends.get(self.name, {})
         self._remember = lambda values: run.remember(self.name, values)
         # run.json of an older version may hold the URI with credentials: compare without them.
