@@ -28,14 +28,11 @@ one is called corrupt, and only an intact one that holds Python objects gets the
 from __future__ import annotations
 
 import dataclasses
-import mmap
 import os
-import pickletools
 import random
 import re
 import shutil
 import uuid
-import zipfile
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -45,6 +42,7 @@ import numpy as np
 import torch
 
 from codex_ml.errors import CodexMLError
+from codex_ml.training.checkpoint_integrity import damage, why
 
 __all__ = [
     "BEST_NAME",
@@ -106,19 +104,12 @@ def save_checkpoint(
             _publish(path, folder / BEST_NAME)
     except Exception as err:
         raise CheckpointError(
-            f"{path}: cannot write the checkpoint ({_why(err)}); the previous checkpoints in "
+            f"{path}: cannot write the checkpoint ({why(err)}); the previous checkpoints in "
             f"{folder} are unchanged. Free disk space or fix permissions, then save again."
         ) from err
     if keep_last is not None:
         _prune(folder, keep_last, protect=path)
     return path
-
-
-def _why(err: BaseException) -> str:
-    """A one-line reason for an exception."""
-    if isinstance(err, OSError) and err.strerror:
-        return err.strerror
-    return f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}".rstrip(": ")
 
 
 def _atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
@@ -291,11 +282,11 @@ def load_checkpoint(
     try:
         payload = torch.load(file, map_location=map_location, weights_only=True)
     except Exception as err:
-        damage = _damage(file)
-        if damage is None and _unsupported_global(err) and trusted:
+        problem = damage(file)
+        if problem is None and _unsupported_global(err) and trusted:
             payload = _load_untrusted(file, map_location)
         else:
-            raise _load_error(file, err, damage) from err
+            raise _load_error(file, err, problem) from err
     if not isinstance(payload, dict) or _MARKER not in payload or "state" not in payload:
         raise _unloadable(file, f"not a codex_ml checkpoint (no {_MARKER!r} marker)",
                           "; point to a file written by codex_ml training (step-*.pt, latest.pt, best.pt)")
@@ -327,9 +318,9 @@ def load_newest_checkpoint(
             skipped.append(f"{path.name} (the same file as {twin.name})")
             continue
         tried.append(path)
-        damage = _damage(path)
-        if damage is not None:
-            skipped.append(f"{path.name} (corrupt: {damage})")
+        problem = damage(path)
+        if problem is not None:
+            skipped.append(f"{path.name} (corrupt: {problem})")
             continue
         try:
             return path, load_checkpoint(path, map_location), skipped
@@ -362,10 +353,10 @@ def _unloadable(file: Path, reason: str, advice: str = "") -> CheckpointError:
     return error
 
 
-def _load_error(file: Path, err: Exception, damage: str | None) -> CheckpointError:
-    """The error for a file torch could not load; ``damage`` is what :func:`_damage` found."""
-    if damage is not None:
-        return _unloadable(file, f"corrupt: {damage}", "; it was probably cut off by a crash or is another "
+def _load_error(file: Path, err: Exception, problem: str | None) -> CheckpointError:
+    """The error for a file torch could not load; ``problem`` is what :func:`damage` found."""
+    if problem is not None:
+        return _unloadable(file, f"corrupt: {problem}", "; it was probably cut off by a crash or is another "
                            f"kind of file{_other_checkpoints(file)}")
     if _unsupported_global(err):
         return _unloadable(
@@ -394,55 +385,7 @@ def _torch_reason(err: Exception) -> str:
     text = str(err)
     if "WeightsUnpickler error:" in text:
         return text.split("WeightsUnpickler error:", 1)[1].strip().splitlines()[0]
-    return _why(err)
-
-
-def _damage(file: Path) -> str | None:
-    """Why ``file`` is not an intact ``torch.save`` file, or None when it is one.
-
-    Nothing is unpickled: the zip format (every member's CRC, then ``data.pkl`` parsed opcode by
-    opcode to its STOP) or the legacy format (its magic number, then its pickles parsed) is checked.
-    """
-    try:
-        if not zipfile.is_zipfile(file):
-            with open(file, "rb") as handle:
-                if handle.read(4) == b"PK\x03\x04":
-                    return "truncated (a zip archive without its end)"
-            return _legacy_damage(file)
-        with zipfile.ZipFile(file) as archive:
-            broken = archive.testzip()
-            if broken is not None:
-                return f"the zip member {broken} fails its CRC check"
-            pickles = [n for n in archive.namelist() if n == "data.pkl" or n.endswith("/data.pkl")]
-            if not pickles:
-                return "a zip archive without data.pkl, so not written by torch.save"
-            _parse_pickle(archive.read(pickles[0]))
-    except (OSError, EOFError, ValueError, zipfile.BadZipFile, NotImplementedError) as err:
-        return f"unreadable ({_why(err)})"
-    return None
-
-
-def _legacy_damage(file: Path) -> str | None:
-    """The check of :func:`_damage` for torch's pre-1.6 format: 4 pickles, the first its magic number."""
-    from torch.serialization import MAGIC_NUMBER
-
-    not_torch = "neither a zip archive (torch.save's format) nor a legacy torch file"
-    with open(file, "rb") as handle:
-        if handle.read(1) != b"\x80" or os.fstat(handle.fileno()).st_size < 2:  # no pickle PROTO opcode
-            return not_torch
-        # mmap, not the file: a damaged length field must not make read() allocate gigabytes.
-        with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
-            if not any(arg == MAGIC_NUMBER for _, arg, _ in pickletools.genops(data)):
-                return not_torch
-            for _ in range(3):  # protocol version, system info, the saved object
-                _parse_pickle(data)
-    return None
-
-
-def _parse_pickle(data: Any) -> None:
-    """Walk every opcode of one pickle in ``data`` (ValueError if it is cut short or malformed)."""
-    for _ in pickletools.genops(data):
-        pass
+    return why(err)
 
 
 def _load_untrusted(file: Path, map_location: Any) -> Any:
@@ -450,7 +393,7 @@ def _load_untrusted(file: Path, map_location: Any) -> Any:
     try:
         return torch.load(file, map_location=map_location, weights_only=False)
     except Exception as err:
-        raise _load_error(file, err, _damage(file)) from err
+        raise _load_error(file, err, damage(file)) from err
 
 
 def load_model_state(model: torch.nn.Module, state_dict: dict[str, Any], source: str) -> None:
@@ -531,7 +474,7 @@ def restore_rng_state(state: dict[str, Any]) -> None:
         np.random.set_state({**np_state, "state": {"key": key, "pos": np_state["state"]["pos"]}})
         torch.set_rng_state(state["torch"].cpu())
     except (KeyError, TypeError, ValueError) as err:
-        raise CheckpointError(f"invalid RNG state in checkpoint ({_why(err)})") from err
+        raise CheckpointError(f"invalid RNG state in checkpoint ({why(err)})") from err
     cuda = state.get("cuda")
     if cuda and torch.cuda.is_available():
         # A resume on fewer GPUs restores the ones present; extra states are ignored.
