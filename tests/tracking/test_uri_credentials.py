@@ -234,3 +234,27 @@ def test_mlflow_credentials_go_only_to_the_uri_they_came_with(monkeypatch: pytes
     monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", "users-own")
     apply_mlflow_credentials("http://other.example.com")  # what the user set is left alone
     assert os.environ["MLFLOW_TRACKING_TOKEN"] == "users-own"
+
+
+def test_a_run_json_that_still_holds_credentials_resumes_the_same_mlflow_run(
+    tmp_path: Path, mlflow_server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from codex_ml.monitoring.replay import replay
+
+    for name in MLFLOW_ENV:
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
+    with start_run("old", output_root=tmp_path, enable_mlflow=True, mlflow_tracking_uri=mlflow_server) as run:
+        run.log_metrics({"loss": 1.0}, step=0)
+    # What an earlier version wrote: the URI as given, password included.
+    state = json.loads(run.paths.run_file.read_text())
+    first_id = state["backends"]["mlflow"]["run_id"]
+    legacy = mlflow_server.replace("http://", "http://alice:old-pw-8812@")
+    state["backends"]["mlflow"]["tracking_uri"] = legacy
+    run.paths.run_file.write_text(json.dumps(state))
+    replay(run.paths.root, "mlflow", progress=False)
+    with start_run("old", output_root=tmp_path, resume=True, enable_mlflow=True, mlflow_tracking_uri=legacy) as again:
+        again.log_metrics({"loss": 0.5}, step=1)
+    saved = json.loads(run.paths.run_file.read_text())["backends"]["mlflow"]
+    assert saved["run_id"] == first_id and saved["tracking_uri"] == mlflow_server
+    assert _files_holding(run.paths.root, "old-pw-8812") == []
