@@ -11,6 +11,7 @@ from typing import Any
 
 from codex_ml import env
 from codex_ml.errors import CodexMLError
+from codex_ml.tracking.credentials import take_credentials
 
 DEFAULT_OUTPUT_ROOT = "runs"
 DEFAULT_EXPERIMENT = "codex_ml"
@@ -60,6 +61,10 @@ class TrackingConfig:
 
     def __post_init__(self) -> None:
         self.extra_sinks = _sink_names(self.extra_sinks)
+        # user:password@ in a URI stays in memory (credentials.py): this config is stored in
+        # run.json, checkpoints and params, and printed, so it keeps the URIs without them.
+        self.mlflow_tracking_uri = take_credentials(self.mlflow_tracking_uri)
+        self.prometheus_pushgateway = take_credentials(self.prometheus_pushgateway, default_scheme="http")
         problems = _problems(self)
         if problems:
             raise TrackingConfigError(problems)

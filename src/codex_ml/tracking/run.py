@@ -20,7 +20,7 @@ from codex_ml.tracking.builtin_sinks import build_sinks
 from codex_ml.tracking.config import TrackingConfig
 from codex_ml.tracking.dispatcher import Dispatcher, _load_json, write_json_atomic
 from codex_ml.tracking.params import flatten_params
-from codex_ml.tracking.redaction import redact_params
+from codex_ml.tracking.redaction import redact_params, redact_text
 from codex_ml.tracking.paths import RunPaths, default_run_name, prepare_run_dir
 from codex_ml.tracking.reader import last_step
 from codex_ml.tracking.records import ARTIFACT, HISTOGRAM, METRICS, PARAMS, SYSTEM, TAGS, TEXT, Record
@@ -182,7 +182,7 @@ class Run:
         check_name(name, "text")
         if not isinstance(text, str):
             raise TypeError(f"text {name!r}: expected str, got {type(text).__name__}")
-        self._append((TEXT, self._step(step), time.time(), name, text))
+        self._append((TEXT, self._step(step), time.time(), name, redact_text(text)))  # secrets masked (redaction.py)
 
     def log_params(self, params: Any) -> None:
         """Log (nested) params/config; nested keys are joined with '.', secrets redacted (redaction.py)."""
