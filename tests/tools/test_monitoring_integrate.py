@@ -113,9 +113,15 @@ def test_missing_package_names_the_extra(tmp_path: Path) -> None:
         "sys.meta_path.insert(0, _Block())\n"
     )
     env = {"PYTHONPATH": os.pathsep.join([str(hide), str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
+    earlier = tmp_path / "nowandb"
+    earlier.mkdir()
+    (earlier / "metrics.ndjson").write_text("")  # an earlier run of that name
     out = _run_tool(tmp_path, "--run-name", "nowandb", "--enable-wandb", env=env)
     assert out.returncode == 2
     assert "pip install 'codex-ml[wandb]'" in out.stderr
+    # The missing package is found before anything is touched: the earlier run is not moved aside.
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("nowandb")) == ["nowandb"]
+    assert (earlier / "metrics.ndjson").exists()
 
 
 def _psutil_blocker(tmp_path: Path) -> Path:

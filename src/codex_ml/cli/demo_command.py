@@ -47,7 +47,10 @@ def run_demo(tracking: TrackingConfig, steps: int = 300, progress: bool = True) 
     from codex_ml.tracking import start_run
     from codex_ml.training.demo import DemoConfig, run_demo_training
 
+    from codex_ml.tracking.builtin_sinks import check_sink_packages
+
     name = tracking.run_name or DEFAULT_RUN_NAME
+    check_sink_packages(tracking)  # before the move: a missing package must leave the earlier run in place
     archived = archive_existing_run(tracking, name)
     if archived is not None:
         print(f"An earlier run '{name}' was moved to {archived}")

@@ -86,25 +86,46 @@ def _takes_config(factory: Any) -> bool:
         return False
 
 
+def check_sink_packages(config: TrackingConfig) -> None:
+    """Raise MissingExtraError for an enabled built-in sink whose package is missing.
+
+    Nothing is built or imported: jobs call this before they touch the disk (the demo moves an
+    earlier run aside), so a missing package leaves everything as it was.
+    """
+    for feature, module, extra, package in _wanted_packages(config):
+        require(feature, module, extra, package)
+
+
+def _wanted_packages(config: TrackingConfig) -> list[tuple[str, str, str, str | None]]:
+    wanted = []
+    if config.enable_tensorboard:
+        wanted.append(("The TensorBoard sink (--enable-tensorboard)", "tensorboard", "tensorboard", None))
+    if config.enable_mlflow:
+        wanted.append(("The MLflow sink (--mlflow-enable)", "mlflow", "mlflow", None))
+    if config.enable_wandb:
+        wanted.append(("The W&B sink (--enable-wandb)", "wandb", "wandb", None))
+    if config.prometheus_port is not None or config.prometheus_pushgateway:
+        wanted.append(("The Prometheus exporter (--prometheus-port)", "prometheus_client", "prometheus",
+                       "prometheus-client"))  # fmt: skip
+    return wanted
+
+
 def _builtin_sinks(config: TrackingConfig) -> list[Sink]:
+    check_sink_packages(config)
     sinks: list[Sink] = []
     if config.enable_tensorboard:
-        require("The TensorBoard sink (--enable-tensorboard)", "tensorboard", "tensorboard")
         from codex_ml.tracking.tensorboard_sink import TensorBoardSink
 
         sinks.append(TensorBoardSink())
     if config.enable_mlflow:
-        require("The MLflow sink (--mlflow-enable)", "mlflow", "mlflow")
         from codex_ml.tracking.mlflow_sink import MlflowSink
 
         sinks.append(MlflowSink(config.mlflow_tracking_uri, config.mlflow_experiment))
     if config.enable_wandb:
-        require("The W&B sink (--enable-wandb)", "wandb", "wandb")
         from codex_ml.tracking.wandb_sink import WandbSink
 
         sinks.append(WandbSink(config.resolved_wandb_project()))
     if config.prometheus_port is not None or config.prometheus_pushgateway:
-        require("The Prometheus exporter (--prometheus-port)", "prometheus_client", "prometheus", "prometheus-client")
         from codex_ml.monitoring.prometheus_exporter import PrometheusSink
 
         sinks.append(PrometheusSink(config.prometheus_port, config.prometheus_addr, config.prometheus_pushgateway))
