@@ -93,3 +93,15 @@ def test_wandb_online_points_at_its_local_copy_not_an_offline_sync(tmp_path: Pat
     text = "\n".join(describe_outputs(paths, ["wandb"]))
     assert f"W&B (online): synced as it ran; local copy {online}" in text
     assert "offline" not in text
+
+
+def test_wandb_online_that_did_not_deliver_says_so_and_how_to_upload(tmp_path: Path) -> None:
+    # W&B online with no network: a local run-* folder exists, but summary.json counts what never reached W&B.
+    paths = _crafted_run(tmp_path, {"wandb": {"run_id": "abc", "dir": ""}}, ["wandb"])
+    online = paths.root / "wandb" / "run-20260101_000000-abc"
+    (online / "files").mkdir(parents=True)
+    stats = {"delivered": 0, "dropped": 0, "undelivered": 120, "failures": 1, "disabled": True}
+    paths.summary.write_text(json.dumps({"sinks": {"wandb": stats}}))
+    text = "\n".join(describe_outputs(paths, ["wandb"]))
+    assert "synced as it ran" not in text
+    assert "120 records did not reach W&B" in text and f"wandb sync {online}" in text

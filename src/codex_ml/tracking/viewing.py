@@ -78,6 +78,10 @@ def wandb_view_line(paths: RunPaths, saved: dict[str, Any] | None = None) -> str
         target = _q(offline[0]) if len(offline) == 1 else f"{_q(offline[0].parent)}/offline-run-*"
         return f"  W&B (offline): {offline[-1]}   upload later with: wandb sync {target}"
     if online:
+        missing = _undelivered(paths, "wandb")
+        if missing:
+            return (f"  W&B (online): {missing:,} records did not reach W&B; local copy {online[-1]}, "
+                    f"upload it later with: wandb sync {_q(online[-1])}")  # fmt: skip
         return f"  W&B (online): synced as it ran; local copy {online[-1]} (if the upload failed: wandb sync {_q(online[-1])})"
     mode = os.environ.get("WANDB_MODE", "")
     if mode == "disabled":
@@ -91,6 +95,15 @@ def _wandb_folders(paths: RunPaths, saved: dict[str, Any] | None) -> list[Path]:
     found = sorted(p for p in root.glob("*run-*") if p.is_dir()) if root.is_dir() else []
     named = Path(saved["dir"]).parent if saved and saved.get("dir") else None
     return found or ([named] if named is not None and named.is_dir() else [])
+
+
+def _undelivered(paths: RunPaths, sink: str) -> int:
+    """Records summary.json says never reached ``sink`` (0 while the run is open or unknown)."""
+    try:
+        stats = json.loads(paths.summary.read_text(encoding="utf-8"))["sinks"][sink]
+        return int(stats.get("undelivered", 0)) + int(stats.get("dropped", 0))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return 0
 
 
 def _local_store(uri: str) -> Path | None:
