@@ -30,8 +30,11 @@ class GracefulStop:
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self) -> None:
-        #: The signal that asked to stop (after :meth:`agreed`, the one all ranks agreed on).
+        #: The signal the loop stops for, once :meth:`agreed` has said so (under DDP the ranks' agreed one).
         self.signum: int | None = None
+        # Set only by the handler, never overwritten: a signal arriving while agreed() runs its
+        # all-reduce must count at the next step, not be lost when that call stores its result.
+        self._received: int | None = None
         self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> GracefulStop:
@@ -53,38 +56,47 @@ class GracefulStop:
         self._previous.clear()
 
     def _record(self, signum: int, frame: Any) -> None:
-        if self.signum is not None:  # the second signal: stop now, the way it would without us
+        if self._received is not None:  # the second signal: stop now, the way it would without us
             self._restore()
             signal.raise_signal(signum)
             return
-        self.signum = signum
+        self._received = signum
         # os.write, not print: the handler may run while the main thread is inside a write to
         # sys.stderr (the progress bar), and a buffered writer refuses a reentrant call.
         with contextlib.suppress(OSError):
-            os.write(2, f"\n[train] {self.name}: stopping after this step with a checkpoint (send "
-                        f"{self.name} again to stop at once, without one)\n".encode())
+            name = signal.Signals(signum).name
+            os.write(2, f"\n[train] {name}: stopping after this step with a checkpoint (send {name} again "
+                        "to stop at once, without one)\n".encode())
 
     @property
     def name(self) -> str:
-        """``SIGINT``/``SIGTERM`` (empty before a signal)."""
+        """``SIGINT``/``SIGTERM`` of :attr:`signum` (empty before one)."""
         return signal.Signals(self.signum).name if self.signum else ""
+
+    @property
+    def asked(self) -> int | None:
+        """The signal to end with: the agreed one, else one received after the last check."""
+        return self.signum or self._received
 
     def agreed(self, info: Any, device: Any) -> bool:
         """Whether to stop after this step; under DDP a signal on any rank stops every rank."""
         if not info.enabled:
+            self.signum = self._received
             return self.signum is not None
         import torch
         import torch.distributed as dist
 
-        box = torch.tensor([self.signum or 0], dtype=torch.int64, device=device)
+        box = torch.tensor([self._received or 0], dtype=torch.int64, device=device)
         dist.all_reduce(box, op=dist.ReduceOp.MAX)
-        self.signum = int(box.item()) or None
-        return self.signum is not None
+        agreed = int(box.item())
+        if agreed:
+            self.signum = agreed
+        return bool(agreed)
 
     def end_process_as_asked(self) -> None:
         """After the checkpoint and the close: re-raise the recorded signal with the previous handlers."""
         self._restore()
-        if self.signum is None:
+        if self.asked is None:
             return
-        signal.raise_signal(self.signum)  # SIGINT: KeyboardInterrupt; SIGTERM: the previous handler
+        signal.raise_signal(self.asked)  # SIGINT: KeyboardInterrupt; SIGTERM: the previous handler
         raise KeyboardInterrupt  # a previous handler that returned: the run is closed, stop anyway

@@ -173,7 +173,7 @@ class Trainer:
         try:
             with stop:
                 result = self._loop(run, stop)
-            status = "KILLED" if stop.signum else "FINISHED"
+            status = "KILLED" if stop.asked else "FINISHED"
         except KeyboardInterrupt:
             status = "KILLED"
             raise
