@@ -57,6 +57,8 @@ def test_two_process_gloo_training(tmp_path: Path) -> None:
                ((0, "system_metrics.jsonl"), (1, "system_metrics.rank1.jsonl"))}
     for rank, rows in sampled.items():
         assert rows and all(row["rank"] == rank for row in rows)
+    # Readers find every rank's samples through run.json's record (rank files sit beside rank 0's).
+    assert json.loads((run / "run.json").read_text())["system_metrics"] == ["checkpoints/system_metrics.jsonl"]
     state = load_checkpoint(run / "checkpoints" / "latest.pt")
     assert state["world_size"] == 2 and len(state["ranks"]) == 2
     assert not torch.equal(state["ranks"][0]["batches"]["generator"], state["ranks"][1]["batches"]["generator"])

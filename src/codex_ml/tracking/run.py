@@ -535,12 +535,16 @@ def _backfill_sinks(paths: RunPaths, config: TrackingConfig, previous: dict[str,
 
 def _start_system_metrics(config: TrackingConfig, run: Run, checkpoint_dir: Path) -> Any:
     from codex_ml.monitoring.system_metrics import SystemMetricsLogger, resolve_system_metrics_path
-    from codex_ml.tracking.system_files import RUN_KEY, with_recorded
 
     path = resolve_system_metrics_path(config.system_metrics, checkpoint_dir)
     if path is None:
         return None
-    # Readers (inspect, plot, replay) find the samples through this record, wherever they are.
-    recorded = with_recorded(_load_json(run.paths.run_file).get(RUN_KEY), path, run.paths.root)
-    _update_run_file(run.paths, {RUN_KEY: recorded})
+    record_system_metrics_file(run.paths, path)
     return SystemMetricsLogger(path, config.system_metrics_interval, run=run).start()
+
+
+def record_system_metrics_file(paths: RunPaths, path: Path) -> None:
+    """Add ``path`` (rank 0's sampler file) to run.json, where inspect, plot and replay look for it."""
+    from codex_ml.tracking.system_files import RUN_KEY, with_recorded
+
+    _update_run_file(paths, {RUN_KEY: with_recorded(_load_json(paths.run_file).get(RUN_KEY), path, paths.root)})

@@ -132,6 +132,10 @@ def _start_rank_sampler(run: Any, tracking: TrackingConfig, checkpoint_dir: Path
     if path is None:
         return
     forward = run if info.is_main else None  # only rank 0 has sinks to forward to
+    if info.is_main:  # the readers find every rank's file beside the one run.json records
+        from codex_ml.tracking.run import record_system_metrics_file
+
+        record_system_metrics_file(run.paths, path)
     # The run stops it on close (Run.close and NullRun.close both stop run.system_metrics).
     run.system_metrics = SystemMetricsLogger(rank_file(path, info.rank), tracking.system_metrics_interval,
                                              run=forward, rank=info.rank).start()
