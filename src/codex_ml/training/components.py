@@ -123,7 +123,7 @@ def find_resume_point(run_dir: str | Path) -> ResumePoint:
     A run with no checkpoint at all (stopped before its first one) restarts from step 0 with
     the config its ``params.json`` recorded.
     """
-    from codex_ml.training.checkpoints import CheckpointError, list_step_checkpoints, load_newest_checkpoint
+    from codex_ml.training.checkpoints import CheckpointError, find_latest_checkpoint, load_newest_checkpoint
 
     root = Path(run_dir)
     if not root.is_dir():
@@ -136,7 +136,7 @@ def find_resume_point(run_dir: str | Path) -> ResumePoint:
     except (OSError, ValueError) as exc:
         raise ResumeError(f"cannot resume {root}: {run_file} is unreadable ({exc})") from exc
     folder = root / CHECKPOINT_DIR
-    if not (folder / "latest.pt").is_file() and not list_step_checkpoints(folder):
+    if find_latest_checkpoint(folder) is None:
         return _restart_point(root)
     if not (root / TOKENIZER_DIR).is_dir():
         raise ResumeError(f"cannot resume {root}: its tokenizer ({root / TOKENIZER_DIR}) is missing")
@@ -161,7 +161,7 @@ def _restart_point(root: Path) -> ResumePoint:
         params = json.loads(params_file.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise ResumeError(f"cannot resume {root}: it has no checkpoint, and the config it started with "
-                          f"({params_file}) is unreadable ({exc}), so it never trained; delete {root} and start it "
+                          f"({params_file}) is unreadable ({exc}): it stopped while starting; delete {root} and start it "
                           "again, or choose another --run-name") from exc
     # params.json holds the resolved config flattened (plus facts such as model.num_parameters,
     # which are not config keys and are left out here).
