@@ -82,3 +82,32 @@ def test_pipeline_choice_runs_the_pipeline_runner(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr[-3000:]
     assert (tmp_path / "out" / "summary.json").is_file()
     assert not (tmp_path / "out" / "checkpoints" / "latest.pt").exists()  # not a train-model run
+
+
+def test_ctrl_c_during_training_exits_130_without_a_traceback(tmp_path: Path) -> None:
+    """Ctrl-C: the trainer checkpoints the step and closes the run KILLED; the Hydra CLI exits 130 like
+    train-model, with no KeyboardInterrupt traceback."""
+    import signal
+    import time
+
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "CODEX_ML_CONFIG_DIR")}
+    run = tmp_path / "runs" / "int"
+    err = (tmp_path / "err.txt").open("w+")
+    job = subprocess.Popen([sys.executable, "-m", "codex_ml.cli.main", "training=tiny", "training.max_steps=5000",
+                            "training.checkpoint_interval=1000", "training.eval_interval=1000",
+                            "training.progress=false", "tracking.flush_interval=0.05",
+                            f"tracking.output_root={tmp_path / 'runs'}", "tracking.run_name=int"],
+                           cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=err,
+                           preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.monotonic() + 120
+    while not ((run / "metrics.ndjson").exists() and (run / "metrics.ndjson").read_text().count("\n") >= 3):
+        assert job.poll() is None and time.monotonic() < deadline, err.seek(0) or err.read()[-3000:]
+        time.sleep(0.05)
+    job.send_signal(signal.SIGINT)
+    status = job.wait(timeout=120)
+    err.seek(0)
+    text = err.read()
+    assert status == 130, text[-3000:]
+    assert "Traceback" not in text and "KeyboardInterrupt" not in text, text[-3000:]
+    assert json.loads((run / "run.json").read_text())["status"] == "KILLED"
+    assert list((run / "checkpoints").glob("step-*.pt"))

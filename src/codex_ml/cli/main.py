@@ -124,7 +124,12 @@ def main(argv: list[str] | None = None) -> None:
     @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")
     def _entry(cfg: Any) -> None:
         with user_errors():
-            _run(cfg, flags)
+            try:
+                _run(cfg, flags)
+            except KeyboardInterrupt:
+                # Ctrl-C: the trainer has checkpointed the last step and closed the run KILLED (or,
+                # at a second Ctrl-C, stopped at once). 128 + SIGINT, as train-model and a shell say.
+                raise SystemExit(130) from None
 
     _entry()
 
