@@ -51,8 +51,10 @@ def run_train_model(config_path: Path | None, overrides: Sequence[str], resume: 
         if config_path is not None:
             raise ResumeError("pass either --config or --resume: a resumed run keeps the config saved in its "
                               "checkpoint (change single values with key=value overrides)")
+        from codex_ml.tracking.run_lock import check_not_in_use
         from codex_ml.training.components import find_resume_point
 
+        check_not_in_use(resume)  # a run still training is refused before its checkpoint is read
         resume_point = find_resume_point(resume)
         config = load_config(base=resume_point.state["config"], overrides=overrides)
     else:
