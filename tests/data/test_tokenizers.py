@@ -55,7 +55,8 @@ def test_bpe_has_an_eot_id_and_respects_vocab_size() -> None:
 
 
 def test_unknown_kind_lists_the_kinds() -> None:
-    with pytest.raises(TokenizerError, match=r"kind 'word'; choose one of: char, bpe"):
+    """A kind that is neither built in nor a registered plugin lists the registered tokenizers."""
+    with pytest.raises(TokenizerError, match=r"unknown tokenizers plugin 'word'; registered tokenizers: bpe, char"):
         train_tokenizer("word", TEXTS)
 
 

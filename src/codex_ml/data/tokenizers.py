@@ -1,4 +1,4 @@
-"""Train, save and load the tokenizers a training run uses, by kind (``char`` or ``bpe``).
+"""Train, save and load the tokenizers a training run uses, by kind (``char``, ``bpe`` or a plugin).
 
 A run keeps its tokenizer as ``<directory>/tokenizer.json``: the tokenizer's own JSON
 with its kind in the ``"type"`` field (``{"type": "char", ...}`` or ``{"type": "bpe", ...}``),
@@ -6,6 +6,11 @@ so other tools can tell which one it is without importing codex_ml.
 
 Every tokenizer has ``.kind``, ``.vocab_size``, ``.eot_id`` (``None`` for char),
 ``.encode(text) -> list[int]`` and ``.decode(ids) -> str``.
+
+Any other kind is a tokenizer plugin registered under that name (group ``tokenizers``): a
+class with ``train(texts, vocab_size)`` and ``load(path)`` class methods whose instances
+have the attributes above and ``save(path)``, writing JSON whose ``"type"`` is the registered
+name (so that :func:`load_tokenizer` finds the plugin again on ``--resume``).
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Union
+from typing import Any, Union
 
 from codex_ml.data.bpe_tokenizer import BPETokenizer
 from codex_ml.data.char_tokenizer import CharTokenizer
@@ -46,12 +51,10 @@ def train_tokenizer(kind: str, texts: list[str], vocab_size: int = 512) -> Token
     separator's newline is always in the vocabulary. ``bpe``: byte-level BPE with at
     most ``vocab_size`` ids.
     """
-    if kind not in TOKENIZER_KINDS:
-        raise TokenizerError(
-            f"unknown tokenizer kind {kind!r}; choose one of: {', '.join(TOKENIZER_KINDS)}"
-        )
     if not any(texts):
         raise TokenizerError("cannot train a tokenizer on empty text; check the corpus")
+    if kind not in TOKENIZER_KINDS:
+        return _plugin(kind, "train")(texts, vocab_size)
     if kind == "char":
         # Sorted set of every character, plus the separator encode_corpus puts between documents.
         return CharTokenizer(sorted(set().union(*map(set, texts), DOCUMENT_SEPARATOR)))
@@ -105,10 +108,12 @@ def _tokenizer_from_text(path: Path, text: str) -> Tokenizer:
             f"{path}:{err.lineno}: corrupt tokenizer file ({err.msg}); delete it and retrain"
         ) from None
     kind = payload.get("type") if isinstance(payload, dict) else None
+    if isinstance(kind, str) and kind not in TOKENIZER_KINDS and _registered(kind):
+        return _plugin(kind, "load")(path)
     if kind not in TOKENIZER_KINDS:
         raise TokenizerError(
             f"{path}: not a codex_ml tokenizer file (\"type\" is {kind!r}, expected one of "
-            f"{', '.join(TOKENIZER_KINDS)})"
+            f"{', '.join(TOKENIZER_KINDS)} or a registered tokenizer plugin)"
         )
     try:
         if kind == "char":
@@ -116,3 +121,23 @@ def _tokenizer_from_text(path: Path, text: str) -> Tokenizer:
         return BPETokenizer.from_dict(payload, source=str(path))
     except (ValueError, KeyError, TypeError) as err:
         raise TokenizerError(f"{path}: corrupt {kind} tokenizer file: {err}") from None
+
+
+def _registered(kind: str) -> bool:
+    from codex_ml.plugins.select import name_problem
+
+    return name_problem("tokenizers", kind) is None
+
+
+def _plugin(kind: str, method: str) -> Any:
+    """``train`` or ``load`` of the tokenizer plugin ``kind`` (an unknown kind lists the registered ones)."""
+    from codex_ml.plugins.registry import UnknownPluginError
+    from codex_ml.plugins.select import load
+
+    try:
+        plugin = load("tokenizers", kind)
+    except UnknownPluginError as exc:
+        raise TokenizerError(str(exc)) from None
+    if not callable(getattr(plugin, method, None)):
+        raise TokenizerError(f"tokenizer plugin {kind!r} has no {method}() class method (see docs/plugins.md)")
+    return getattr(plugin, method)

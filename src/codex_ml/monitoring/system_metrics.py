@@ -27,8 +27,8 @@ from codex_ml.tracking.encoding import decode_number, encode_number
 from codex_ml.tracking.reporting import Reporter
 
 __all__ = [
-    "MIN_INTERVAL", "SCHEMA_VERSION", "SystemMetricsLogger", "default_collectors", "flatten_sample",
-    "resolve_system_metrics_path",
+    "MIN_INTERVAL", "SCHEMA_VERSION", "SystemMetricsLogger", "collectors_by_name", "default_collectors",
+    "flatten_sample", "resolve_system_metrics_path",
 ]  # fmt: skip
 
 SCHEMA_VERSION = 1
@@ -103,12 +103,55 @@ def default_collectors(include_gpu: bool = True, pid: int | None = None) -> list
     return collectors
 
 
+def collectors_by_name(names: list[str] | None, include_gpu: bool = True, pid: int | None = None,
+                       on_error: Any = None) -> list[Any]:
+    """The collectors registered under ``names`` (``system_metrics.collectors``), in that order.
+
+    None or an empty list is :func:`default_collectors`. Each name is loaded from the plugin
+    registry (group ``system_metric_collectors``: the built-ins and installed entry points) and
+    created with no arguments; the built-in ``process`` and ``gpu`` are wired as in the default
+    set (the GPU collector attributes memory to the processes ``process`` found). A plugin that
+    fails to load or to be created is passed to ``on_error(name, exc)`` and left out: telemetry
+    never stops training (names were checked against the registry when the config was read).
+    """
+    if not names:
+        return default_collectors(include_gpu, pid)
+    from codex_ml.plugins.registry import Registry
+
+    registry, collectors, process = Registry(), [], None
+    for name in names:
+        if name == "gpu" and not include_gpu:
+            continue
+        try:
+            collector = _create_collector(registry, name, pid, process)
+        except Exception as exc:  # noqa: BLE001 - one broken plugin is left out, the rest sample
+            if on_error is not None:
+                on_error(name, exc)
+            continue
+        if collector.name == "collector":  # the base class's: name the group after the plugin
+            collector.name = name
+        process = collector if name == "process" and process is None else process
+        collectors.append(collector)
+    return collectors
+
+
+def _create_collector(registry: Any, name: str, pid: int | None, process: Any) -> Any:
+    """One collector from its registered class or factory."""
+    factory = registry.load("system_metric_collectors", name)
+    if registry.spec("system_metric_collectors", name).builtin and name == "process":
+        return factory(pid)
+    if registry.spec("system_metric_collectors", name).builtin and name == "gpu" and process is not None:
+        return factory(pids=lambda: process.pids)
+    return factory()
+
+
 class SystemMetricsLogger:
     """Samples system telemetry every ``interval`` seconds on a daemon thread.
 
     ``start()`` (idempotent, returns self) starts it, ``stop()`` takes a last sample and
-    joins; it is also a context manager. ``collectors`` replaces the default set (tests,
-    custom groups). Problems never raise: they are printed once as
+    joins; it is also a context manager. ``collector_names`` selects registered collectors by
+    name (``system_metrics.collectors``; None: the default set, see :func:`collectors_by_name`);
+    ``collectors`` replaces them with ready objects (tests). Problems never raise: they are printed once as
     ``[monitoring-error] system-metrics: ...`` lines (kept in the run's summary.json).
     """
 
@@ -121,6 +164,7 @@ class SystemMetricsLogger:
         include_gpu: bool = True,
         rank: int | None = None,
         collectors: list[Any] | None = None,
+        collector_names: list[str] | None = None,
     ) -> None:
         self.path = Path(path)
         self.interval = self._check_interval(interval)
@@ -133,6 +177,7 @@ class SystemMetricsLogger:
         self.cpu_seconds = 0.0
         self._reporter: Reporter = getattr(run, "reporter", None) or Reporter(SOURCE)
         self._custom_collectors = collectors
+        self._collector_names = list(collector_names) if collector_names else None
         self._collectors: list[Any] = []
         self._failing: set[str] = set()
         self._thread: threading.Thread | None = None
@@ -215,7 +260,11 @@ class SystemMetricsLogger:
     def _start_collectors(self) -> list[Any]:
         from codex_ml.monitoring.collectors import Unavailable
 
-        candidates = self._custom_collectors or default_collectors(self.include_gpu)
+        def left_out(name: str, exc: BaseException) -> None:
+            self._reporter.error(SOURCE, f"collector {name}: {_why(exc)} (left out of the samples)")
+
+        candidates = self._custom_collectors or collectors_by_name(self._collector_names, self.include_gpu,
+                                                                    on_error=left_out)
         started = []
         for collector in candidates:
             collector.warn = self._warn

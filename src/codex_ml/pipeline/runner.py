@@ -19,18 +19,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from codex_ml.pipeline.config import PipelineConfig
+from codex_ml.pipeline.config import BUILTIN_STAGES, PipelineConfig
 from codex_ml.pipeline.inputs import Inputs, load_inputs
 
-__all__ = ["STAGES", "run_from_hydra", "run_pipeline"]
+__all__ = ["STAGES", "PipelineState", "run_from_hydra", "run_pipeline"]
 
 STAGES = ("M0", "M1", "RM", "M2")
 _PREFIX = {"M0": "m0", "M1": "m1", "RM": "rm", "M2": "m2"}
+#: The registered names of the built-in stages and the ids they record under.
+_BUILTIN = dict(zip(BUILTIN_STAGES, STAGES))
 
 
 @dataclass
-class _Session:
-    """State shared by the stages of one pipeline run."""
+class PipelineState:
+    """What every pipeline stage is given (with its StageContext): the stage protocol's input.
+
+    A stage (group ``pipeline_stages``) is a callable ``stage(state, ctx) -> dict | None``: it
+    reads the inputs, the tokenizer and the models of the stages before it (``models``: M0, M1,
+    RM, M2 as the built-ins add them), logs through ``ctx.run`` under ``ctx.prefix`` and returns
+    its metrics, which summary.json records under its name (a built-in records itself, with its
+    checkpoint, through :meth:`train_or_reuse`).
+    """
 
     cfg: PipelineConfig
     inputs: Inputs
@@ -39,12 +48,20 @@ class _Session:
     run: Any
     out: Path
     progress: bool
+    models: dict[str, Any] = field(default_factory=dict)
     stages: dict[str, dict[str, Any]] = field(default_factory=dict)
     hashes: dict[str, str] = field(default_factory=dict)  # input and checkpoint SHA-256s
 
     def seed(self, name: str) -> int:
         """Each stage gets its own seed so reusing one stage never shifts another's randomness."""
-        return self.cfg.seed * 100 + STAGES.index(name)
+        if name in STAGES:
+            return self.cfg.seed * 100 + STAGES.index(name)
+        return self.cfg.seed * 100 + len(STAGES) + self.cfg.stages.index(name)  # plugin stages: after the built-ins'
+
+    def train_or_reuse(self, name: str, model: Any, section: Any, deps: tuple[str, ...], train: Callable[[], dict],
+                       ctx: Any) -> None:  # fmt: skip
+        """Reuse stage ``name``'s verified checkpoint, or ``train()`` and save checkpoint + marker."""
+        _stage(self, name, model, section, deps, train, ctx)
 
 
 def run_pipeline(cfg: PipelineConfig, tracking: Any = None, *, progress: bool = True) -> dict[str, Any]:
@@ -65,7 +82,7 @@ def run_pipeline(cfg: PipelineConfig, tracking: Any = None, *, progress: bool = 
     codec = PromptCodec(tokenizer, cfg.model.block_size)
     out = Path(cfg.output_dir).resolve()
     run = _open_run(out, tracking, cfg)  # creates the directory; a missing sink package fails before
-    session = _Session(cfg, inputs, tokenizer, codec, run, out, progress)
+    session = PipelineState(cfg, inputs, tokenizer, codec, run, out, progress)
     session.hashes = {name: info["sha256"] for name, info in inputs.files.items()}
     status = "FAILED"
     threads = _set_threads(cfg.threads)
@@ -151,38 +168,26 @@ def _open_run(out: Path, tracking: Any, cfg: PipelineConfig) -> Any:
     )
 
 
-def _run_stages(s: _Session) -> None:
-    """Build each model from the previous one and run (or reuse) its stage."""
-    import torch
-
-    from codex_ml.pipeline.modeling import RewardModel, build_gpt
-    from codex_ml.pipeline.preference import run_preference
-    from codex_ml.pipeline.stages import run_pretrain, run_reward, run_sft
-
-    cfg, data = s.cfg, s.inputs
-    torch.manual_seed(s.seed("M0"))  # the initial weights
-    m0 = build_gpt(cfg.model, s.tokenizer.vocab_size)
-    _stage(s, "M0", m0, cfg.pretrain, ("corpus", "tokenizer"), lambda ctx: run_pretrain(m0, s.tokenizer, data.corpus, cfg, ctx))
-    if data.demos:
-        m1 = copy.deepcopy(m0)
-        _stage(s, "M1", m1, cfg.sft, ("demos", "M0"), lambda ctx: run_sft(m1, s.codec, data.demos, cfg, ctx))
-    else:
-        m1 = m0
-        s.stages["M1"] = {"status": "skipped", "reason": "demos file is empty; M1 is M0", "seconds": 0.0}
-        s.hashes["M1"] = s.hashes["M0"]
-    rm = RewardModel(copy.deepcopy(m1))
-    _stage(s, "RM", rm, cfg.reward, ("prefs", "M1"), lambda ctx: run_reward(rm, s.codec, data.prefs, cfg, ctx))
-    m2 = copy.deepcopy(m1)
-    prompts = [d.prompt for d in data.demos] + [p.prompt for p in data.prefs]
-    _stage(
-        s, "M2", m2, cfg.preference, ("prefs", "demos", "M1", "RM"),
-        lambda ctx: run_preference(m2, m1, rm, s.codec, data.prefs, prompts, cfg, ctx),
-    )
-
-
-def _stage(s: _Session, name: str, model: Any, section: Any, deps: tuple[str, ...], train: Callable[[Any], dict]) -> None:
-    """Reuse the stage's verified checkpoint, or train it and save checkpoint + marker."""
+def _run_stages(s: PipelineState) -> None:
+    """Run the configured stages in order, each loaded by name from the plugin registry."""
     from codex_ml.pipeline.loop import StageContext
+    from codex_ml.plugins.select import load
+
+    for name in s.cfg.stages:
+        key = _BUILTIN.get(name, name)  # built-ins are recorded as M0/M1/RM/M2
+        stage = load("pipeline_stages", name)
+        ctx = StageContext(s.run, _PREFIX.get(key, name), s.seed(key), s.progress)
+        began = time.perf_counter()
+        metrics = stage(s, ctx)
+        if key not in s.stages:  # a plugin stage: the runner records what it returned
+            s.stages[key] = {"status": "trained", "seconds": round(time.perf_counter() - began, 3),
+                             "seed": ctx.seed, "metrics": dict(metrics or {})}  # fmt: skip
+            s.run.set_tags({f"pipeline.stage.{key}": "trained"})
+
+
+def _stage(s: PipelineState, name: str, model: Any, section: Any, deps: tuple[str, ...], train: Callable[[], dict],
+           ctx: Any) -> None:  # fmt: skip
+    """Reuse the stage's verified checkpoint, or train it and save checkpoint + marker."""
     from codex_ml.pipeline.store import MARKER_FILE, fingerprint, read_verified_marker, save_stage, stage_state
     from codex_ml.training.checkpoints import load_model_state
 
@@ -201,7 +206,7 @@ def _stage(s: _Session, name: str, model: Any, section: Any, deps: tuple[str, ..
         _note(s, f"{name}: training ({why})")
         (directory / MARKER_FILE).unlink(missing_ok=True)  # a crash from here on leaves no stale marker
         began = time.perf_counter()
-        metrics = train(StageContext(s.run, _PREFIX[name], seed, s.progress))
+        metrics = train()
         record = {"status": "trained", "seconds": round(time.perf_counter() - began, 3), "seed": seed,
                   "steps": section.steps, "metrics": metrics}
         path, marker = save_stage(directory, {"stage": name, "model": model.state_dict()}, section.steps,
@@ -214,16 +219,16 @@ def _stage(s: _Session, name: str, model: Any, section: Any, deps: tuple[str, ..
     s.run.set_tags({f"pipeline.stage.{name}": record["status"]})
 
 
-def _note(s: _Session, message: str) -> None:
+def _note(s: PipelineState, message: str) -> None:
     if s.progress:
         print(f"[pipeline] {message}", file=sys.stderr)
 
 
-def _report(s: _Session, status: str) -> dict[str, Any]:
+def _report(s: PipelineState, status: str) -> dict[str, Any]:
     """The pipeline part of summary.json."""
     from codex_ml.pipeline.summary import acceptance, package_versions
 
-    pending = [name for name in STAGES if name not in s.stages]
+    pending = [_BUILTIN.get(name, name) for name in s.cfg.stages if _BUILTIN.get(name, name) not in s.stages]
     return {
         "pipeline_status": status,
         "failed_stage": pending[0] if pending and status != "FINISHED" else None,
@@ -231,7 +236,7 @@ def _report(s: _Session, status: str) -> dict[str, Any]:
         "acceptance": acceptance(s.stages),
         "inputs": s.inputs.files,
         "seed": s.cfg.seed,
-        "stage_seeds": {name: s.seed(name) for name in STAGES},
+        "stage_seeds": {key: s.seed(key) for key in (_BUILTIN.get(name, name) for name in s.cfg.stages)},
         "config": s.cfg.resolved(),
         "versions": package_versions(),
     }

@@ -140,3 +140,56 @@ def run_reward(rm: RewardModel, codec: PromptCodec, prefs: list[Preference], cfg
         }
 
     return optimise(rm, cfg.reward, step_fn, evaluate, ctx, "RM reward")
+
+
+# -- the built-in stages under the one stage protocol: stage(state, ctx) -> metrics ------------------
+# Each builds its model from the models before it (state.models), then trains it or reuses its
+# verified checkpoint through state.train_or_reuse, which records it in summary.json.
+
+
+def pretrain_stage(state: Any, ctx: StageContext) -> None:
+    """Built-in stage ``pretrain`` (M0): a fresh model, causal language modelling on the corpus."""
+    from codex_ml.pipeline.modeling import build_gpt
+
+    cfg = state.cfg
+    torch.manual_seed(ctx.seed)  # the initial weights
+    m0 = state.models["M0"] = build_gpt(cfg.model, state.tokenizer.vocab_size)
+    state.train_or_reuse("M0", m0, cfg.pretrain, ("corpus", "tokenizer"),
+                         lambda: run_pretrain(m0, state.tokenizer, state.inputs.corpus, cfg, ctx), ctx)  # fmt: skip
+
+
+def sft_stage(state: Any, ctx: StageContext) -> None:
+    """Built-in stage ``sft`` (M1): a copy of M0 fine-tuned on the demos (M1 is M0 without demos)."""
+    import copy
+
+    if not state.inputs.demos:
+        state.models["M1"] = state.models["M0"]
+        state.stages["M1"] = {"status": "skipped", "reason": "demos file is empty; M1 is M0", "seconds": 0.0}
+        state.hashes["M1"] = state.hashes["M0"]
+        return
+    m1 = state.models["M1"] = copy.deepcopy(state.models["M0"])
+    state.train_or_reuse("M1", m1, state.cfg.sft, ("demos", "M0"),
+                         lambda: run_sft(m1, state.codec, state.inputs.demos, state.cfg, ctx), ctx)  # fmt: skip
+
+
+def reward_stage(state: Any, ctx: StageContext) -> None:
+    """Built-in stage ``reward`` (RM): a scalar head on a copy of M1, trained on the preference pairs."""
+    import copy
+
+    rm = state.models["RM"] = RewardModel(copy.deepcopy(state.models["M1"]))
+    state.train_or_reuse("RM", rm, state.cfg.reward, ("prefs", "M1"),
+                         lambda: run_reward(rm, state.codec, state.inputs.prefs, state.cfg, ctx), ctx)  # fmt: skip
+
+
+def preference_stage(state: Any, ctx: StageContext) -> None:
+    """Built-in stage ``preference`` (M2): a copy of M1 optimised against RM (RLOO or DPO)."""
+    import copy
+
+    from codex_ml.pipeline.preference import run_preference
+
+    m1, data = state.models["M1"], state.inputs
+    m2 = state.models["M2"] = copy.deepcopy(m1)
+    prompts = [d.prompt for d in data.demos] + [p.prompt for p in data.prefs]
+    state.train_or_reuse("M2", m2, state.cfg.preference, ("prefs", "demos", "M1", "RM"),
+                         lambda: run_preference(m2, m1, state.models["RM"], state.codec, data.prefs, prompts, state.cfg, ctx),
+                         ctx)  # fmt: skip

@@ -48,6 +48,9 @@ class TrackingConfig:
     #: None (off), "AUTO" (<checkpoint_dir>/system_metrics.jsonl) or a path (relative to the checkpoint dir).
     system_metrics: str | None = None
     system_metrics_interval: float = 15.0
+    #: Registered system-metric collectors to sample, by name (``codex-ml plugins list
+    #: system-metric-collectors``); None: the built-in set (cpu, memory, ..., gpu).
+    system_metrics_collectors: list[str] | None = None
     #: Serve /metrics for Prometheus on this port (None: off).
     prometheus_port: int | None = None
     prometheus_addr: str = "127.0.0.1"
@@ -61,6 +64,8 @@ class TrackingConfig:
 
     def __post_init__(self) -> None:
         self.extra_sinks = _sink_names(self.extra_sinks)
+        if self.system_metrics_collectors is not None:
+            self.system_metrics_collectors = _collector_names(self.system_metrics_collectors)
         # user:password@ in a URI stays in memory (credentials.py): this config is stored in
         # run.json, checkpoints and params, and printed, so it keeps the URIs without them.
         self.mlflow_tracking_uri = take_credentials(self.mlflow_tracking_uri)
@@ -96,7 +101,8 @@ class TrackingConfigError(CodexMLError, ValueError):
 
 
 #: Config keys of the fields that live in the ``system_metrics`` section instead of ``tracking``.
-_CONFIG_KEYS = {"system_metrics": "system_metrics.path", "system_metrics_interval": "system_metrics.interval"}
+_CONFIG_KEYS = {"system_metrics": "system_metrics.path", "system_metrics_interval": "system_metrics.interval",
+                "system_metrics_collectors": "system_metrics.collectors"}
 
 
 def setting_label(name: str) -> str:
@@ -114,6 +120,23 @@ def _sink_names(value: Any) -> list[str]:
     for name in names:
         if not isinstance(name, str) or not name.strip():
             raise TrackingConfigError([("extra_sinks", f"must be sink plugin names, got {name!r}")])
+    return [name.strip() for name in names]
+
+
+def _collector_names(value: Any) -> list[str]:
+    """``system_metrics_collectors`` as a list of registered names; an unknown one is refused
+    here, before anything is written, with the registered names (the registry imports nothing)."""
+    names = [value] if isinstance(value, str) else list(value or [])
+    if any(not isinstance(name, str) or not name.strip() for name in names):
+        raise TrackingConfigError([("system_metrics_collectors", f"must be collector plugin names, got {value!r}")])
+    from codex_ml.plugins.registry import Registry, UnknownPluginError
+
+    registry = Registry()
+    try:
+        for name in names:
+            registry.spec("system_metric_collectors", name.strip())
+    except UnknownPluginError as exc:
+        raise TrackingConfigError([("system_metrics_collectors", str(exc))]) from None
     return [name.strip() for name in names]
 
 

@@ -45,6 +45,7 @@ TRACKING_FLAGS: tuple[Flag, ...] = (
     Flag(("--enable-wandb",), "enable_wandb", True, "Log to Weights & Biases, offline unless $WANDB_MODE says otherwise; project from $WANDB_PROJECT."),
     Flag(("--system-metrics",), "system_metrics", False, "Record CPU/memory/GPU telemetry: AUTO (or no value) writes <checkpoint_dir>/system_metrics.jsonl; a relative PATH is taken relative to the checkpoint dir, an absolute one as is.", "AUTO|PATH", const="AUTO"),
     Flag(("--system-metrics-interval",), "system_metrics_interval", False, "Seconds between system telemetry samples (default: 15; minimum 0.1).", "SECONDS", float),
+    Flag(("--system-metrics-collector",), "system_metrics_collectors", False, "Sample this registered collector (repeatable; default: all built-ins; `codex-ml plugins list system-metric-collectors` shows the names).", "NAME", multiple=True),
     Flag(("--prometheus-port",), "prometheus_port", False, "Serve /metrics for Prometheus on this port (training scalars, system gauges, tracker health).", "PORT", int),
     Flag(("--prometheus-addr",), "prometheus_addr", False, "Address the Prometheus exporter binds (default: 127.0.0.1; 0.0.0.0 exposes it to the network).", "ADDR"),
     Flag(("--prometheus-pushgateway",), "prometheus_pushgateway", False, "Also push metrics to this Prometheus Pushgateway URL (for short jobs).", "URL"),

@@ -138,4 +138,5 @@ def _start_rank_sampler(run: Any, tracking: TrackingConfig, checkpoint_dir: Path
         record_system_metrics_file(run.paths, path)
     # The run stops it on close (Run.close and NullRun.close both stop run.system_metrics).
     run.system_metrics = SystemMetricsLogger(rank_file(path, info.rank), tracking.system_metrics_interval,
-                                             run=forward, rank=info.rank).start()
+                                             run=forward, rank=info.rank,
+                                             collector_names=tracking.system_metrics_collectors).start()

@@ -1,7 +1,10 @@
-"""codex-sample-plugin: a codex_ml sink that writes every scalar to ``<run dir>/metrics.csv``.
+"""codex-sample-plugin: one codex_ml plugin of each group, selected by name in a job.
 
-Enable it with ``--sink csvsink`` (or ``start_run(..., extra_sinks=["csvsink"])``). Columns:
-``kind`` (metric or system), ``step``, ``wall_time``, ``name``, ``value``.
+- sink ``csvsink`` writes every scalar to ``<run dir>/metrics.csv`` (``--sink csvsink``). Columns:
+  ``kind`` (metric or system), ``step``, ``wall_time``, ``name``, ``value``.
+- collector ``ticks`` (``system_metrics.collectors=[ticks,cpu]``), tokenizer ``reserved_chars``
+  (``data.tokenizer=reserved_chars``), model ``sample_gpt`` (``model.name=sample_gpt``), dataset
+  ``abc`` (``data.dataset=abc``) and pipeline stage ``token_count`` (``stages=[..., token_count]``).
 """
 
 from __future__ import annotations
@@ -58,3 +61,75 @@ class CsvSink(Sink):
         if self._file is not None:
             self._file.close()
             self._file = None
+
+
+# -- one plugin of every other group: each leaves a mark a test finds in the run's files ------------
+
+from codex_ml.data.char_tokenizer import CharTokenizer  # noqa: E402
+from codex_ml.monitoring.collectors import Collector  # noqa: E402
+
+
+class TickCollector(Collector):
+    """System-metrics collector ``ticks``: writes ``{"count": n}`` (samples taken so far)."""
+
+    name = "ticks"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._count = 0
+
+    def collect(self) -> None:
+        """Count this sample."""
+        self._count += 1
+        self._data = {"count": self._count}
+
+
+class ReservedCharTokenizer(CharTokenizer):
+    """Tokenizer ``reserved_chars``: the char tokenizer with id 0 reserved (``\\x00``).
+
+    Saved with ``"type": "reserved_chars"`` so that ``--resume`` finds it again.
+    """
+
+    kind = "reserved_chars"
+
+    @classmethod
+    def train(cls, texts: list[str], vocab_size: int) -> ReservedCharTokenizer:
+        """One id per character of ``texts`` (and the blank-line separator), after the reserved one."""
+        return cls(["\x00", *sorted((set("".join(texts)) | {"\n"}) - {"\x00"})])
+
+    def save(self, path: Any) -> None:
+        """The vocabulary as JSON, marked with this tokenizer's kind."""
+        import json
+        from pathlib import Path
+
+        Path(path).write_text(json.dumps({"type": self.kind, "chars": list(self.chars)}), encoding="utf-8")
+
+    @classmethod
+    def load(cls, path: Any) -> ReservedCharTokenizer:
+        """Read what :meth:`save` wrote."""
+        import json
+        from pathlib import Path
+
+        return cls(json.loads(Path(path).read_text(encoding="utf-8"))["chars"])
+
+
+def abc_dataset(path: str | None) -> list[str]:
+    """Dataset ``abc``: forty documents made only of the letters a, b, c and spaces (``path`` is ignored)."""
+    return [" ".join(["abc", "cab", "bca"][i % 3] * (i % 5 + 1) for _ in range(20)) for i in range(40)]
+
+
+def SampleGPT(config: Any) -> Any:  # noqa: N802 - a factory named like the class it returns
+    """Model ``sample_gpt``: codex_ml's GPT under another class name (torch is imported only here)."""
+    from codex_ml.models.transformer import GPT
+
+    class SampleGPT(GPT):
+        """The built-in GPT, renamed: the run's params.json shows which model was built."""
+
+    return SampleGPT(config)
+
+
+def token_count_stage(state: Any, ctx: Any) -> dict[str, float]:
+    """Pipeline stage ``token_count``: logs ``<prefix>/corpus_tokens`` once and returns it."""
+    tokens = float(sum(len(state.tokenizer.encode(text)) for text in state.inputs.corpus))
+    ctx.run.log_metrics({f"{ctx.prefix}/corpus_tokens": tokens}, step=0)
+    return {"corpus_tokens": tokens}
