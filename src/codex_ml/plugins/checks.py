@@ -12,11 +12,11 @@ SINK_METHODS = ("start", "write_metrics", "write_system", "write_histogram", "wr
 #: One line per group: what a plugin of that group is (shown by `codex-ml plugins list`).
 GROUP_HELP = {
     "sinks": "tracking sinks: a codex_ml.tracking.sink.Sink subclass (or a class with its methods), or a factory returning one",
-    "models": "model classes or factories (e.g. a torch.nn.Module subclass)",
-    "tokenizers": "tokenizer classes (encode/decode) or factories",
-    "datasets": "functions or classes that read a corpus or data set",
-    "pipeline_stages": "training pipeline stages (pretrain, sft, reward, preference): callables",
-    "system_metric_collectors": "system telemetry collectors: codex_ml.monitoring.collectors.Collector subclasses",
+    "models": "models built by model.name=NAME: a class or factory taking a GPTConfig, returning a torch.nn.Module",
+    "tokenizers": "tokenizers chosen by data.tokenizer=NAME: a class with train(texts, vocab_size) and load(path)",
+    "datasets": "datasets chosen by data.dataset=NAME: a callable dataset(path) returning the documents",
+    "pipeline_stages": "pipeline stages listed in the pipeline's stages: a callable stage(state, ctx) returning metrics",
+    "system_metric_collectors": "collectors chosen by system_metrics.collectors: codex_ml.monitoring.collectors.Collector subclasses",
 }
 
 
