@@ -87,7 +87,8 @@ def test_collector_plugin_writes_its_group(plugin_run: Path) -> None:
 def test_pipeline_stage_plugin_runs_in_the_pipeline(plugin_site: Path, on_path: Callable[[Path], None],
                                                     tmp_path: Path) -> None:  # fmt: skip
     """stages=[..., token_count]: the plugin stage runs after the built-ins, logs its metric
-    under its own prefix and is recorded in summary.json."""
+    under its own prefix and is recorded in summary.json. The pipeline also trains the plugin
+    tokenizer (tokenizer=reserved_chars) and runs every built-in stage on the plugin model (model.name)."""
     from codex_ml.pipeline.config import PipelineConfig, apply_overrides, load_config_file
     from codex_ml.pipeline.example_data import ExampleSpec, write_example_data
     from codex_ml.pipeline.runner import run_pipeline
@@ -96,13 +97,16 @@ def test_pipeline_stage_plugin_runs_in_the_pipeline(plugin_site: Path, on_path: 
     data = write_example_data(tmp_path / "data", ExampleSpec(corpus_docs=40, demos=60, prefs=80, seed=7))
     values = load_config_file(REPO / "configs" / "pipeline" / "tiny.yaml")
     values.update({name: str(path) for name, path in data.items()}, output_dir=str(tmp_path / "out"))
-    overrides = ["stages=[pretrain,sft,reward,preference,token_count]"]
+    overrides = ["stages=[pretrain,sft,reward,preference,token_count]", "tokenizer=reserved_chars",
+                 "model.name=sample_gpt"]
     summary = run_pipeline(PipelineConfig.from_mapping(apply_overrides(values, overrides)), progress=False)
     record = summary["stages"]["token_count"]
     assert record["status"] == "trained" and record["metrics"]["corpus_tokens"] > 0
     logged = [json.loads(line) for line in (tmp_path / "out" / "metrics.ndjson").read_text().splitlines()]
     values_logged = [r["metrics"]["token_count/corpus_tokens"] for r in logged if "token_count/corpus_tokens" in r.get("metrics", {})]
     assert values_logged == [record["metrics"]["corpus_tokens"]]
+    assert json.loads((tmp_path / "out" / "tokenizer.json").read_text())["type"] == "reserved_chars"
+    assert [summary["stages"][s]["status"] for s in ("M0", "M1", "RM", "M2")] == ["trained"] * 4
 
 
 @pytest.mark.parametrize(("override", "group"), [
