@@ -40,7 +40,7 @@ def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
     for needle in ("model.n_layer: expected int, got str 'two'", "training.max_stepz: unknown key",
                    "training.lr: expected float, got bool", "extra: unknown section",
                    "tracking.enable_mlflow: expected bool", "tracking.colour: unknown key",
-                   "data.tokenizer: expected one of 'char', 'bpe'", "training.warmup_steps must be >= 0",
+                   "data.tokenizer: unknown tokenizers plugin 'word'; registered tokenizers: bpe, char", "training.warmup_steps must be >= 0",
                    "model.n_embd (30) must be divisible by n_head (4)"):
         assert needle in message, needle
 
@@ -90,7 +90,8 @@ def test_effective_tracking_round_trips_through_the_saved_config() -> None:
     tracking = TrackingConfig(run_name="x", enable_mlflow=True, mlflow_experiment="e", system_metrics="AUTO",
                               system_metrics_interval=2.0)
     saved = TrainConfig().with_tracking(tracking).to_dict()
-    assert "run_name" not in saved["tracking"] and saved["system_metrics"] == {"path": "AUTO", "interval": 2.0}
+    assert "run_name" not in saved["tracking"]
+    assert saved["system_metrics"] == {"path": "AUTO", "interval": 2.0, "collectors": None}
     again = validate_config(saved).tracking_config()
     assert again.enable_mlflow and again.mlflow_experiment == "e" and again.system_metrics == "AUTO"
     assert again.run_name is None
