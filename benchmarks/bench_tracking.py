@@ -117,7 +117,7 @@ class CodexML(System):
 
 
 class WandbOffline(System):
-    """``run.log(metrics, step=i)`` on an offline W&B run, settings as in wandb_sink.py."""
+    """``run.log(metrics, step=i)`` on an offline W&B run, settings as in backends/wandb.py."""
 
     name = "wandb.log (offline)"
 
@@ -267,7 +267,7 @@ def count_tensorboard(logdir: Path) -> int:
 
 def count_wandb(run_dir: Path) -> int:
     """History rows holding ``CHECK_KEY`` in the newest .wandb file under ``run_dir/wandb/``."""
-    from codex_ml.tracking.wandb_reader import find_run_files, read_history
+    from codex_ml.backends.wandb import find_run_files, read_history
 
     files = find_run_files(run_dir)
     return sum(1 for row in read_history(files[-1]) if CHECK_KEY in row) if files else 0

@@ -84,7 +84,7 @@ def test_show_builtin_gives_module_summary_signature() -> None:
     code, output = invoke("show", "sinks", "mlflow", "--json")
     info = json.loads(output)
     assert code == 0 and info["state"] == "ok"
-    assert info["module"] == "codex_ml.tracking.mlflow_sink" and info["kind"] == "class"
+    assert info["module"] == "codex_ml.backends.mlflow" and info["kind"] == "class"
     assert info["summary"] == "One MLflow run per codex_ml run."
     assert info["signature"].startswith("MlflowSink(tracking_uri") and "experiment" in info["signature"]
     code, output = invoke("show", "tokenizers", "char")

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from codex_ml.monitoring.prometheus_exporter import (
+from codex_ml.backends.prometheus import (
     PUSH_JOB,
     PrometheusBindError,
     PrometheusSink,

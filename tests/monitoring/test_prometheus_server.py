@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from codex_ml.monitoring.prometheus_exporter import PrometheusSink
+from codex_ml.backends.prometheus import PrometheusSink
 from codex_ml.monitoring.ui import free_port
 from codex_ml.tracking import start_run
 

@@ -117,7 +117,7 @@ def test_tensorboard_backfills_exactly_and_is_idempotent(tmp_path: Path) -> None
 
 
 def test_wandb_offline_backfills_exactly_and_is_idempotent(tmp_path: Path) -> None:
-    from codex_ml.tracking.wandb_reader import find_run_files, read_history
+    from codex_ml.backends.wandb import find_run_files, read_history
 
     root = _run_with_outage(tmp_path, enable_wandb=True)
     assert replay(root, "wandb", progress=False).sent == 23

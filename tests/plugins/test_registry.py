@@ -49,7 +49,7 @@ def test_fresh_checkout_diagnoses_clean() -> None:
     assert [s.spec.name for s in statuses if s.failed] == []
     assert {s.state for s in statuses} <= {OK, PLANNED, MISSING_EXTRA}
     from codex_ml.data.char_tokenizer import CharTokenizer
-    from codex_ml.tracking.tensorboard_sink import TensorBoardSink
+    from codex_ml.backends.tensorboard import TensorBoardSink
 
     assert registry.load("tokenizers", "char") is CharTokenizer
     assert registry.load("sinks", "tensorboard") is TensorBoardSink
@@ -171,7 +171,7 @@ def test_installed_broken_package_is_reported_while_others_work(plugin_site: Pat
         assert status.failed and message in status.detail, (group, name, status.detail)
     assert by_name[("sinks", "csvsink", "codex-sample-plugin")].state == OK
     assert [key for key, s in by_name.items() if s.failed and key[2] != broken] == []
-    from codex_ml.tracking.tensorboard_sink import TensorBoardSink
+    from codex_ml.backends.tensorboard import TensorBoardSink
 
     assert registry.load("sinks", "tensorboard") is TensorBoardSink  # the built-in wins the clash
     with pytest.raises(PluginLoadError, match=r"codex-broken-plugin 0\.0\.1.*codex_no_such_dependency"):

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from codex_ml.tracking.reader import ReadReport, iter_records
-from codex_ml.tracking.wandb_reader import find_run_files, read_history
+from codex_ml.backends.wandb import find_run_files, read_history
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = str(REPO / "configs" / "training" / "tiny.yaml")

@@ -13,7 +13,7 @@ from tensorboard.backend.event_processing import event_accumulator as ea
 
 from codex_ml.tracking import start_run
 from codex_ml.tracking.reader import metric_series
-from codex_ml.tracking.wandb_reader import find_run_files, read_history
+from codex_ml.backends.wandb import find_run_files, read_history
 
 STEPS = 200
 KEYS = ["train/loss", "train/lr", "train/grad_norm", "eval/loss", "throughput"]

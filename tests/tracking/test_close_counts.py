@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from codex_ml.tracking import start_run
-from codex_ml.tracking.wandb_reader import find_run_files, read_history
+from codex_ml.backends.wandb import find_run_files, read_history
 
 POINTS = 120_000
 CLOSE_TIMEOUT = 0.5

@@ -11,7 +11,7 @@ import pytest
 from codex_ml.tracking import start_run
 from codex_ml.tracking.names import mlflow_name
 from codex_ml.tracking.reader import read_metrics
-from codex_ml.tracking.wandb_reader import find_run_files, read_history
+from codex_ml.backends.wandb import find_run_files, read_history
 
 HOSTILE_KEYS = [
     "loss@gpu:0", "a,b", "f(x)", "train/loss", "with space", "ünïcödé/λ", "emoji 🚀", "..", "a/../b", "/leading",

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from codex_ml.tracking import start_run
 from codex_ml.tracking.reader import metric_series
-from codex_ml.tracking.wandb_reader import find_run_files, read_history
+from codex_ml.backends.wandb import find_run_files, read_history
 
 ROOT = Path(__file__).resolve().parents[2]
 SINKS = {"enable_tensorboard": True, "enable_mlflow": True, "enable_wandb": True}

@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from codex_ml.tracking.wandb_reader import find_run_files, read_history
+from codex_ml.backends.wandb import find_run_files, read_history
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -13,7 +13,7 @@ from wandb.proto import wandb_internal_pb2
 
 from codex_ml.tracking import start_run
 from codex_ml.tracking.reader import metric_series
-from codex_ml.tracking.wandb_reader import find_run_files, iter_payloads, read_config, read_history
+from codex_ml.backends.wandb import find_run_files, iter_payloads, read_config, read_history
 
 
 def _wandb_run(tmp_path: Path, name: str, **options: Any):

@@ -3,7 +3,8 @@
 The NDJSON log is the source of truth; a backend may miss points (a sink outage, a sink
 switched on late, a disabled sink). Replay reads what the backend already holds, counts
 points per ``(metric, step)``, and sends only the occurrences beyond that count, through
-the same sink classes that training uses (``codex_ml.tracking.*_sink``). Replaying twice
+the same sink classes that training uses (``codex_ml.backends.<name>``, whose ``History``
+says what the backend already holds). Replaying twice
 therefore sends nothing the second time, and after an outage exactly the missing points.
 
 - MLflow: the run saved in run.json (same tracking URI), else the run tagged with this
@@ -12,7 +13,7 @@ therefore sends nothing the second time, and after an outage exactly the missing
 - TensorBoard: existing scalars are read from ``<run>/tensorboard`` with TensorBoard's own
   ``EventAccumulator``; missing points go to a new event file in the same folder.
 - W&B (offline): existing points are read from every ``run-*.wandb`` file of the run
-  (``codex_ml.tracking.wandb_reader``); missing points go to the same W&B run id
+  (``codex_ml.backends.wandb``); missing points go to the same W&B run id
   (``resume="allow"``), which W&B offline stores as one more ``offline-run-*`` folder.
   ``wandb sync`` uploads all of them. Points uploaded online but not kept locally are not seen.
 
@@ -33,12 +34,12 @@ from typing import Any
 
 import numpy as np
 
+from codex_ml.backends import BACKENDS, replayable
 from codex_ml.monitoring.loading import MetricsData, load
 from codex_ml.monitoring.runs import SYSTEM, RunSource, UnknownFormatError, read_json, resolve
 from codex_ml.tracking.paths import PARAMS_FILE, TAGS_FILE, RunPaths
 from codex_ml.tracking.sink import MetricPoint, RunInfo, Sink
 
-BACKENDS = ("tensorboard", "mlflow", "wandb")
 BATCH = 1000
 #: Existing points per backend name: {name: {step: count}}.
 Existing = dict[str, dict[int, int]]
@@ -122,16 +123,15 @@ def _group(rows: np.ndarray, codes: np.ndarray, steps: np.ndarray, times: np.nda
 def replay(path: str | Path, to: str, *, tracking_uri: str | None = None, experiment: str | None = None,
            progress: bool = True) -> ReplayResult:  # fmt: skip
     """Replay the run at ``path`` into backend ``to``; see the module docstring."""
-    if to not in BACKENDS:
-        raise UnknownFormatError("replay backend", to, BACKENDS)
+    if to not in replayable():
+        raise UnknownFormatError("replay backend", to, replayable())
     source = _run_source(Path(path))
     if to == "mlflow":
         _repair_moved_store(source)
     metrics = load(source.main, source.kind) if source.kind != SYSTEM else None
     system = [load(p, SYSTEM) for p in ([source.main] if source.kind == SYSTEM else forwarded_system_files(source))]
-    from codex_ml.monitoring import replay_backends
-
-    backend = replay_backends.make(to, source, run_info(source), tracking_uri=tracking_uri, experiment=experiment)
+    history = BACKENDS[to].load().History
+    backend = history(run_info(source), tracking_uri=tracking_uri, experiment=experiment)
     existing = backend.existing([*(metrics.keys() if metrics else []), *(k for s in system for k in s.keys())])
     todo_metrics = missing_points(metrics, existing, backend.name) if metrics else []
     todo_system = [p for s in system for p in missing_points(s, existing, backend.name)]

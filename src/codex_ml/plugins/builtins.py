@@ -9,15 +9,15 @@ plugin needs, so a missing one is reported as *missing-extra* with its install c
 
 from __future__ import annotations
 
+from codex_ml.backends import BACKENDS
 from codex_ml.plugins.registry import PluginSpec
 
-# Tracking sinks. The NDJSON log is not a plugin: every run always writes it.
-SINKS = (
-    ("tensorboard", "codex_ml.tracking.tensorboard_sink:TensorBoardSink", False, ("tensorboard", "tensorboard")),
-    ("mlflow", "codex_ml.tracking.mlflow_sink:MlflowSink", False, ("mlflow", "mlflow")),
-    ("wandb", "codex_ml.tracking.wandb_sink:WandbSink", False, ("wandb", "wandb")),
-    ("prometheus", "codex_ml.monitoring.prometheus_exporter:PrometheusSink", False, ("prometheus_client", "prometheus")),
-)
+
+# Tracking sinks: the rows of codex_ml.backends.BACKENDS (add a backend there, not here).
+# The NDJSON log is not a plugin: every run always writes it.
+def _sinks() -> tuple[tuple[str, str, bool, tuple[str, str]], ...]:
+    return tuple((row.name, row.target, False, (row.package, row.extra)) for row in BACKENDS.values())
+
 
 MODELS = (
     ("gpt", "codex_ml.models.transformer:GPT", False, ("torch", "train")),
@@ -54,7 +54,6 @@ SYSTEM_METRIC_COLLECTORS = (
 )
 
 _TABLE = {
-    "sinks": SINKS,
     "models": MODELS,
     "tokenizers": TOKENIZERS,
     "datasets": DATASETS,
@@ -67,6 +66,6 @@ def builtin_specs() -> list[PluginSpec]:
     """Every built-in plugin as a PluginSpec (nothing is imported)."""
     return [
         PluginSpec(group, name, target, planned=planned, requires=requires)
-        for group, entries in _TABLE.items()
+        for group, entries in {"sinks": _sinks(), **_TABLE}.items()  # sinks read BACKENDS when asked
         for name, target, planned, requires in entries
     ]

@@ -1,6 +1,7 @@
 """Building the sinks a TrackingConfig asks for, failing early on missing packages.
 
-The built-in sinks follow their enable flags; ``extra_sinks`` names more sinks from the plugin
+The built-in sinks are the rows of ``codex_ml.backends.BACKENDS``, each built when its row says
+the config asks for it, and loaded through the plugin registry like any other sink; ``extra_sinks`` names more sinks from the plugin
 registry (``codex-ml plugins list sinks``), built here so that an unknown or broken plugin
 stops the run before it starts.
 """
@@ -11,6 +12,7 @@ import importlib.util
 import inspect
 from typing import Any
 
+from codex_ml.backends import BACKENDS
 from codex_ml.errors import MissingExtraError
 from codex_ml.tracking.config import TrackingConfig
 from codex_ml.tracking.sink import Sink
@@ -27,7 +29,7 @@ def require(feature: str, module: str, extra: str, package: str | None = None) -
 
 
 #: ``--sink NAME`` for a built-in is the same as its enable flag.
-BUILTIN_SWITCHES = {"tensorboard": "enable_tensorboard", "mlflow": "enable_mlflow", "wandb": "enable_wandb"}
+BUILTIN_SWITCHES = {name: row.switch for name, row in BACKENDS.items() if row.switch}
 
 
 def build_sinks(config: TrackingConfig) -> list[Sink]:
@@ -40,7 +42,7 @@ def build_sinks(config: TrackingConfig) -> list[Sink]:
         raise PluginError("the prometheus sink needs --prometheus-port PORT or --prometheus-pushgateway URL")
     config = config.replace(**switches) if switches else config
     sinks = _builtin_sinks(config)
-    others = [n for n in plugin_names if n not in BUILTIN_SWITCHES and n != "prometheus"]
+    others = [n for n in plugin_names if n not in BACKENDS]
     if others:
         sinks += build_plugin_sinks(others, config)
     return sinks
@@ -97,36 +99,15 @@ def check_sink_packages(config: TrackingConfig) -> None:
 
 
 def _wanted_packages(config: TrackingConfig) -> list[tuple[str, str, str, str | None]]:
-    wanted = []
-    if config.enable_tensorboard:
-        wanted.append(("The TensorBoard sink (--enable-tensorboard)", "tensorboard", "tensorboard", None))
-    if config.enable_mlflow:
-        wanted.append(("The MLflow sink (--mlflow-enable)", "mlflow", "mlflow", None))
-    if config.enable_wandb:
-        wanted.append(("The W&B sink (--enable-wandb)", "wandb", "wandb", None))
-    if config.prometheus_port is not None or config.prometheus_pushgateway:
-        wanted.append(("The Prometheus exporter (--prometheus-port)", "prometheus_client", "prometheus",
-                       "prometheus-client"))  # fmt: skip
-    return wanted
+    return [(row.feature, row.package, row.extra, row.pip_name) for row in BACKENDS.values() if row.enabled(config)]
 
 
 def _builtin_sinks(config: TrackingConfig) -> list[Sink]:
     check_sink_packages(config)
-    sinks: list[Sink] = []
-    if config.enable_tensorboard:
-        from codex_ml.tracking.tensorboard_sink import TensorBoardSink
+    wanted = [row for row in BACKENDS.values() if row.enabled(config)]
+    if not wanted:
+        return []
+    from codex_ml.plugins.registry import Registry
 
-        sinks.append(TensorBoardSink())
-    if config.enable_mlflow:
-        from codex_ml.tracking.mlflow_sink import MlflowSink
-
-        sinks.append(MlflowSink(config.mlflow_tracking_uri, config.mlflow_experiment))
-    if config.enable_wandb:
-        from codex_ml.tracking.wandb_sink import WandbSink
-
-        sinks.append(WandbSink(config.resolved_wandb_project()))
-    if config.prometheus_port is not None or config.prometheus_pushgateway:
-        from codex_ml.monitoring.prometheus_exporter import PrometheusSink
-
-        sinks.append(PrometheusSink(config.prometheus_port, config.prometheus_addr, config.prometheus_pushgateway))
-    return sinks
+    registry = Registry()  # the same path as a plugin's sink: the registry imports and checks the class
+    return [registry.load("sinks", row.name).from_config(config) for row in wanted]

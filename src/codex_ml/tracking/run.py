@@ -505,8 +505,15 @@ def _run_info(paths: RunPaths, name: str, previous: dict[str, Any], config: Trac
 
 def _sinks_used(before: list[str], config: TrackingConfig) -> list[str]:
     """The backends this or any earlier session wrote to, in a fixed order."""
-    now = {"tensorboard": config.enable_tensorboard, "mlflow": config.enable_mlflow, "wandb": config.enable_wandb}
+    now = _replayable_switches(config)
     return [name for name, on in now.items() if on or name in before]
+
+
+def _replayable_switches(config: TrackingConfig) -> dict[str, bool]:
+    """Whether each backend that keeps history (``codex_ml.backends.replayable()``) is switched on."""
+    from codex_ml.backends import BACKENDS, replayable
+
+    return {name: BACKENDS[name].enabled(config) for name in replayable()}
 
 
 def _backfill_sinks(paths: RunPaths, config: TrackingConfig, previous: dict[str, Any], reporter: Reporter) -> None:
@@ -515,7 +522,7 @@ def _backfill_sinks(paths: RunPaths, config: TrackingConfig, previous: dict[str,
     Runs before the new session's sinks start, so the replay's writers are closed first.
     A failure is reported and the run goes on (the NDJSON still has everything).
     """
-    enabled = {"tensorboard": config.enable_tensorboard, "mlflow": config.enable_mlflow, "wandb": config.enable_wandb}
+    enabled = _replayable_switches(config)
     wanted = [kind for kind in previous.get("sinks", []) if enabled.get(kind)]
     if not wanted or not paths.metrics.exists():
         return

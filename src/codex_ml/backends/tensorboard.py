@@ -1,6 +1,7 @@
-"""TensorBoard sink: event files under ``runs/<run>/tensorboard/``.
+"""TensorBoard backend: the sink (event files under ``runs/<run>/tensorboard/``), its history
+reader for back-fill and replay, and its view line. Needs the ``tensorboard`` extra.
 
-Uses the ``tensorboard`` package's own event writer and protobufs, so neither TensorFlow
+The sink uses the ``tensorboard`` package's own event writer and protobufs, so neither TensorFlow
 nor torch is needed. Scalars, histograms and text are written in the forms TensorBoard's
 scalar, histogram and text dashboards read; params appear as a markdown table of text.
 """
@@ -8,10 +9,13 @@ scalar, histogram and text dashboards read; params appear as a markdown table of
 from __future__ import annotations
 
 import uuid
-
+from collections import Counter
 from typing import Any
 
+from codex_ml.backends import NOT_STARTED, quote
+
 from codex_ml.tracking.records import Histogram
+from codex_ml.tracking.paths import RunPaths
 from codex_ml.tracking.sink import MetricPoint, RunInfo, Sink
 
 
@@ -26,6 +30,11 @@ class TensorBoardSink(Sink):
         self._flush_secs = flush_secs
         self._writer: Any = None
         self._pb: Any = None
+
+    @classmethod
+    def from_config(cls, config: Any) -> TensorBoardSink:
+        """The sink a TrackingConfig asks for (it has no settings)."""
+        return cls()
 
     def start(self, run: RunInfo) -> None:
         """Open a new event file in the run's tensorboard/ folder."""
@@ -113,3 +122,46 @@ class _Protos:
 
 def _md(value: Any) -> str:
     return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+class History:
+    """Event files in ``<run>/tensorboard``, read with TensorBoard's EventAccumulator."""
+
+    def __init__(self, info: RunInfo, tracking_uri: str | None = None, experiment: str | None = None) -> None:
+        try:
+            from tensorboard.backend.event_processing import event_accumulator  # noqa: F401
+        except ImportError as exc:
+            from codex_ml.errors import MissingExtraError
+
+            raise MissingExtraError("replay into TensorBoard", "tensorboard", "tensorboard") from exc
+        self.info = info
+        self.sink = TensorBoardSink(flush_secs=1.0)
+        self.target = str(info.paths.tensorboard)
+
+    def name(self, key: str) -> str:
+        """TensorBoard keeps tags verbatim."""
+        return key
+
+    def existing(self, keys: list[str]) -> dict[str, dict[int, int]]:
+        """Scalar points per tag and step in every event file of the folder."""
+        from tensorboard.backend.event_processing import event_accumulator as ea
+
+        folder = self.info.paths.tensorboard
+        if not folder.is_dir():
+            return {}
+        # Keep every event, and keep out-of-order steps (purging them is for restarted jobs).
+        acc = ea.EventAccumulator(str(folder), size_guidance={ea.SCALARS: 0}, purge_orphaned_data=False)
+        acc.Reload()
+        return {tag: dict(Counter(e.step for e in acc.Scalars(tag))) for tag in acc.Tags()["scalars"]}
+
+
+def view_line(paths: RunPaths, saved: dict[str, Any] | None = None) -> str:
+    """The tensorboard command, when the run wrote event files."""
+    return f"  TensorBoard:  {tensorboard_view_line(paths)}"
+
+
+def tensorboard_view_line(paths: RunPaths) -> str:
+    """The tensorboard command, when the run wrote event files (without the label)."""
+    if not any(paths.tensorboard.glob("events.out.tfevents.*")):
+        return NOT_STARTED
+    return f"tensorboard --logdir {quote(paths.tensorboard)} --host 127.0.0.1"

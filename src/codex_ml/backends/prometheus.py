@@ -1,4 +1,4 @@
-"""Prometheus exporter: a sink that serves ``/metrics`` and, for short jobs, pushes to a Pushgateway.
+"""Prometheus backend (extra ``prometheus``): a sink that serves ``/metrics`` and, for short jobs, pushes to a Pushgateway.
 
 Every training scalar and system gauge is exported as a gauge holding its latest value
 (``train/loss`` -> ``codex_train_loss``), labelled ``run="<run name>"``, next to the tracker's
@@ -249,6 +249,11 @@ class PrometheusSink(Sink):
         self._last_push = float("-inf")
         self._names = _Names(lambda message: None)
         self._health_failed = False
+
+    @classmethod
+    def from_config(cls, config: Any) -> PrometheusSink:
+        """The exporter a TrackingConfig asks for: its port, address and Pushgateway."""
+        return cls(config.prometheus_port, config.prometheus_addr, config.prometheus_pushgateway)
 
     # -- what the collector reads -------------------------------------------------------
     @property

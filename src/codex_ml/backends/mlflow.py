@@ -1,6 +1,7 @@
-"""MLflow sink: metrics in ``log_batch`` calls, params within MLflow's limits.
+"""MLflow backend: the sink, its history reader for back-fill and replay, and its view line.
+Needs the ``mlflow`` extra.
 
-Works with file:, sqlite: and http(s):// tracking URIs through ``MlflowClient`` (no global
+The sink sends metrics in ``log_batch`` calls and params within MLflow's limits. It works with file:, sqlite: and http(s):// tracking URIs through ``MlflowClient`` (no global
 fluent state, so several runs can coexist in one process). A resumed run reopens the same
 MLflow run id. MLflow has no histogram type: histograms stay in the NDJSON log and
 TensorBoard/W&B. Credentials in the tracking URI never reach run.json (see mlflow_utils).
@@ -10,13 +11,18 @@ from __future__ import annotations
 
 import os
 import re
+from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlparse
 
+from codex_ml.backends import NOT_STARTED, quote
 from codex_ml.tracking import mlflow_utils as mu
-from codex_ml.errors import CodexMLError
+from codex_ml.errors import CodexMLError, MissingExtraError
 from codex_ml.tracking.credentials import MLFLOW_ENV, credentials_for, split_credentials
 from codex_ml.tracking.names import KeyMapper, mlflow_name
+from codex_ml.tracking.paths import RunPaths
 from codex_ml.tracking.sink import MetricPoint, RunInfo, Sink
 
 
@@ -54,6 +60,11 @@ class MlflowSink(Sink):
         self._keys = KeyMapper(mlflow_name, self._keys_collide)
         self._saved_renames = 0
         self._remember = lambda values: None
+
+    @classmethod
+    def from_config(cls, config: Any) -> MlflowSink:
+        """The sink a TrackingConfig asks for: its tracking URI and experiment."""
+        return cls(config.mlflow_tracking_uri, config.mlflow_experiment)
 
     def start(self, run: RunInfo) -> None:
         """Connect, then reopen the run saved in run.json or create a new one."""
@@ -182,3 +193,91 @@ class MlflowSink(Sink):
         if topic not in self._warned:
             self._warned.add(topic)
             self._warn(message)
+
+
+class History:
+    """One MLflow run, found by run.json or by its ``codex_ml.run_id`` tag."""
+
+    def __init__(self, info: RunInfo, tracking_uri: str | None = None, experiment: str | None = None) -> None:
+        try:
+            from mlflow.tracking import MlflowClient
+        except ImportError as exc:
+            raise MissingExtraError("replay into MLflow", "mlflow", "mlflow") from exc
+
+        saved = info.backends.get("mlflow", {})
+        self.uri = mu.resolve_tracking_uri(tracking_uri or saved.get("tracking_uri"), info.paths.root)
+        mu.prepare_environment(self.uri)
+        self.experiment = experiment or saved.get("experiment") or "codex_ml"
+        self.client = MlflowClient(tracking_uri=self.uri)
+        same_store = saved.get("tracking_uri") == self.uri
+        key_map = saved.get("key_map", {}) if same_store else {}
+        # The same rule, known names and first-appearance order as the sink: same names.
+        self.name = KeyMapper(mlflow_name, lambda message: None, path_like=mu.is_file_store(self.uri), known=key_map)
+        self.run_id = self._find_run(saved.get("run_id") if same_store else None, info.run_id)
+        state = {"run_id": self.run_id, "tracking_uri": self.uri, "experiment": self.experiment, "key_map": key_map}
+        self.info = replace(info, backends={**info.backends, "mlflow": state})
+        self.sink = MlflowSink(self.uri, self.experiment)
+        self.target = f"{self.uri}, experiment {self.experiment!r}" + (f", run {self.run_id}" if self.run_id else ", new run")
+
+    def _find_run(self, saved_id: str | None, codex_run_id: str) -> str | None:
+        if saved_id:
+            try:
+                if self.client.get_run(saved_id).info.lifecycle_stage == "active":
+                    return saved_id
+            except Exception:  # noqa: BLE001 - deleted or never reached the store: search instead
+                pass
+        experiment = self.client.get_experiment_by_name(self.experiment)
+        if experiment is None:
+            return None
+        found = self.client.search_runs([experiment.experiment_id], filter_string=f"tags.`codex_ml.run_id` = '{codex_run_id}'",
+                                        max_results=1, order_by=["attributes.start_time ASC"])  # fmt: skip
+        return found[0].info.run_id if found else None
+
+    def existing(self, keys: list[str]) -> dict[str, dict[int, int]]:
+        """Metric history of the run, per mapped name and step."""
+        if self.run_id is None:
+            for key in keys:
+                self.name(key)  # claim names in the sink's order
+            return {}
+        out: dict[str, dict[int, int]] = {}
+        for key in keys:
+            name = self.name(key)
+            history = self.client.get_metric_history(self.run_id, name)
+            if history:
+                out[name] = dict(Counter(m.step for m in history))
+        return out
+
+
+def view_line(paths: RunPaths, saved: dict[str, Any] | None = None) -> str:
+    """The MLflow line of a run's outputs."""
+    return f"  MLflow:       {mlflow_view_command(paths, saved)}"
+
+
+def mlflow_view_command(paths: RunPaths, saved: dict[str, Any] | None = None) -> str:
+    """How to open this run in MLflow: its page on a server, or ``mlflow ui`` on a local store that exists."""
+    uri = (saved or {}).get("tracking_uri")
+    if not uri:
+        return NOT_STARTED
+    uri = split_credentials(uri)[0]  # a run.json from an older version may still hold them
+    if uri.startswith(("http://", "https://")):
+        page = uri.rstrip("/")
+        if saved.get("experiment_id") and saved.get("run_id"):
+            page += f"/#/experiments/{saved['experiment_id']}/runs/{saved['run_id']}"
+        return f"open {page} in a browser"
+    store = _local_store(uri)
+    if store is None:
+        return f"mlflow ui --backend-store-uri {quote(uri)} --host 127.0.0.1 --port 5000"
+    if not store.exists():
+        return f"nothing at {store} (the store was moved or deleted)"
+    prefix = "MLFLOW_ALLOW_FILE_STORE=true " if urlparse(uri).scheme in ("", "file") else ""
+    return f"{prefix}mlflow ui --backend-store-uri {quote(uri if prefix == '' else store)} --host 127.0.0.1 --port 5000"
+
+
+def _local_store(uri: str) -> Path | None:
+    """The file or folder a file:/sqlite: URI keeps its data in (None for other schemes)."""
+    parsed = urlparse(uri)
+    if parsed.scheme in ("", "file"):
+        return Path(unquote(parsed.path))
+    if parsed.scheme == "sqlite":
+        return Path(unquote(uri.split(":///", 1)[-1])) if ":///" in uri else None
+    return None
