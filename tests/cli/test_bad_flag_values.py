@@ -38,6 +38,7 @@ TRACKING_BAD: list[tuple[str, ...]] = [
     ("--prometheus-addr", "no such host"), ("--prometheus-addr", "999.1.1.1"),
     ("--prometheus-pushgateway", "ftp://gateway:9091"), ("--prometheus-pushgateway", ""),
     ("--sink", "nosuch"), ("--sink", ""),
+    ("--system-metrics-collector", "nosuch"), ("--system-metrics-collector", ""),
     ("--run-name", "../x"), ("--run-name", ""),
     ("--output-root", ""),
 ]
@@ -58,6 +59,7 @@ OWN_BAD: dict[str, list[tuple[str, ...]]] = {
         ("training.beta1=2",), ("training.beta2=-1",), ("training.seed=-1",), ("model.dropout=.nan",),
         ("system_metrics.interval=.inf",), ("tracking.histogram_bins=0",), ("no-equals-sign",),
         ("model.block_size=20000",),  # longer than the validation split: found at the first eval, before the fix
+        ("model.name=nosuch",), ("data.tokenizer=nosuch",), ("data.dataset=nosuch",),  # unregistered plugin names
     ],
     "hydra": [
         ("training.max_steps=0",), ("training.beta1=2",), ("tracking.prometheus_port=70000",),
@@ -68,6 +70,7 @@ OWN_BAD: dict[str, list[tuple[str, ...]]] = {
         ("--corpus", "/nonexistent.jsonl"), ("--demos", "/nonexistent.jsonl"), ("--prefs", "/nonexistent.jsonl"),
         ("sft.steps=0",), ("model.n_layer=0",), ("model.n_embd=15",), ("pretrain.batch_size=0",),
         ("preference.temperature=0",), ("reward.lr=-1",), ("model.dropout=1.5",), ("preference.eval_prompts=0",),
+        ("stages=[pretrain,sft,reward,preference,nosuch]",), ("stages=[sft,pretrain,reward,preference]",),
         ("--corpus", SHORT_CORPUS),  # too short for one window: found only once M0 started, before the fix
     ],
 }
