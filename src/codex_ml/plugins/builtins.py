@@ -29,16 +29,17 @@ TOKENIZERS = (
 )
 
 DATASETS = (
-    ("sample", "codex_ml.data.sample:load_sample_text", False, None),
-    ("corpus", "codex_ml.data.corpus:read_corpus", False, None),
+    ("sample", "codex_ml.data.datasets:sample_dataset", False, None),
+    ("corpus", "codex_ml.data.datasets:corpus_dataset", False, None),
 )
 
-# The four stages of deploy/deploy_codex_pipeline.py (each a callable that trains one stage).
+# The four built-in pipeline stages, in the order they build on each other; each is a
+# `stage(state, ctx)` callable (the one stage protocol, see codex_ml.pipeline.runner.PipelineState).
 PIPELINE_STAGES = (
-    ("pretrain", "codex_ml.pipeline.stages:run_pretrain", False, ("torch", "train")),
-    ("sft", "codex_ml.pipeline.stages:run_sft", False, ("torch", "train")),
-    ("reward", "codex_ml.pipeline.stages:run_reward", False, ("torch", "train")),
-    ("preference", "codex_ml.pipeline.preference:run_preference", False, ("torch", "train")),
+    ("pretrain", "codex_ml.pipeline.stages:pretrain_stage", False, ("torch", "train")),
+    ("sft", "codex_ml.pipeline.stages:sft_stage", False, ("torch", "train")),
+    ("reward", "codex_ml.pipeline.stages:reward_stage", False, ("torch", "train")),
+    ("preference", "codex_ml.pipeline.stages:preference_stage", False, ("torch", "train")),
 )
 
 _PSUTIL = ("psutil", "system")

@@ -547,7 +547,8 @@ def _start_system_metrics(config: TrackingConfig, run: Run, checkpoint_dir: Path
     if path is None:
         return None
     record_system_metrics_file(run.paths, path)
-    return SystemMetricsLogger(path, config.system_metrics_interval, run=run).start()
+    return SystemMetricsLogger(path, config.system_metrics_interval, run=run,
+                               collector_names=config.system_metrics_collectors).start()
 
 
 def record_system_metrics_file(paths: RunPaths, path: Path) -> None:
