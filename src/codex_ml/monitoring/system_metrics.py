@@ -138,9 +138,10 @@ def collectors_by_name(names: list[str] | None, include_gpu: bool = True, pid: i
 def _create_collector(registry: Any, name: str, pid: int | None, process: Any) -> Any:
     """One collector from its registered class or factory."""
     factory = registry.load("system_metric_collectors", name)
-    if registry.spec("system_metric_collectors", name).builtin and name == "process":
+    builtin = registry.spec("system_metric_collectors", name).builtin
+    if builtin and name == "process":
         return factory(pid)
-    if registry.spec("system_metric_collectors", name).builtin and name == "gpu" and process is not None:
+    if builtin and name == "gpu" and process is not None:
         return factory(pids=lambda: process.pids)
     return factory()
 

@@ -1,5 +1,9 @@
 """The pipeline runner: validate inputs, then M0 -> M1 -> RM -> M2, one tracking run for all.
 
+The stages are the config's ``stages``, each loaded by name from the plugin registry and
+called as ``stage(state, ctx)`` (:class:`PipelineState`): the four built-ins and any plugin
+stages between or after them.
+
 Every stage logs under its own metric prefix (``m0/``, ``m1/``, ``rm/``, ``m2/``) into one
 run whose directory is ``output_dir``; each stage sets an MLflow/W&B tag
 ``pipeline.stage.<STAGE>`` and logs its checkpoint and ``stage.json`` as artifacts. A stage
