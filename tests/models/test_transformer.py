@@ -128,7 +128,7 @@ def test_rope_model_has_no_position_table_and_saves_no_rotation_buffers() -> Non
     model = _model(position="rope")
     assert model.wpe is None
     assert not any("rope" in name or name.startswith("wpe") for name in model.state_dict())
-    learned = _model()
+    learned = _model(position="learned")
     assert learned.num_parameters() - model.num_parameters() == learned.wpe.weight.numel()
     # A rope model's checkpoint loads into a freshly built rope model.
     fresh = GPT(model.config)

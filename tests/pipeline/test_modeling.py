@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
-from codex_ml.pipeline.config import ModelSection
+from codex_ml.models.config import POSITIONS, ModelConfig
 from codex_ml.pipeline.modeling import RewardModel, build_gpt, hidden_states, pad_batch, sequence_logprobs
 
 
-def _gpt():
+def _gpt(position: str = "learned"):
     torch.manual_seed(0)
-    return build_gpt(ModelSection(n_layer=1, n_head=2, n_embd=16, block_size=16), vocab_size=11).eval()
+    shape = ModelConfig(n_layer=1, n_head=2, n_embd=16, block_size=16, position=position)  # type: ignore[arg-type]
+    return build_gpt(shape, vocab_size=11).eval()
 
 
-def test_hidden_states_are_what_the_lm_head_reads() -> None:
-    gpt = _gpt()
+@pytest.mark.parametrize("position", POSITIONS)
+def test_hidden_states_are_what_the_lm_head_reads(position: str) -> None:
+    """Both position encodings: a pipeline may set model.position=rope (the shared default)."""
+    gpt = _gpt(position)
     ids = torch.randint(11, (2, 7))
     logits, _ = gpt(ids)
     torch.testing.assert_close(gpt.lm_head(hidden_states(gpt, ids)), logits)

@@ -14,12 +14,14 @@ import pytest
 import torch
 
 from codex_ml.data.sample import load_sample_text
-from codex_ml.training.demo import DemoConfig, cosine_lr, run_demo_training
+from codex_ml.models.config import ModelConfig
+from codex_ml.training.demo import DemoConfig, run_demo_training
+from codex_ml.training.schedule import warmup_cosine_lr
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 TRAIN_KEYS = {"train/loss", "train/lr", "train/grad_norm", "train/tokens_per_s", "train/step_time_s"}
 TINY = DemoConfig(
-    steps=40, batch_size=8, block_size=32, n_layer=1, n_head=2, n_embd=32, warmup_steps=5,
+    steps=40, batch_size=8, model=ModelConfig(block_size=32, n_layer=1, n_head=2, n_embd=32, position="learned"), warmup_steps=5,
     eval_every=10, eval_batches=2, histogram_every=15, sample_chars=30,
 )
 
@@ -106,7 +108,9 @@ def test_params_and_generated_text_are_logged(trained: tuple[RecordingRun, dict[
     run, result = trained
     assert len(run.params) == 1
     params = run.params[0]
-    assert asdict(TINY).items() <= params.items()
+    flat = {k: v for k, v in asdict(TINY).items() if k != "model"}
+    # The model's shape is logged at the top level (n_layer, block_size, ...), as before it was a ModelConfig.
+    assert flat.items() <= params.items() and asdict(TINY.model).items() <= params.items()
     assert params["model/num_parameters"] > 0
     assert params["data/train_chars"] + params["data/val_chars"] == 30_000
     assert run.texts == [("samples/generation", result["sample"], TINY.steps)]
@@ -120,12 +124,32 @@ def test_same_seed_gives_identical_results(trained: tuple[RecordingRun, dict[str
         assert first[key] == second[key], key
 
 
-def test_cosine_lr_warms_up_then_decays_to_min() -> None:
+def _old_demo_cosine_lr(step: int, *, lr: float, min_lr: float, warmup_steps: int, total_steps: int) -> float:
+    """The demo's own schedule before it used the shared one (its documented figures were measured with it)."""
+    if warmup_steps > 0 and step <= warmup_steps:
+        return lr * step / warmup_steps
+    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    coeff = 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+    return min_lr + coeff * (lr - min_lr)
+
+
+def test_demo_lr_is_the_shared_schedule_counted_from_one_and_unchanged(trained: tuple[RecordingRun, dict[str, Any]]) -> None:
+    run, _ = trained
+    kw = {"lr": TINY.lr, "min_lr": TINY.min_lr, "warmup_steps": TINY.warmup_steps, "total_steps": TINY.steps}
+    for step in range(1, TINY.steps + 1):
+        # Exact equality: the demo's logged values must not move by a rounding error.
+        assert run.metrics[step]["train/lr"] == warmup_cosine_lr(step, first_step=1, **kw) == _old_demo_cosine_lr(step, **kw)
     kw = {"lr": 1.0, "min_lr": 0.1, "warmup_steps": 10, "total_steps": 110}
-    assert cosine_lr(5, **kw) == pytest.approx(0.5)
-    assert cosine_lr(10, **kw) == pytest.approx(1.0)
-    assert cosine_lr(60, **kw) == pytest.approx(0.55)
-    assert cosine_lr(110, **kw) == pytest.approx(0.1)
+    assert [DemoConfig(steps=110, lr=1.0, min_lr=0.1, warmup_steps=10).lr_at(s) for s in (5, 10, 60, 110)] == [
+        pytest.approx(v) for v in (0.5, 1.0, 0.55, 0.1)]
+
+
+def test_demo_model_is_the_shared_model_config_with_learned_positions() -> None:
+    """The demo's figures were measured with learned positions; it says so, the default stays rope."""
+    assert DemoConfig().model == ModelConfig(n_layer=2, n_head=4, n_embd=64, block_size=64, position="learned")
+    assert ModelConfig().position == "rope"
+    with pytest.raises(ValueError, match="DemoConfig.model.n_embd"):
+        DemoConfig(model=ModelConfig(n_embd=30, n_head=4))
 
 
 def test_config_and_text_validation() -> None:

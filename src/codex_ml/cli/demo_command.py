@@ -56,7 +56,7 @@ def run_demo(tracking: TrackingConfig, steps: int = 300, progress: bool = True) 
         print(f"An earlier run '{name}' was moved to {archived}")
     config = DemoConfig(steps=steps)
     with start_run(name, config=tracking, tags={"job": "demo"}) as run:
-        print(f"Training a {config.n_layer}-layer character transformer for {steps} steps; sinks: ndjson"
+        print(f"Training a {config.model.n_layer}-layer character transformer for {steps} steps; sinks: ndjson"
               + "".join(f", {s}" for s in run.sink_names), file=sys.stderr)
         result = run_demo_training(run, config, progress=progress)
     report = run.close_report

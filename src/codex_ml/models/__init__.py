@@ -9,10 +9,10 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__all__ = ["GPT", "GPTConfig"]
+__all__ = ["GPT", "GPTConfig", "ModelConfig"]
 
 # name -> submodule that defines it; extend when a model is added.
-_LAZY = {"GPT": "transformer", "GPTConfig": "transformer"}
+_LAZY = {"GPT": "transformer", "GPTConfig": "transformer", "ModelConfig": "config"}
 
 
 def __getattr__(name: str) -> Any:

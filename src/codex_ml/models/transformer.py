@@ -12,6 +12,7 @@ C = embedding size (``n_embd``), H = heads, V = vocabulary size.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -19,26 +20,23 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-__all__ = ["GPT", "GPTConfig", "POSITIONS", "apply_rope", "rope_tables"]
+from codex_ml.models.config import POSITIONS, ModelConfig
 
-#: The position encodings :class:`GPTConfig` accepts.
-POSITIONS = ("learned", "rope")
+__all__ = ["GPT", "GPTConfig", "POSITIONS", "ModelConfig", "apply_rope", "rope_tables"]
 
 
-@dataclass
-class GPTConfig:
-    """Hyper-parameters of :class:`GPT`; validated on construction."""
+@dataclass(kw_only=True)
+class GPTConfig(ModelConfig):
+    """:class:`~codex_ml.models.config.ModelConfig` (the shape, declared once) plus the vocabulary
+    size; validated on construction."""
 
     vocab_size: int
-    block_size: int = 64
-    n_layer: int = 2
-    n_head: int = 4
-    n_embd: int = 64
-    dropout: float = 0.0
-    bias: bool = True
-    #: "learned": a trained embedding per position (GPT-2); "rope": rotary embeddings that
-    #: rotate queries and keys by position (no parameters, relative positions).
-    position: str = "learned"
+
+    @classmethod
+    def from_model(cls, model: ModelConfig, vocab_size: int) -> GPTConfig:
+        """The config of a GPT with ``model``'s shape over a ``vocab_size`` vocabulary."""
+        shape = {f.name: getattr(model, f.name) for f in dataclasses.fields(ModelConfig)}
+        return cls(vocab_size=vocab_size, **shape)
 
     def __post_init__(self) -> None:
         """Reject impossible sizes early, naming the offending field."""
@@ -47,18 +45,9 @@ class GPTConfig:
             # bool is an int subclass; True as a layer count is almost surely a typo.
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ValueError(f"GPTConfig.{name} must be a positive integer, got {value!r}")
-        if self.n_embd % self.n_head != 0:
-            raise ValueError(
-                f"GPTConfig.n_embd ({self.n_embd}) must be divisible by "
-                f"GPTConfig.n_head ({self.n_head})"
-            )
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"GPTConfig.dropout must be in [0, 1), got {self.dropout!r}")
-        if self.position not in POSITIONS:
-            raise ValueError(f"GPTConfig.position must be one of {', '.join(POSITIONS)}, got {self.position!r}")
-        if self.position == "rope" and (self.n_embd // self.n_head) % 2:
-            raise ValueError(f"GPTConfig.position='rope' needs an even head size, got "
-                             f"n_embd/n_head = {self.n_embd // self.n_head}")
+        problems = self.problems()
+        if problems:
+            raise ValueError(f"GPTConfig.{problems[0]}")
 
 
 def rope_tables(block_size: int, head_size: int, base: float = 10000.0) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,15 +1,14 @@
 """The small optimisation loop every stage shares, and the prompt/response encoding they use.
 
 A stage supplies ``step_fn(step) -> (loss, extra_metrics)`` and ``evaluate() -> metrics``;
-:func:`optimise` owns the optimizer, the warmup + cosine schedule (the trainer's
-:func:`codex_ml.training.schedule.warmup_cosine_lr`; it counts from 0, our logged steps from 1),
-gradient clipping, the tqdm bar and the logging under the stage's prefix (``m0/train/loss``, ...).
+:func:`optimise` owns the optimizer and the tqdm bar, and makes each update with the training core
+(:mod:`codex_ml.training.core`: the shared warmup + cosine schedule, gradient clipping, logging
+under the stage's prefix, ``m0/train/loss``, ...).
 """
 
 from __future__ import annotations
 
 import hashlib
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +17,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from codex_ml.training.core import Stepper, due, log_split, update_metrics
 from codex_ml.training.schedule import warmup_cosine_lr
 
 __all__ = ["PromptCodec", "StageContext", "is_heldout", "optimise", "pair_batch", "sample_completions"]
@@ -108,10 +108,6 @@ def sample_completions(
     return out
 
 
-def _log(ctx: StageContext, split: str, metrics: dict[str, float], step: int) -> None:
-    ctx.run.log_metrics({f"{ctx.prefix}/{split}/{k}": v for k, v in metrics.items()}, step=step)
-
-
 def optimise(
     model: nn.Module, section: Any, step_fn: Callable[[int], tuple[torch.Tensor, dict[str, float]]],
     evaluate: Callable[[], dict[str, float]], ctx: StageContext, desc: str,
@@ -120,31 +116,35 @@ def optimise(
     torch.manual_seed(ctx.seed)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=section.lr, weight_decay=section.weight_decay, betas=(0.9, 0.95))
+    # The shared schedule counts updates from 0, the logged steps from 1.
+    stepper = Stepper(optimizer, params, section.grad_clip, lr_at=lambda step: warmup_cosine_lr(
+        step - 1, lr=section.lr, min_lr=section.min_lr, warmup_steps=section.warmup_steps, total_steps=section.steps))
     initial = _evaluate(model, evaluate)
-    _log(ctx, "val", initial, 0)
+    log_split(ctx.run, "val", initial, 0, ctx.prefix)
     final = initial
     bar = tqdm(range(1, section.steps + 1), desc=desc, disable=not ctx.progress, leave=True, dynamic_ncols=True)
     for step in bar:
-        lr = warmup_cosine_lr(step - 1, lr=section.lr, min_lr=section.min_lr, warmup_steps=section.warmup_steps, total_steps=section.steps)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        model.train()
-        loss, extra = step_fn(step)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        # Clip at +inf when disabled: the norm is still computed and logged.
-        norm = torch.nn.utils.clip_grad_norm_(params, section.grad_clip if section.grad_clip > 0 else math.inf)
-        optimizer.step()
-        _log(ctx, "train", {"loss": loss.item(), "lr": lr, "grad_norm": norm.item(), **extra}, step)
-        if step % section.eval_every == 0 or step == section.steps:
+        extra: dict[str, float] = {}
+
+        def forward_backward() -> torch.Tensor:
+            model.train()
+            loss, more = step_fn(step)  # noqa: B023  (called right away, inside this iteration)
+            extra.update(more)  # noqa: B023
+            loss.backward()
+            return loss.detach()
+
+        update = stepper.update(step, forward_backward)
+        log_split(ctx.run, "train", {**update_metrics(update), **extra}, step, ctx.prefix)
+        if due(step, section.eval_every, step == section.steps):
             final = _evaluate(model, evaluate)
-            _log(ctx, "val", final, step)
-        bar.set_postfix(loss=f"{loss.item():.3f}")
+            log_split(ctx.run, "val", final, step, ctx.prefix)
+        bar.set_postfix(loss=f"{update.loss:.3f}")
     bar.close()
     return {"initial": initial, "final": final}
 
 
 def _evaluate(model: nn.Module, evaluate: Callable[[], dict[str, float]]) -> dict[str, float]:
+    # Left in eval mode: the next update (or the stage's caller) sets the mode it needs.
     model.eval()
     with torch.no_grad():
         return evaluate()

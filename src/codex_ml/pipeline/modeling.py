@@ -13,24 +13,15 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from codex_ml.models.config import ModelConfig
 from codex_ml.models.transformer import GPT, GPTConfig
-from codex_ml.pipeline.config import ModelSection
 
 __all__ = ["RewardModel", "build_gpt", "hidden_states", "pad_batch", "sequence_logprobs", "token_logprobs"]
 
 
-def build_gpt(section: ModelSection, vocab_size: int) -> GPT:
+def build_gpt(model: ModelConfig, vocab_size: int) -> GPT:
     """A fresh GPT of the configured shape."""
-    return GPT(
-        GPTConfig(
-            vocab_size=vocab_size,
-            block_size=section.block_size,
-            n_layer=section.n_layer,
-            n_head=section.n_head,
-            n_embd=section.n_embd,
-            dropout=section.dropout,
-        )
-    )
+    return GPT(GPTConfig.from_model(model, vocab_size))
 
 
 def pad_batch(sequences: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -48,10 +39,16 @@ def pad_batch(sequences: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Te
 
 def hidden_states(gpt: GPT, idx: torch.Tensor) -> torch.Tensor:
     """The GPT's final-LayerNorm output (B, T, C) for ids (B, T): everything but the LM head."""
-    pos = torch.arange(idx.size(1), device=idx.device)  # (T,)
-    x = gpt.drop(gpt.wte(idx) + gpt.wpe(pos))  # (B, T, C)
+    T = idx.size(1)
+    x, rope = gpt.wte(idx), None  # (B, T, C)
+    # The same position handling as GPT.forward: a learned table is added, rotary tables go to attention.
+    if gpt.wpe is not None:
+        x = x + gpt.wpe(torch.arange(T, device=idx.device))
+    else:
+        rope = (gpt.rope_cos[:T], gpt.rope_sin[:T])
+    x = gpt.drop(x)
     for block in gpt.blocks:
-        x = block(x)
+        x = block(x, rope)
     return gpt.ln_f(x)
 
 

@@ -59,10 +59,7 @@ def prepare_data(config: TrainConfig, tokenizer_dir: Path | None = None) -> Data
 
 def build_model(config: TrainConfig, vocab_size: int) -> GPT:
     """The GPT described by ``config.model`` for a ``vocab_size`` vocabulary."""
-    m = config.model
-    return GPT(GPTConfig(vocab_size=vocab_size, block_size=m.block_size, n_layer=m.n_layer, n_head=m.n_head,
-                         n_embd=m.n_embd, dropout=m.dropout, bias=m.bias,
-                         position=m.position))
+    return GPT(GPTConfig.from_model(config.model, vocab_size))
 
 
 def build_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.AdamW:

@@ -22,6 +22,7 @@ from codex_ml.config_schema import (
     YamlFileError, check_mapping, delete_dotted, merge_tree, parse_value, read_yaml_file, set_dotted, split_override,
 )
 from codex_ml.errors import CodexMLError
+from codex_ml.models.config import ModelConfig  # the one declaration of the model's shape
 from codex_ml.tracking.config import TrackingConfig, TrackingConfigError
 
 __all__ = [
@@ -43,34 +44,6 @@ class ConfigError(CodexMLError, ValueError):
         self.problems = list(problems)
         listing = "\n".join(f"  - {p}" for p in self.problems)
         super().__init__(f"invalid config ({source}): {len(self.problems)} problem(s):\n{listing}")
-
-
-@dataclass
-class ModelConfig:
-    """The transformer's shape (the vocabulary size comes from the tokenizer)."""
-
-    n_layer: int = 4
-    n_head: int = 4
-    n_embd: int = 128
-    block_size: int = 64
-    dropout: float = 0.0
-    bias: bool = True
-    #: "rope" (rotary, applied to queries and keys) or "learned" position embeddings (GPT-2).
-    #: Rope reaches a markedly lower loss in the same steps (docs/benchmarks.md).
-    position: Literal["learned", "rope"] = "rope"
-
-    def problems(self) -> list[str]:
-        """Values the model cannot be built with."""
-        out = [f"{k} must be > 0, got {getattr(self, k)}" for k in ("n_layer", "n_head", "n_embd", "block_size") if getattr(self, k) <= 0]
-        if not out and self.n_embd % self.n_head:
-            out.append(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
-        elif not out and self.position == "rope" and (self.n_embd // self.n_head) % 2:
-            # Rotary positions turn pairs of a head's dimensions.
-            out.append(f"position rope needs an even head size, got n_embd / n_head = {self.n_embd // self.n_head} "
-                       "(change n_embd or n_head, or use position=learned)")
-        if not 0.0 <= self.dropout < 1.0:
-            out.append(f"dropout must be in [0, 1), got {self.dropout}")
-        return out
 
 
 @dataclass

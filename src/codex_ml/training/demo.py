@@ -15,7 +15,7 @@ import contextlib
 import dataclasses
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import torch
@@ -23,12 +23,15 @@ from tqdm import tqdm
 
 from codex_ml.data.char_tokenizer import CharTokenizer
 from codex_ml.data.sample import load_sample_text
+from codex_ml.models.config import ModelConfig
 from codex_ml.models.transformer import GPT, GPTConfig
 from codex_ml.training.batches import RandomWindows
 from codex_ml.training.components import adamw_decaying_matrices
+from codex_ml.training.core import Stepper, due, log_split, update_metrics
 from codex_ml.training.observe import estimate_loss, generate_sample, log_histograms, val_metrics
+from codex_ml.training.schedule import warmup_cosine_lr
 
-__all__ = ["DemoConfig", "DemoRun", "cosine_lr", "run_demo_training"]
+__all__ = ["DemoConfig", "DemoRun", "run_demo_training"]
 
 
 class DemoRun(Protocol):
@@ -47,16 +50,18 @@ class DemoRun(Protocol):
         """Record a piece of text at ``step``."""
 
 
+def _demo_model() -> ModelConfig:
+    # Learned positions: the demo's documented figures (docs/benchmarks.md) were measured with them.
+    return ModelConfig(n_layer=2, n_head=4, n_embd=64, block_size=64, position="learned")
+
+
 @dataclass
 class DemoConfig:
     """Hyper-parameters of the demo job; defaults take ~10 s on 2 CPU cores."""
 
     steps: int = 300
     batch_size: int = 16
-    block_size: int = 64
-    n_layer: int = 2
-    n_head: int = 4
-    n_embd: int = 64
+    model: ModelConfig = field(default_factory=_demo_model)
     lr: float = 3e-3
     min_lr: float = 3e-4
     warmup_steps: int = 20
@@ -71,10 +76,11 @@ class DemoConfig:
 
     def __post_init__(self) -> None:
         """Reject values the loop cannot run with, naming the field."""
-        for name in ("steps", "batch_size", "block_size", "eval_every", "eval_batches",
-                     "histogram_every"):
+        for name in ("steps", "batch_size", "eval_every", "eval_batches", "histogram_every"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"DemoConfig.{name} must be > 0, got {getattr(self, name)!r}")
+        for problem in self.model.problems():
+            raise ValueError(f"DemoConfig.model.{problem}")
         for name in ("warmup_steps", "sample_chars"):
             if getattr(self, name) < 0:
                 raise ValueError(f"DemoConfig.{name} must be >= 0, got {getattr(self, name)!r}")
@@ -83,14 +89,10 @@ class DemoConfig:
         if not 0.0 <= self.min_lr <= self.lr:
             raise ValueError(f"DemoConfig.min_lr ({self.min_lr}) must be in [0, lr={self.lr}]")
 
-
-def cosine_lr(step: int, *, lr: float, min_lr: float, warmup_steps: int, total_steps: int) -> float:
-    """Learning rate for 1-based ``step``: linear warmup to ``lr``, then cosine decay to ``min_lr``."""
-    if warmup_steps > 0 and step <= warmup_steps:
-        return lr * step / warmup_steps
-    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)  # 0 -> 1
-    coeff = 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))  # 1 -> 0
-    return min_lr + coeff * (lr - min_lr)
+    def lr_at(self, step: int) -> float:
+        """The learning rate of 1-based ``step``: the shared schedule, counted from 1."""
+        return warmup_cosine_lr(step, lr=self.lr, min_lr=self.min_lr, warmup_steps=self.warmup_steps,
+                                total_steps=self.steps, first_step=1)
 
 
 @dataclass
@@ -109,37 +111,20 @@ def _prepare_data(text: str, config: DemoConfig) -> _Data:
     n_train = int(len(text) * (1.0 - config.val_fraction))
     train, val = text[:n_train], text[n_train:]
     for split, part in (("train", train), ("val", val)):
-        if len(part) <= config.block_size:
+        if len(part) <= config.model.block_size:
             raise ValueError(
                 f"{split} split has {len(part)} characters; need more than block_size="
-                f"{config.block_size} (use a longer text or a smaller block_size/val_fraction)"
+                f"{config.model.block_size} (use a longer text or a smaller block_size/val_fraction)"
             )
     train_ids = torch.tensor(tokenizer.encode(train), dtype=torch.long)
     val_ids = torch.tensor(tokenizer.encode(val), dtype=torch.long)
     return _Data(tokenizer, train_ids, val_ids)
 
 
-def _train_step(
-    model: GPT, optimizer: torch.optim.Optimizer, batch: tuple[torch.Tensor, torch.Tensor],
-    lr: float, grad_clip: float,
-) -> tuple[float, float]:
-    """One optimizer update; returns (loss, total grad norm measured before clipping)."""
-    for group in optimizer.param_groups:
-        group["lr"] = lr
-    optimizer.zero_grad(set_to_none=True)
-    _, loss = model(*batch)
-    loss.backward()
-    # With max_norm=inf nothing is scaled, but the norm is still computed for logging.
-    max_norm = grad_clip if grad_clip > 0 else math.inf
-    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
-    optimizer.step()
-    return loss.item(), grad_norm.item()
-
-
 def _log_eval(run: DemoRun, model: GPT, data: _Data, config: DemoConfig, step: int) -> float:
     """Evaluate on val, log ``val/loss`` and ``val/perplexity``; return the loss."""
     # A fresh fixed-seed sampler evaluates the same batches every time (see estimate_loss).
-    val_loss = estimate_loss(model, data.val, config.batch_size, config.block_size, config.eval_batches,
+    val_loss = estimate_loss(model, data.val, config.batch_size, config.model.block_size, config.eval_batches,
                              config.seed + 1, torch.device("cpu"), contextlib.nullcontext)
     run.log_metrics(val_metrics(val_loss), step)
     return val_loss
@@ -147,8 +132,11 @@ def _log_eval(run: DemoRun, model: GPT, data: _Data, config: DemoConfig, step: i
 
 def _initial_params(config: DemoConfig, model: GPT, data: _Data) -> dict[str, Any]:
     """The flattened config plus model and data facts, for ``run.log_params``."""
+    # The shape's keys stay at the top level (n_layer, block_size, ...), where the demo always logged them.
+    flat = {**dataclasses.asdict(config), **dataclasses.asdict(config.model)}
+    del flat["model"]
     return {
-        **dataclasses.asdict(config),
+        **dict(sorted(flat.items())),
         "model/num_parameters": model.num_parameters(),
         "data/vocab_size": data.tokenizer.vocab_size,
         "data/train_chars": len(data.train),
@@ -169,34 +157,34 @@ def run_demo_training(
     # Longer than most functions on purpose: the whole loop reads top to bottom in one place.
     torch.manual_seed(config.seed)
     data = _prepare_data(load_sample_text() if text is None else text, config)
-    model = GPT(GPTConfig(vocab_size=data.tokenizer.vocab_size, block_size=config.block_size,
-                          n_layer=config.n_layer, n_head=config.n_head, n_embd=config.n_embd))
+    model = GPT(GPTConfig.from_model(config.model, data.tokenizer.vocab_size))
     # beta2=0.99 rather than 0.999: tiny batches give noisy second moments (nanoGPT's char setup).
     optimizer = adamw_decaying_matrices(model, config.lr, config.weight_decay, (0.9, 0.99))
-    windows = RandomWindows(data.train, config.batch_size, config.block_size, config.seed)
+    stepper = Stepper(optimizer, model.parameters(), config.grad_clip, lr_at=config.lr_at)
+    windows = RandomWindows(data.train, config.batch_size, config.model.block_size, config.seed)
     run.log_params(_initial_params(config, model, data))
 
+    def forward_backward() -> torch.Tensor:
+        _, loss = model(*windows.next())
+        loss.backward()
+        return loss.detach()
+
     initial_val_loss = val_loss = _log_eval(run, model, data, config, step=0)
-    tokens_per_step = config.batch_size * config.block_size
+    tokens_per_step = config.batch_size * config.model.block_size
     train_time, loss = 0.0, math.nan
     bar = tqdm(range(1, config.steps + 1), desc="demo training", disable=not progress)
     for step in bar:
-        lr = cosine_lr(step, lr=config.lr, min_lr=config.min_lr,
-                       warmup_steps=config.warmup_steps, total_steps=config.steps)
         t0 = time.perf_counter()
-        batch = windows.next()
-        loss, grad_norm = _train_step(model, optimizer, batch, lr, config.grad_clip)
-        # loss.item() above already waited for the compute, so this is the true step time.
+        update = stepper.update(step, forward_backward)
+        loss = update.loss  # its .item() waited for the compute, so the step time below is real
         step_time = time.perf_counter() - t0
         train_time += step_time
-        run.log_metrics({
-            "train/loss": loss, "train/lr": lr, "train/grad_norm": grad_norm,
-            "train/tokens_per_s": tokens_per_step / step_time, "train/step_time_s": step_time,
-        }, step)
+        log_split(run, "train", {**update_metrics(update), "tokens_per_s": tokens_per_step / step_time,
+                                 "step_time_s": step_time}, step)
         last = step == config.steps
-        if step % config.eval_every == 0 or last:
+        if due(step, config.eval_every, last):
             val_loss = _log_eval(run, model, data, config, step)
-        if step % config.histogram_every == 0 or last:
+        if due(step, config.histogram_every, last):
             log_histograms(run, model, step)
         bar.set_postfix(loss=f"{loss:.3f}", val=f"{val_loss:.3f}", refresh=False)
     bar.close()

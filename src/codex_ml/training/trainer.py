@@ -28,6 +28,7 @@ from codex_ml.tracking.config import TrackingConfig
 from codex_ml.training import components as build
 from codex_ml.training.batches import RandomWindows
 from codex_ml.training.config import TrainConfig, merge_tree
+from codex_ml.training.core import Stepper, due, named
 from codex_ml.training.distributed import DistInfo, all_reduce_mean, cleanup, init_distributed
 from codex_ml.training.errors import TrainingError
 from codex_ml.training.observe import estimate_loss, generate_sample, log_histograms, val_metrics
@@ -94,6 +95,7 @@ class Trainer:
         self.model = build.build_model(config, self.data.tokenizer.vocab_size).to(device)
         self.optimizer = build.build_optimizer(self.model, config)
         self.scheduler = build.build_scheduler(self.optimizer, config)
+        self.stepper = Stepper(self.optimizer, self.model.parameters(), t.grad_clip, scheduler=self.scheduler)
         self.windows = RandomWindows(self.data.train, t.batch_size, config.model.block_size, t.seed + 7919 * info.rank)
         RandomWindows(self.data.val, 1, config.model.block_size, 0)  # evaluation windows must fit too: fail now, not at the first eval
         torch.manual_seed(t.seed + info.rank)  # dropout differs per rank, like the batches
@@ -187,7 +189,6 @@ class Trainer:
         t, cfg = self.config.training, self.config
         end = t.max_steps if t.stop_after_steps is None else min(t.max_steps, self.start_step + t.stop_after_steps)
         tokens_per_step = t.batch_size * cfg.model.block_size * t.grad_accum_steps * self.info.world_size
-        max_norm = t.grad_clip if t.grad_clip > 0 else math.inf
         bar = self._progress_bar()
         val_loss = self.best_val
         if self.start_step == 0:
@@ -196,37 +197,19 @@ class Trainer:
         loss, log_time, train_time, sample = math.nan, 0.0, 0.0, ""
         for step in range(self.start_step + 1, end + 1):
             t0 = time.perf_counter()
-            # Gradients are cleared here, not after the update, so histograms can still see them.
-            self.optimizer.zero_grad(set_to_none=True)
-            data_wait, fwd_bwd, loss_sum = 0.0, 0.0, torch.zeros((), device=self.device)
-            for micro in range(t.grad_accum_steps):
-                ta = time.perf_counter()
-                x, y = (b.to(self.device, non_blocking=True) for b in self.windows.next())
-                tb = time.perf_counter()
-                # Only the last micro-batch all-reduces gradients (DDP no_sync on the others).
-                sync = micro == t.grad_accum_steps - 1 or not self.info.enabled
-                with (contextlib.nullcontext() if sync else self.ddp.no_sync()), self._autocast():
-                    _, micro_loss = self.ddp(x, y)
-                (micro_loss / t.grad_accum_steps).backward()
-                loss_sum += micro_loss.detach().float()
-                self._sync()  # CUDA runs ahead of the CPU; wait so the timing is real
-                data_wait, fwd_bwd = data_wait + tb - ta, fwd_bwd + time.perf_counter() - tb
-            t1 = time.perf_counter()
-            grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
-            lr = self.scheduler.get_last_lr()[0]  # the rate this update uses
-            self.optimizer.step()
-            self.scheduler.step()
-            loss = (loss_sum / t.grad_accum_steps).item()  # .item() waits for the step to finish
+            waits = [0.0, 0.0]  # data wait, forward/backward (seconds)
+            update = self.stepper.update(step, lambda: self._forward_backward(waits))
+            loss = update.loss
             t2 = time.perf_counter()
             step_time = t2 - t0 + log_time  # the previous step's logging belongs to this step's cost
             train_time += step_time
-            if step % t.log_interval == 0 or step == end:
-                loss, norm = all_reduce_mean([loss, float(grad_norm)], self.info, self.device)
+            if due(step, t.log_interval, step == end):
+                loss, norm = all_reduce_mean([loss, float(update.grad_norm)], self.info, self.device)
                 run.log_metrics({
-                    "train/loss": loss, "train/lr": lr, "train/grad_norm": norm,
-                    "train/tokens_per_s": tokens_per_step / step_time, "time/step_s": step_time,
-                    "time/data_wait_s": data_wait, "time/fwd_bwd_s": fwd_bwd, "time/optimizer_s": t2 - t1,
-                    "time/logging_s": log_time,
+                    **named("train", {"loss": loss, "lr": update.lr, "grad_norm": norm,
+                                      "tokens_per_s": tokens_per_step / step_time}),
+                    **named("time", {"step_s": step_time, "data_wait_s": waits[0], "fwd_bwd_s": waits[1],
+                                     "optimizer_s": t2 - update.compute_end, "logging_s": log_time}),
                 }, step)
                 bar.set_postfix(loss=f"{loss:.4f}", **self._bar_val(val_loss), refresh=False)
             bar.update(1)
@@ -241,6 +224,26 @@ class Trainer:
         done = end == t.max_steps and not stop.signum
         return TrainResult(self.run_dir, end, loss, val_loss, self.best_val,
                            tokens_per_step * (end - self.start_step) / max(train_time, 1e-9), done, sample)
+
+    def _forward_backward(self, waits: list[float]) -> torch.Tensor:
+        """Forward and backward over ``grad_accum_steps`` micro-batches; the mean loss (detached).
+        Adds the data wait and the forward/backward time to ``waits``."""
+        t = self.config.training
+        loss_sum = torch.zeros((), device=self.device)
+        for micro in range(t.grad_accum_steps):
+            ta = time.perf_counter()
+            x, y = (b.to(self.device, non_blocking=True) for b in self.windows.next())
+            tb = time.perf_counter()
+            # Only the last micro-batch all-reduces gradients (DDP no_sync on the others).
+            sync = micro == t.grad_accum_steps - 1 or not self.info.enabled
+            with (contextlib.nullcontext() if sync else self.ddp.no_sync()), self._autocast():
+                _, micro_loss = self.ddp(x, y)
+            (micro_loss / t.grad_accum_steps).backward()
+            loss_sum += micro_loss.detach().float()
+            self._sync()  # CUDA runs ahead of the CPU; wait so the timing is real
+            waits[0] += tb - ta
+            waits[1] += time.perf_counter() - tb
+        return loss_sum / t.grad_accum_steps
 
     def _bar_val(self, val_loss: float) -> dict[str, str]:
         """``val=`` for the progress bar, only once this session has evaluated (a resumed run's
@@ -262,16 +265,16 @@ class Trainer:
         t = self.config.training
         last, finished = step == end, step == t.max_steps
         is_best = False
-        if step % t.eval_interval == 0 or finished:
+        if due(step, t.eval_interval, finished):
             val_loss = self._evaluate(run, step)
             is_best = val_loss < self.best_val
             self.best_val = min(self.best_val, val_loss)
-        if self.info.is_main and (step % t.histogram_interval == 0 or finished):
+        if self.info.is_main and due(step, t.histogram_interval, finished):
             log_histograms(run, self.model, step)
-        if self.info.is_main and (step % t.sample_interval == 0 or finished):
+        if self.info.is_main and due(step, t.sample_interval, finished):
             sample = generate_sample(self.model, self.data.tokenizer, t.sample_tokens, t.seed, self.device)
             run.log_text("samples/generation", sample, step)
-        if step % t.checkpoint_interval == 0 or is_best or last:
+        if due(step, t.checkpoint_interval, last) or is_best:
             # The log must be at least as new as the checkpoint: a resume starts after it, so
             # steps still queued when a crash hits would otherwise never be logged.
             run.flush()
