@@ -15,8 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from codex_ml.cli.exits import print_error
-from codex_ml.errors import CodexMLError
+from codex_ml.errors import CodexMLError, print_error
 from codex_ml.pipeline.config import METHODS, PipelineConfig, apply_overrides, load_config_file
 from codex_ml.tracking.flags import add_tracking_arguments, tracking_config_from
 

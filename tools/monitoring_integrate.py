@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Parse flags, run the demo job, return the exit code."""
-    from codex_ml.cli.exits import print_error, user_errors
+    from codex_ml.errors import print_error, user_errors
     from codex_ml.tracking.flags import tracking_config_from
 
     args = build_parser().parse_args(argv)

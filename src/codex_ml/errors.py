@@ -1,6 +1,19 @@
-"""The error hierarchy: one root class, subclasses that build their own messages."""
+"""The error hierarchy: one root class, subclasses that build their own messages.
+
+How every command line reports a user error lives here too, at the bottom of the layers so any
+entry point can use it: one ``error: ...`` line on stderr, exit status 2 (:func:`user_errors`).
+A user error is a :class:`CodexMLError`; anything else is a bug and keeps its traceback. Used by
+the Typer app (``codex-ml``), the Hydra CLI, the shared tracking flags, ``tools/`` and ``deploy/``.
+"""
 
 from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+#: The exit status of a user error (argparse and click use 2 for bad arguments too).
+EXIT_USER_ERROR = 2
 
 
 class CodexMLError(Exception):
@@ -66,3 +79,18 @@ class RunInUseError(CodexMLError, RuntimeError):
         )
         self.path = path
         self.holder = holder
+
+
+def print_error(message: object) -> int:
+    """Print ``error: <message>`` on stderr; returns :data:`EXIT_USER_ERROR`."""
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    return EXIT_USER_ERROR
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """A CodexMLError raised inside becomes one ``error:`` line and ``SystemExit(2)``."""
+    try:
+        yield
+    except CodexMLError as exc:
+        raise SystemExit(print_error(exc)) from None

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from codex_ml import __version__
-from codex_ml.cli.exits import print_error, user_errors
+from codex_ml.errors import print_error, user_errors
 from codex_ml.tracking.config import TrackingConfig
 from codex_ml.tracking.flags import fill_optional_values, with_tracking_options
 

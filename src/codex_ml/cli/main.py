@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> None:
     """
     import hydra
 
-    from codex_ml.cli.exits import user_errors
+    from codex_ml.errors import user_errors
 
     with user_errors():
         flags, rest = split_tracking_flags(sys.argv[1:] if argv is None else argv)

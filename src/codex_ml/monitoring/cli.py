@@ -16,7 +16,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from codex_ml.cli.exits import user_errors
+from codex_ml.errors import user_errors
 
 app = typer.Typer(
     name="monitoring",

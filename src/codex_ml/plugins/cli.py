@@ -29,7 +29,7 @@ def _registry() -> Any:
 
 def _fail(message: str) -> typer.Exit:
     """Print the one ``error:`` line of a user error; raise the Exit returned (status 2)."""
-    from codex_ml.cli.exits import print_error
+    from codex_ml.errors import print_error
 
     return typer.Exit(print_error(message))
 

@@ -145,7 +145,7 @@ def with_tracking_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from codex_ml.cli.exits import user_errors
+        from codex_ml.errors import user_errors
 
         flag_values = {f.field: kwargs.pop(f.field, None) for f in TRACKING_FLAGS}
         with user_errors():  # an out-of-range flag: one error line, exit 2, before the command runs
