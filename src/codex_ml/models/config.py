@@ -33,6 +33,8 @@ class ModelConfig:
     #: "rope" (rotary, applied to queries and keys) or "learned" position embeddings (GPT-2).
     #: Rope reaches a markedly lower loss in the same steps (docs/benchmarks.md).
     position: Literal["learned", "rope"] = "rope"
+    #: The registered model plugin built with this shape (`codex-ml plugins list models`).
+    name: str = "gpt"
 
     def problems(self) -> list[str]:
         """Values the model cannot be built with, each starting with the field's name."""
@@ -48,4 +50,8 @@ class ModelConfig:
             out.append(f"dropout must be in [0, 1), got {self.dropout}")
         if self.position not in POSITIONS:
             out.append(f"position must be one of {', '.join(POSITIONS)}, got {self.position!r}")
+        from codex_ml.plugins.select import name_problem  # reads entry points; imports no plugin
+
+        if self.name != "gpt" and (problem := name_problem("models", self.name)):
+            out.append(f"name: {problem}")
         return out

@@ -30,6 +30,8 @@ __all__ = [
 ]
 
 METHODS = ("rloo", "dpo")
+#: The built-in stages (registered names), in the order each builds on the one before.
+BUILTIN_STAGES = ("pretrain", "sft", "reward", "preference")
 
 
 class PipelineConfigError(CodexMLError, ValueError):
@@ -105,6 +107,9 @@ class PipelineConfig:
     sft: StageSection = _default_stage(steps=600, lr=1e-3, min_lr=1e-4, warmup_steps=10)
     reward: StageSection = _default_stage(steps=3000, lr=1e-3, min_lr=1e-4, warmup_steps=10)
     preference: PreferenceSection = field(default_factory=PreferenceSection)
+    #: Registered pipeline stages run in this order (`codex-ml plugins list pipeline-stages`); the
+    #: four built-ins build on each other, so they stay in this order, plugin stages go between or after.
+    stages: list[str] = field(default_factory=lambda: list(BUILTIN_STAGES))
 
     def resolved(self) -> dict[str, Any]:
         """The config as plain nested dicts."""
@@ -127,8 +132,7 @@ class PipelineConfig:
         problems = _not_numbers(self, "")
         if self.preference.method not in METHODS:
             problems.append(f"preference.method: must be one of {list(METHODS)}, got {self.preference.method!r}")
-        if self.tokenizer not in ("char", "bpe"):
-            problems.append(f"tokenizer: must be 'char' or 'bpe', got {self.tokenizer!r}")
+        problems += _plugin_problems(self)
         if not 0.0 < self.val_fraction < 0.5:
             problems.append(f"val_fraction: must be in (0, 0.5), got {self.val_fraction}")
         if not 0 <= self.seed < 2**32:
@@ -145,6 +149,19 @@ class PipelineConfig:
         if pref.kl_coef < 0:
             problems.append(f"preference.kl_coef: must be >= 0, got {pref.kl_coef}")
         return problems
+
+
+def _plugin_problems(cfg: PipelineConfig) -> list[str]:
+    """Unregistered tokenizer or stage names (listing the registered ones) and a stage order the
+    built-ins cannot run in. Reads entry-point metadata only; imports no plugin."""
+    from codex_ml.plugins.select import name_problem
+
+    out = [f"tokenizer: {p}" for p in [name_problem("tokenizers", cfg.tokenizer)] if p]
+    out += [f"stages: {p}" for p in map(lambda n: name_problem("pipeline_stages", n), cfg.stages) if p]
+    if [n for n in cfg.stages if n in BUILTIN_STAGES] != list(BUILTIN_STAGES) or len(set(cfg.stages)) != len(cfg.stages):
+        out.append(f"stages: must list {', '.join(BUILTIN_STAGES)} once each in this order (plugin stages may go "
+                   f"between or after them), got {cfg.stages}")
+    return out
 
 
 def _not_numbers(section: Any, prefix: str) -> list[str]:

@@ -21,7 +21,9 @@ __all__ = ["RewardModel", "build_gpt", "hidden_states", "pad_batch", "sequence_l
 
 def build_gpt(model: ModelConfig, vocab_size: int) -> GPT:
     """A fresh GPT of the configured shape."""
-    return GPT(GPTConfig.from_model(model, vocab_size))
+    from codex_ml.plugins.select import build_model  # model.name: "gpt" or a model plugin
+
+    return build_model(model.name, GPTConfig.from_model(model, vocab_size))
 
 
 def pad_batch(sequences: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:

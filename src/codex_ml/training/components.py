@@ -42,11 +42,11 @@ def corpus_path(config: TrainConfig) -> Path:
 def prepare_data(config: TrainConfig, tokenizer_dir: Path | None = None) -> Data:
     """Read and tokenize the corpus. A ``tokenizer_dir`` (resume) reloads the run's tokenizer
     instead of training a new one, so ids mean the same as before."""
-    from codex_ml.data.corpus import encode_corpus, read_corpus, split_train_val
+    from codex_ml.data.corpus import encode_corpus, split_train_val
+    from codex_ml.data.datasets import read_dataset
     from codex_ml.data.tokenizers import load_tokenizer, train_tokenizer
 
-    source = corpus_path(config)
-    documents = read_corpus(source)
+    documents, source = read_dataset(config.data.dataset, config.data.path)  # a plugin by name (data.dataset)
     if tokenizer_dir is not None:
         tokenizer = load_tokenizer(tokenizer_dir)
     else:
@@ -59,7 +59,9 @@ def prepare_data(config: TrainConfig, tokenizer_dir: Path | None = None) -> Data
 
 def build_model(config: TrainConfig, vocab_size: int) -> GPT:
     """The GPT described by ``config.model`` for a ``vocab_size`` vocabulary."""
-    return GPT(GPTConfig.from_model(config.model, vocab_size))
+    from codex_ml.plugins.select import build_model as build_named  # model.name: "gpt" or a plugin
+
+    return build_named(config.model.name, GPTConfig.from_model(config.model, vocab_size))
 
 
 def build_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.AdamW:

@@ -33,7 +33,7 @@ __all__ = [
 #: Top-level keys Hydra (or the pipeline runner) owns; they are not part of the training schema.
 NON_SCHEMA_KEYS = ("defaults", "hydra", "pipeline")
 #: TrackingConfig fields set through the ``system_metrics`` section instead of ``tracking``.
-_SYSTEM_FIELDS = ("system_metrics", "system_metrics_interval")
+_SYSTEM_FIELDS = ("system_metrics", "system_metrics_interval", "system_metrics_collectors")
 
 
 class ConfigError(CodexMLError, ValueError):
@@ -52,7 +52,11 @@ class DataConfig:
 
     #: A .txt or .jsonl corpus; None means the sample text bundled with the package.
     path: str | None = None
-    tokenizer: Literal["char", "bpe"] = "char"
+    #: A registered tokenizer (built-ins: char, bpe; `codex-ml plugins list tokenizers`).
+    tokenizer: str = "char"
+    #: A registered dataset that supplies the documents; None: "corpus" when ``path`` is set,
+    #: else "sample" (the bundled text). Called with ``path`` (see docs/plugins.md).
+    dataset: str | None = None
     #: Target vocabulary size for the BPE tokenizer (ignored for "char").
     vocab_size: int = 512
     #: Fraction of the token stream (its tail) held out for validation.
@@ -63,6 +67,10 @@ class DataConfig:
         out = [] if 0.0 < self.val_fraction < 1.0 else [f"val_fraction must be in (0, 1), got {self.val_fraction}"]
         if self.vocab_size < 1:
             out.append(f"vocab_size must be >= 1, got {self.vocab_size}")
+        from codex_ml.plugins.select import name_problem  # reads entry points; imports no plugin
+
+        out += [f"{key}: {problem}" for key, group in (("tokenizer", "tokenizers"), ("dataset", "datasets"))
+                if getattr(self, key) is not None and (problem := name_problem(group, getattr(self, key)))]
         return out
 
 
@@ -121,6 +129,8 @@ class SystemMetricsConfig:
 
     path: str | None = None
     interval: float = 15.0
+    #: Registered collectors to sample, by name; None: the built-in set.
+    collectors: list[str] | None = None
 
     def problems(self) -> list[str]:
         """An interval that cannot be honoured."""
@@ -145,7 +155,8 @@ class TrainConfig:
     def tracking_config(self) -> TrackingConfig:
         """A TrackingConfig from the ``tracking`` and ``system_metrics`` sections (flags apply on top)."""
         return TrackingConfig(**self.tracking, system_metrics=self.system_metrics.path,
-                              system_metrics_interval=self.system_metrics.interval)
+                              system_metrics_interval=self.system_metrics.interval,
+                              system_metrics_collectors=self.system_metrics.collectors)
 
     def with_tracking(self, tracking: TrackingConfig) -> TrainConfig:
         """A copy whose tracking sections hold ``tracking``'s effective values (what a resume reuses).
@@ -154,7 +165,8 @@ class TrainConfig:
         """
         values = {f.name: getattr(tracking, f.name) for f in fields(tracking)
                   if f.name not in (*_SYSTEM_FIELDS, "run_name", "output_root")}
-        system = SystemMetricsConfig(tracking.system_metrics, tracking.system_metrics_interval)
+        system = SystemMetricsConfig(tracking.system_metrics, tracking.system_metrics_interval,
+                                     tracking.system_metrics_collectors)
         return dataclasses.replace(self, tracking=values, system_metrics=system)
 
 

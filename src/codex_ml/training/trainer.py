@@ -151,7 +151,8 @@ class Trainer:
 
     def _params(self) -> dict[str, Any]:
         extra = {
-            "model": {"vocab_size": self.data.tokenizer.vocab_size, "num_parameters": self.model.num_parameters()},
+            "model": {"vocab_size": self.data.tokenizer.vocab_size, "num_parameters": self.model.num_parameters(),
+                      "class": type(self.model).__name__},  # the class model.name built (a plugin's shows here)
             "data": {"resolved_path": str(self.data.source), "train_tokens": len(self.data.train),
                      "val_tokens": len(self.data.val)},
             "distributed": {"world_size": self.info.world_size, "device": str(self.device)},
