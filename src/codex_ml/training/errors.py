@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from codex_ml.errors import CodexMLError
 
-__all__ = ["ResumeError", "TrainingError"]
+__all__ = ["CheckpointError", "ResumeError", "TrainingError"]
 
 
 class TrainingError(CodexMLError, RuntimeError):
@@ -13,3 +13,10 @@ class TrainingError(CodexMLError, RuntimeError):
 
 class ResumeError(TrainingError):
     """``--resume`` given something that is not a resumable run directory."""
+
+
+class CheckpointError(CodexMLError, RuntimeError):
+    """A checkpoint that cannot be written, found, read, or applied to the model."""
+
+    #: For a file that did not load: why, in a few words (e.g. "corrupt: ..."), without the advice.
+    reason: str = ""
