@@ -11,6 +11,7 @@ Neither yaml nor omegaconf is imported at import time: ``import codex_ml`` stays
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -138,6 +139,20 @@ def build_dataclass(cls: type[T], data: Any, path: str, problems: list[str], *, 
 
 
 # -- key=value overrides and nested trees --------------------------------------------------------
+
+
+#: ``key=value`` where key is a dotted config key, optionally ``+``/``++``/``~`` prefixed, with Hydra's
+#: ``group/option`` and ``@package`` forms: what every command line treats as an override.
+_OVERRIDE = re.compile(r"^[+~]{0,2}[A-Za-z_][\w.@/-]*=")
+
+
+def is_override(word: str) -> bool:
+    """Whether ``word`` is a ``key=value`` override rather than a value (a path, a URI) of a flag.
+
+    The one rule for every entry point: an option with an optional value (``--system-metrics``)
+    takes its default when the next word is an override.
+    """
+    return bool(_OVERRIDE.match(word))
 
 
 def split_override(item: str) -> tuple[str, str] | None:

@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import sys
 from pathlib import Path
 from typing import Any
 
+from codex_ml.config_schema import is_override
 from codex_ml.errors import CodexMLError
 from codex_ml.tracking.config import TrackingConfig
 from codex_ml.tracking.flags import add_tracking_arguments, fill_optional_values, tracking_config_from
@@ -29,7 +29,6 @@ from codex_ml.tracking.flags import add_tracking_arguments, fill_optional_values
 __all__ = ["OverrideError", "check_overrides", "config_dir", "main", "split_tracking_flags"]
 
 CONFIG_DIR_ENV = "CODEX_ML_CONFIG_DIR"
-_OVERRIDE = re.compile(r"^[+~]{0,2}[A-Za-z_][\w.@/-]*=")
 
 
 def config_dir() -> Path:
@@ -44,12 +43,8 @@ def config_dir() -> Path:
 
 def split_tracking_flags(argv: list[str]) -> tuple[TrackingConfig, list[str]]:
     """Parse the tracking flags out of ``argv``; return them and the arguments left for Hydra."""
-    argv = fill_optional_values(argv)
     # `--system-metrics training.max_steps=5`: the flag has no value; the override is Hydra's.
-    for index, arg in enumerate(argv[:-1]):
-        if arg == "--system-metrics" and _OVERRIDE.match(argv[index + 1]):
-            argv = [*argv[: index + 1], "AUTO", *argv[index + 1 :]]
-            break
+    argv = fill_optional_values(argv)
     parser = argparse.ArgumentParser(prog="python -m codex_ml.cli.main", add_help=False, allow_abbrev=False)
     add_tracking_arguments(parser)
     known, rest = parser.parse_known_args(argv)
@@ -65,7 +60,7 @@ def _hydra_override(arg: str) -> str:
     reports every unknown key at once, instead of Hydra stopping at the first.
     """
     key, sep, value = arg.partition("=")
-    if not sep or not _OVERRIDE.match(arg) or key.startswith(("+", "~")) or "@" in key:
+    if not sep or not is_override(arg) or key.startswith(("+", "~")) or "@" in key:
         return arg
     if key == "training":
         return f"training@_global_={value}"

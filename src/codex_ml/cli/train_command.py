@@ -6,26 +6,22 @@ saved in the run's checkpoint) < ``key=value`` overrides < tracking flags on the
 
 from __future__ import annotations
 
-import json
-import re
 import sys
 from collections.abc import Sequence
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+from codex_ml.config_schema import is_override
 from codex_ml.tracking.config import TrackingConfig
 
 __all__ = ["effective_tracking", "report_result", "run_train_model", "split_override_from_flag"]
-
-_OVERRIDE = re.compile(r"^[+~]{0,2}[A-Za-z_][\w.]*=")
-
 
 def split_override_from_flag(tracking: TrackingConfig, overrides: list[str]) -> tuple[TrackingConfig, list[str]]:
     """``--system-metrics training.max_steps=5`` means AUTO followed by an override, not a path
     called ``training.max_steps=5`` (an option with an optional value cannot tell by itself)."""
     value = tracking.system_metrics
-    if value and _OVERRIDE.match(value):
+    if value and is_override(value):
         return tracking.replace(system_metrics="AUTO"), [value, *overrides]
     return tracking, overrides
 
@@ -86,6 +82,8 @@ def report_result(result: Any) -> None:
           f"val loss {result.final_val_loss:.4f} (best {result.best_val_loss:.4f}), "
           f"{result.tokens_per_s:,.0f} tokens/s", file=sys.stderr)
     paths = RunPaths(result.run_dir)
-    sinks = json.loads(paths.run_file.read_text()).get("sinks", []) if paths.run_file.is_file() else []
+    from codex_ml.tracking.run_files import read_json
+
+    sinks = read_json(paths.run_file).get("sinks", [])
     for line in describe_outputs(paths, sinks):
         print(line)

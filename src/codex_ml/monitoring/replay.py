@@ -37,7 +37,7 @@ import numpy as np
 from codex_ml.backends import BACKENDS, replayable
 from codex_ml.monitoring.loading import MetricsData, load
 from codex_ml.monitoring.runs import SYSTEM, RunSource, UnknownFormatError, read_json, resolve
-from codex_ml.tracking.paths import PARAMS_FILE, TAGS_FILE, RunPaths
+from codex_ml.tracking.paths import RunPaths
 from codex_ml.tracking.sink import MetricPoint, RunInfo, Sink
 
 BATCH = 1000
@@ -154,8 +154,8 @@ def _run_source(path: Path) -> RunSource:
     source = resolve(path)
     if source.run_dir is None:  # a bare file: its folder plays the run directory
         source.run_dir = path.resolve().parent
-        source.run_info = read_json(source.run_dir / "run.json")
-        source.summary = read_json(source.run_dir / "summary.json")
+        source.run_info = read_json(RunPaths(source.run_dir).run_file)
+        source.summary = read_json(RunPaths(source.run_dir).summary)
     return source
 
 
@@ -165,7 +165,7 @@ def _repair_moved_store(source: RunSource) -> None:
     from codex_ml.tracking.relocate import repair_moved_store
 
     if source.run_dir is not None and repair_moved_store(source.run_dir):
-        source.run_info = read_json(Path(source.run_dir) / "run.json")
+        source.run_info = read_json(RunPaths(Path(source.run_dir)).run_file)
 
 
 def run_info(source: RunSource) -> RunInfo:
@@ -192,8 +192,9 @@ def _send(backend: Any, source: RunSource, metrics: list[MetricPoint], system: l
 
 def _write_static(sink: Sink, source: RunSource) -> None:
     # Params and tags: sinks skip what the backend already has (MLflow params are immutable).
-    params = read_json(Path(source.run_dir) / PARAMS_FILE)
-    tags = read_json(Path(source.run_dir) / TAGS_FILE)
+    paths = RunPaths(Path(source.run_dir))
+    params = read_json(paths.params)
+    tags = read_json(paths.tags)
     if params:
         sink.write_params(params)
     if tags:

@@ -17,6 +17,7 @@ import orjson
 from codex_ml.errors import CodexMLError
 from codex_ml.monitoring.legacy_format import is_legacy_record
 from codex_ml.tracking.paths import METRICS_FILE, RUN_FILE, SUMMARY_FILE
+from codex_ml.tracking.run_files import read_json  # the one reader of run.json/summary.json; tools import it here
 from codex_ml.tracking.system_files import system_metrics_files
 
 METRICS, SYSTEM = "metrics", "system"
@@ -117,12 +118,3 @@ def sniff_kind(path: Path) -> str:
             raise MonitoringInputError(path, "not a codex_ml metrics or system-metrics NDJSON file (first record has no "
                                              "'metrics' or 'sample', nor the legacy 'metric' and 'value')")
     raise EmptyInputError(path)
-
-
-def read_json(path: Path) -> dict[str, Any]:
-    """A JSON object file, or {} when it is missing or unreadable (metadata is optional)."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}

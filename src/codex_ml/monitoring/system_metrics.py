@@ -24,6 +24,7 @@ from typing import Any
 import orjson
 
 from codex_ml.tracking.encoding import decode_number, encode_number
+from codex_ml.tracking.paths import SYSTEM_METRICS_FILE
 from codex_ml.tracking.reporting import Reporter
 
 __all__ = [
@@ -34,7 +35,7 @@ __all__ = [
 SCHEMA_VERSION = 1
 MIN_INTERVAL = 0.1
 SOURCE = "system-metrics"
-AUTO_FILE = "system_metrics.jsonl"
+AUTO_FILE = SYSTEM_METRICS_FILE
 PSUTIL_MISSING = (
     "psutil is not installed; pip install 'codex-ml[system]' (training continues without system metrics)"
 )

@@ -25,6 +25,7 @@ from typing import Any
 
 from codex_ml.pipeline.config import BUILTIN_STAGES, PipelineConfig
 from codex_ml.pipeline.inputs import Inputs, load_inputs
+from codex_ml.tracking.paths import RunPaths
 
 __all__ = ["STAGES", "PipelineState", "run_from_hydra", "run_pipeline"]
 
@@ -165,7 +166,7 @@ def _open_run(out: Path, tracking: Any, cfg: PipelineConfig) -> Any:
     return start_run(
         out.name,
         config=config,
-        resume=(out / "run.json").is_file(),
+        resume=RunPaths(out).run_file.is_file(),
         checkpoint_dir=out,
         params={"pipeline": cfg.resolved()},
         tags={"pipeline": "M0-M1-RM-M2", "pipeline.method": cfg.preference.method, "pipeline.seed": cfg.seed},
@@ -195,7 +196,7 @@ def _stage(s: PipelineState, name: str, model: Any, section: Any, deps: tuple[st
     from codex_ml.pipeline.store import MARKER_FILE, fingerprint, read_verified_marker, save_stage, stage_state
     from codex_ml.training.checkpoints import load_model_state
 
-    directory = s.out / "checkpoints" / name
+    directory = RunPaths(s.out).checkpoints / name
     seed = s.seed(name)
     fp = fingerprint({
         "stage": name, "section": dataclasses.asdict(section), "model": dataclasses.asdict(s.cfg.model),

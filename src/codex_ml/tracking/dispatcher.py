@@ -21,16 +21,8 @@ from codex_ml.tracking.ndjson_writer import NdjsonFile
 from codex_ml.tracking.paths import RunPaths
 from codex_ml.tracking.records import HISTOGRAM, METRICS, PARAMS, TAGS, TEXT, Record, compute_histogram
 from codex_ml.tracking.reporting import Reporter
+from codex_ml.tracking.run_files import read_json as _load_json, write_json_atomic
 from codex_ml.tracking.worker import SinkWorker
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON via a temp file and rename, so readers never see half a file."""
-    # A temp name of this process and thread's own: two writers never rename each other's file.
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    text = json.dumps(json_safe(data), indent=2, sort_keys=True, default=str, allow_nan=False)
-    tmp.write_text(text + "\n", encoding="utf-8", errors="surrogatepass")
-    os.replace(tmp, path)
 
 
 class Dispatcher:
@@ -175,16 +167,6 @@ class Dispatcher:
     def pending_ndjson_bytes(self) -> int:
         """Bytes not yet on disk (non-zero only while the disk is failing)."""
         return sum(f.pending_bytes for f in self._files.values())
-
-
-def _load_json(path: Path) -> dict[str, Any]:
-    if not path.exists():
-        return {}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 def _previous_last_values(paths: RunPaths) -> dict[str, float | int]:

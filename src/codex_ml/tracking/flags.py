@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any
 
+from codex_ml.config_schema import is_override
 from codex_ml.tracking.config import DEFAULT_EXPERIMENT, DEFAULT_OUTPUT_ROOT, TrackingConfig
 
 
@@ -86,14 +87,9 @@ def fill_optional_values(argv: list[str]) -> list[str]:
         out.append(arg)
         following = argv[index + 1] if index + 1 < len(argv) else None
         # No value follows when the next word is another flag or a Hydra-style key=value override.
-        if arg in consts and (following is None or following.startswith("-") or _is_override(following)):
+        if arg in consts and (following is None or following.startswith("-") or is_override(following)):
             out.append(consts[arg])
     return out
-
-
-def _is_override(word: str) -> bool:
-    key = word.split("=", 1)[0]
-    return "=" in word and key.lstrip("+~").replace(".", "").replace("_", "").replace("@", "").isalnum()
 
 
 def tracking_config_from(values: argparse.Namespace | Mapping[str, Any], base: TrackingConfig | None = None) -> TrackingConfig:

@@ -22,6 +22,11 @@ TAGS_FILE = "tags.json"
 RUN_FILE = "run.json"
 SUMMARY_FILE = "summary.json"
 LOCK_FILE = "run.lock"
+#: The system-metrics sampler's file when it writes next to the run (``--system-metrics`` AUTO).
+SYSTEM_METRICS_FILE = "system_metrics.jsonl"
+#: Folders the trainer and the pipeline keep in the run directory.
+CHECKPOINTS_DIR = "checkpoints"
+TOKENIZER_DIR = "tokenizer"
 
 _FORBIDDEN_CHARS = {"/": "a '/'", "\\": "a '\\'", "\x00": "a NUL byte", ":": "a ':'"}
 
@@ -91,6 +96,22 @@ class RunPaths:
     def artifacts(self) -> Path:
         """Copies of every logged artifact."""
         return self.root / "artifacts"
+
+    @property
+    def system_metrics(self) -> Path:
+        """The system-metrics samples when the sampler writes next to the run (training writes
+        ``checkpoints/system_metrics.jsonl``; run.json's ``system_metrics`` names the file used)."""
+        return self.root / SYSTEM_METRICS_FILE
+
+    @property
+    def checkpoints(self) -> Path:
+        """The trainer's and the pipeline's checkpoints."""
+        return self.root / CHECKPOINTS_DIR
+
+    @property
+    def tokenizer(self) -> Path:
+        """The trained tokenizer a resumed run reloads."""
+        return self.root / TOKENIZER_DIR
 
 
 def validate_run_name(name: str) -> str:

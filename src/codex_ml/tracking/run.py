@@ -2,6 +2,11 @@
 
 Every ``log_*`` call validates its input, timestamps it and appends a tuple to the
 dispatcher's queue; that is all the calling thread pays. See dispatcher.py for the rest.
+
+Why this module is longer than ~400 lines: it is one object's whole life, the Run (the log_*
+methods, close and its report) and start_run, which opens it under the run lock and writes
+run.json; both share the run-file lock and the run.json update rule. Each backend's part
+(which sinks, back-fill on resume) is read from ``codex_ml.backends``.
 """
 
 from __future__ import annotations
@@ -18,7 +23,8 @@ from codex_ml.errors import CodexMLError, RunClosedError
 from codex_ml.tracking import lifecycle
 from codex_ml.tracking.builtin_sinks import build_sinks
 from codex_ml.tracking.config import TrackingConfig
-from codex_ml.tracking.dispatcher import Dispatcher, _load_json, write_json_atomic
+from codex_ml.tracking.dispatcher import Dispatcher
+from codex_ml.tracking.run_files import read_json as _load_json, write_json_atomic
 from codex_ml.tracking.params import flatten_params
 from codex_ml.tracking.redaction import redact_params, redact_text
 from codex_ml.tracking.paths import RunPaths, default_run_name, prepare_run_dir

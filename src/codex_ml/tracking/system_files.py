@@ -18,12 +18,14 @@ import re
 from pathlib import Path
 from typing import Any
 
+from codex_ml.tracking.paths import CHECKPOINTS_DIR
+
 __all__ = ["RUN_KEY", "is_rank_file", "recorded_paths", "system_metrics_files", "with_recorded"]
 
 #: The run.json key listing the system-metrics paths of the run.
 RUN_KEY = "system_metrics"
 #: Where runs written before the record existed keep their files, relative to the run directory.
-FALLBACK_DIRS = (".", "checkpoints")
+FALLBACK_DIRS = (".", CHECKPOINTS_DIR)
 FILE_GLOB = "system_metrics*.jsonl"
 _RANK = re.compile(r"^(?P<stem>.+)\.rank(?P<rank>\d+)$")
 

@@ -9,11 +9,11 @@ folder. An MLflow server is shown by its URL, never with the credentials the URI
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from codex_ml.backends import BACKENDS
 from codex_ml.tracking.paths import RunPaths
+from codex_ml.tracking.run_files import read_json
 
 
 def describe_outputs(paths: RunPaths, sinks: list[str]) -> list[str]:
@@ -32,9 +32,5 @@ def describe_outputs(paths: RunPaths, sinks: list[str]) -> list[str]:
 
 
 def _saved_backends(paths: RunPaths) -> dict[str, Any]:
-    try:
-        data = json.loads(paths.run_file.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    backends = data.get("backends", {}) if isinstance(data, dict) else {}
+    backends = read_json(paths.run_file).get("backends", {})
     return backends if isinstance(backends, dict) else {}

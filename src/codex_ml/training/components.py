@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from codex_ml.models.transformer import GPT, GPTConfig
+from codex_ml.tracking.paths import CHECKPOINTS_DIR, TOKENIZER_DIR, RunPaths
 from codex_ml.training.config import TrainConfig
 from codex_ml.training.errors import ResumeError
 from codex_ml.training.schedule import WarmupCosine
@@ -18,8 +19,7 @@ from codex_ml.training.schedule import WarmupCosine
 __all__ = ["CHECKPOINT_DIR", "TOKENIZER_DIR", "Data", "ResumePoint", "adamw_decaying_matrices", "build_model", "build_optimizer",
            "build_scheduler", "checkpoint_config", "find_resume_point", "prepare_data"]
 
-CHECKPOINT_DIR = "checkpoints"
-TOKENIZER_DIR = "tokenizer"
+CHECKPOINT_DIR = CHECKPOINTS_DIR
 
 
 @dataclass
@@ -127,7 +127,7 @@ def find_resume_point(run_dir: str | Path) -> ResumePoint:
     root = Path(run_dir)
     if not root.is_dir():
         raise ResumeError(f"cannot resume {root}: no such directory (pass a run directory such as runs/<name>)")
-    run_file = root / "run.json"
+    run_file = RunPaths(root).run_file
     if not run_file.is_file():
         raise ResumeError(f"cannot resume {root}: it is not a run directory (no run.json); pass runs/<name>")
     try:
@@ -155,7 +155,7 @@ def _restart_point(root: Path) -> ResumePoint:
     """A run without a checkpoint: step 0 and the config recorded in its params.json."""
     from codex_ml.training.config import schema_sections
 
-    params_file = root / "params.json"
+    params_file = RunPaths(root).params
     try:
         params = json.loads(params_file.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:

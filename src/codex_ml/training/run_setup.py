@@ -16,6 +16,7 @@ from typing import Any
 import torch.distributed as dist
 
 from codex_ml.tracking.config import TrackingConfig
+from codex_ml.tracking.paths import RunPaths
 from codex_ml.training.distributed import DistInfo, NullRun
 from codex_ml.training.errors import TrainingError
 
@@ -45,7 +46,7 @@ def open_run(trainer: Any) -> Any:
 
     info: DistInfo = trainer.info
     tracking: TrackingConfig = trainer.tracking
-    checkpoint_dir = trainer.run_dir / "checkpoints"
+    checkpoint_dir = RunPaths(trainer.run_dir).checkpoints
     core = tracking.replace(system_metrics=None) if info.enabled else tracking
     run: Any = None
     error: BaseException | None = None

@@ -65,12 +65,9 @@ def train(config: TrainConfig, tracking: TrackingConfig | None = None, *,
 def _run_status(run_dir: Path) -> str | None:
     """The status in ``run.json`` (None when unreadable). A run killed after its final
     checkpoint is still RUNNING: resuming it trains nothing, back-fills the sinks and closes it."""
-    import json
+    from codex_ml.tracking.run_files import read_run_json
 
-    try:
-        return json.loads((run_dir / "run.json").read_text(encoding="utf-8")).get("status")
-    except (OSError, ValueError):
-        return None
+    return read_run_json(run_dir).get("status")
 
 
 class Trainer:
