@@ -21,6 +21,8 @@ from typing import Any
 import orjson
 
 from codex_ml.monitoring.json_marks import Marks, count_marks, keys_with_values, non_finite_values
+from codex_ml.monitoring.metrics_data import from_table
+from codex_ml.tracking.reader import ReadReport
 
 __all__ = ["load_with_duckdb"]
 
@@ -32,8 +34,6 @@ _NEWLINE = ord("\n")
 def load_with_duckdb(path: Path, raw: Any) -> Any | None:
     """``MetricsData`` for the file at ``path`` (whose bytes ``raw`` maps), or None when
     this path cannot vouch for an exact result."""
-    from codex_ml.monitoring import loading
-
     try:
         import duckdb
     except ImportError:
@@ -54,7 +54,7 @@ def load_with_duckdb(path: Path, raw: Any) -> Any | None:
         counter.join()
     if table is None or table.num_rows == 0 or not _names_kept(table, names):
         return None
-    data = loading._from_table(path, table, False, loading.ReadReport(str(path)), [0], loader="duckdb")
+    data = from_table(path, table, False, ReadReport(str(path)), [0], loader="duckdb")
     if data is None:
         return None
     keys = keys_with_values(table, data.series)

@@ -65,8 +65,7 @@ def load_legacy(path: Path, raw: bytes | Any) -> Any:
     """A legacy file's bytes as ``MetricsData`` (loader ``"legacy"``), bad lines reported by number."""
     import numpy as np
 
-    from codex_ml.monitoring.loading import MetricsData, Series
-    from codex_ml.monitoring.runs import METRICS
+    from codex_ml.monitoring.metrics_data import METRICS, MetricsData, Series
 
     report = ReadReport(str(path))
     points: dict[str, tuple[list[int], list[float], list[float], list[int]]] = {}

@@ -16,11 +16,9 @@ the same ``MetricsData``, with its ``run_id``/``phase`` as extra columns.
 
 from __future__ import annotations
 
-import math
 import mmap
 import os
 import threading
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +28,8 @@ import orjson
 from codex_ml.monitoring.duckdb_loading import load_with_duckdb
 from codex_ml.monitoring.json_marks import Marks, count_marks, keys_with_values
 from codex_ml.monitoring.legacy_format import is_legacy_file, load_legacy
+from codex_ml.monitoring.metrics_data import INF_SENTINEL, NAN_SENTINEL, MetricsData, Series, from_table
+from codex_ml.monitoring.metrics_data import time_span as _span
 from codex_ml.monitoring.runs import METRICS, SYSTEM, EmptyInputError
 from codex_ml.tracking.encoding import decode_number
 from codex_ml.tracking.reader import ReadReport, iter_records
@@ -40,57 +40,12 @@ from codex_ml.tracking.reader import ReadReport, iter_records
 # values are numbers or these spellings, so the swap touches nothing else. JSON allows the
 # spaces after a number. A file that already holds a sentinel number is caught after the
 # parse (more sentinels than swaps) and read by the slow path, so the swap back is exact.
-_NAN_SENTINEL, _INF_SENTINEL = 7e307, 8e307
+_NAN_SENTINEL, _INF_SENTINEL = NAN_SENTINEL, INF_SENTINEL
 _SWAPS = ((b':"NaN"', b":7e307"), (b':"Infinity"', b":8e307     "), (b':"-Infinity"', b":-8e307     "))
 #: pyarrow's default 1 MiB blocks make many small parse tasks; 4 MiB parses faster here.
 _BLOCK_SIZE = 4 << 20
 #: Large files are swapped and parsed in up to this many pieces of at least _MIN_PIECE bytes.
 _PIECES, _MIN_PIECE = 8, 8 << 20
-
-@dataclass
-class Series:
-    """One metric's points in file order: step, wall time, value and record number."""
-
-    steps: np.ndarray
-    times: np.ndarray
-    values: np.ndarray
-    rows: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.values)
-
-
-@dataclass
-class MetricsData:
-    """Every metric of one NDJSON file, plus what could not be read."""
-
-    path: Path
-    kind: str
-    records: int
-    series: dict[str, Series]
-    report: ReadReport
-    #: The first and last wall time of any record (None for an empty file).
-    time_span: tuple[float, float] | None = None
-    #: Which reader produced it: "duckdb", "pyarrow", "lines" (one orjson.loads per line) or "legacy".
-    loader: str = "lines"
-    #: ``format`` ("legacy" for the origin toolkit's lines) and ``columns``: per-record string
-    #: columns (name -> array indexed by record number) that export writes after the values.
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def extra_columns(self) -> dict[str, np.ndarray]:
-        """Per-record string columns beyond step/time/metrics (legacy ``run_id``, ``phase``)."""
-        return self.extra.get("columns", {})
-
-    @property
-    def fast_path(self) -> bool:
-        """True when a columnar reader (DuckDB or pyarrow) read the file."""
-        return self.loader != "lines"
-
-    def keys(self) -> list[str]:
-        """Metric names in order of first appearance."""
-        return list(self.series)
-
 
 def load(path: str | Path, kind: str = METRICS) -> MetricsData:
     """Load a metrics (``kind="metrics"``) or system-metrics (``"system"``) NDJSON file."""
@@ -141,7 +96,7 @@ def _load_fast(path: Path, raw: Any) -> MetricsData | None:
     if table is None:
         return None  # a bad line or mixed types (e.g. another string value): the slow path says where
     unswapped = [0]
-    data = _from_table(path, table, swaps > 0, report, unswapped)
+    data = from_table(path, table, swaps > 0, report, unswapped)
     if data is not None and unswapped[0] != swaps:
         return None  # the file held a sentinel number of its own: only the slow path is exact
     if data is not None and marks.colons != keys_with_values(table, data.series):
@@ -216,67 +171,6 @@ def _parse_tail(tail: bytes, report: ReadReport) -> dict[str, Any] | None:
         report.torn_tail = True
         return None
     return record
-
-
-def _from_table(path: Path, table: Any, swapped: bool, report: ReadReport, unswapped: list[int],
-                loader: str = "pyarrow") -> MetricsData | None:
-    import pyarrow as pa
-
-    names = table.column_names
-    if "metrics" not in names or "step" not in names or "time" not in names:
-        return None
-    steps_col, times_col = table.column("step"), table.column("time")
-    if steps_col.null_count or times_col.null_count or not pa.types.is_integer(steps_col.type):
-        return None
-    metrics_col = table.column("metrics")
-    if not pa.types.is_struct(metrics_col.type) or metrics_col.null_count:
-        return None  # a record without a metrics object is a bad line: the slow path names it
-    steps = steps_col.to_numpy().astype(np.int64, copy=False)
-    times = times_col.cast(pa.float64(), safe=False).to_numpy()
-    # One chunk (every block shares the unified schema), so each metric is one flat array.
-    metrics = metrics_col.combine_chunks() if metrics_col.num_chunks != 1 else metrics_col.chunk(0)
-    series: dict[str, Series] = {}
-    for child_field, child in zip(metrics.type, metrics.flatten()):
-        got = _child_values(child, swapped, unswapped)
-        if got is None:
-            return None
-        rows, values = got
-        dense = len(rows) == len(steps)  # in every record: share the step and time arrays
-        series[child_field.name] = Series(steps if dense else steps[rows], times if dense else times[rows], values, rows)
-    return MetricsData(path, METRICS, len(table), series, report, _span(times), loader=loader)
-
-
-def _child_values(child: Any, swapped: bool, unswapped: list[int]) -> tuple[np.ndarray, np.ndarray] | None:
-    import pyarrow as pa
-
-    if not (pa.types.is_floating(child.type) or pa.types.is_integer(child.type)):
-        return None  # strings other than the non-finite spellings, booleans, objects
-    values = child.cast(pa.float64(), safe=False).fill_null(0.0).to_numpy() if child.null_count else child.cast(pa.float64(), safe=False).to_numpy()
-    if child.null_count:
-        rows = np.flatnonzero(child.is_valid().to_numpy(zero_copy_only=False))
-        values = values[rows]
-    else:
-        rows = np.arange(len(child), dtype=np.int64)
-    if swapped:
-        values, count = _unswap(values)
-        unswapped[0] += count
-    return rows.astype(np.int64, copy=False), values
-
-
-def _unswap(values: np.ndarray) -> tuple[np.ndarray, int]:
-    if not (np.abs(values) >= _NAN_SENTINEL).any():
-        return values, 0  # the usual column: no sentinel, nothing to copy
-    values = np.array(values, dtype=np.float64, copy=True)
-    count = 0
-    for sentinel, original in ((_NAN_SENTINEL, math.nan), (_INF_SENTINEL, math.inf), (-_INF_SENTINEL, -math.inf)):
-        hits = values == sentinel
-        count += int(hits.sum())
-        values[hits] = original
-    return values, count
-
-
-def _span(times: np.ndarray) -> tuple[float, float] | None:
-    return (float(times.min()), float(times.max())) if len(times) else None
 
 
 def _append_record(data: MetricsData, record: dict[str, Any]) -> None:

@@ -1,0 +1,129 @@
+"""What a metrics or system-metrics file loads into (``MetricsData``: one ``Series`` per metric),
+and the step shared by the columnar readers (pyarrow and DuckDB): an Arrow table to MetricsData.
+
+Its own module so that the readers (``loading``, ``duckdb_loading``, ``legacy_format``) and the
+tools all import it and none of them imports another reader back.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from codex_ml.tracking.reader import ReadReport
+
+#: The two kinds of file: training metrics (``metrics.ndjson``) and system samples.
+METRICS, SYSTEM = "metrics", "system"
+#: The sentinel numbers the pyarrow path swaps in for "NaN" and "±Infinity" (see loading.py).
+NAN_SENTINEL, INF_SENTINEL = 7e307, 8e307
+
+
+@dataclass
+class Series:
+    """One metric's points in file order: step, wall time, value and record number."""
+
+    steps: np.ndarray
+    times: np.ndarray
+    values: np.ndarray
+    rows: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+
+@dataclass
+class MetricsData:
+    """Every metric of one NDJSON file, plus what could not be read."""
+
+    path: Path
+    kind: str
+    records: int
+    series: dict[str, Series]
+    report: ReadReport
+    #: The first and last wall time of any record (None for an empty file).
+    time_span: tuple[float, float] | None = None
+    #: Which reader produced it: "duckdb", "pyarrow", "lines" (one orjson.loads per line) or "legacy".
+    loader: str = "lines"
+    #: ``format`` ("legacy" for the origin toolkit's lines) and ``columns``: per-record string
+    #: columns (name -> array indexed by record number) that export writes after the values.
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def extra_columns(self) -> dict[str, np.ndarray]:
+        """Per-record string columns beyond step/time/metrics (legacy ``run_id``, ``phase``)."""
+        return self.extra.get("columns", {})
+
+    @property
+    def fast_path(self) -> bool:
+        """True when a columnar reader (DuckDB or pyarrow) read the file."""
+        return self.loader != "lines"
+
+    def keys(self) -> list[str]:
+        """Metric names in order of first appearance."""
+        return list(self.series)
+
+
+def from_table(path: Path, table: Any, swapped: bool, report: ReadReport, unswapped: list[int],
+                loader: str = "pyarrow") -> MetricsData | None:
+    import pyarrow as pa
+
+    names = table.column_names
+    if "metrics" not in names or "step" not in names or "time" not in names:
+        return None
+    steps_col, times_col = table.column("step"), table.column("time")
+    if steps_col.null_count or times_col.null_count or not pa.types.is_integer(steps_col.type):
+        return None
+    metrics_col = table.column("metrics")
+    if not pa.types.is_struct(metrics_col.type) or metrics_col.null_count:
+        return None  # a record without a metrics object is a bad line: the slow path names it
+    steps = steps_col.to_numpy().astype(np.int64, copy=False)
+    times = times_col.cast(pa.float64(), safe=False).to_numpy()
+    # One chunk (every block shares the unified schema), so each metric is one flat array.
+    metrics = metrics_col.combine_chunks() if metrics_col.num_chunks != 1 else metrics_col.chunk(0)
+    series: dict[str, Series] = {}
+    for child_field, child in zip(metrics.type, metrics.flatten()):
+        got = _child_values(child, swapped, unswapped)
+        if got is None:
+            return None
+        rows, values = got
+        dense = len(rows) == len(steps)  # in every record: share the step and time arrays
+        series[child_field.name] = Series(steps if dense else steps[rows], times if dense else times[rows], values, rows)
+    return MetricsData(path, METRICS, len(table), series, report, time_span(times), loader=loader)
+
+
+def _child_values(child: Any, swapped: bool, unswapped: list[int]) -> tuple[np.ndarray, np.ndarray] | None:
+    import pyarrow as pa
+
+    if not (pa.types.is_floating(child.type) or pa.types.is_integer(child.type)):
+        return None  # strings other than the non-finite spellings, booleans, objects
+    values = child.cast(pa.float64(), safe=False).fill_null(0.0).to_numpy() if child.null_count else child.cast(pa.float64(), safe=False).to_numpy()
+    if child.null_count:
+        rows = np.flatnonzero(child.is_valid().to_numpy(zero_copy_only=False))
+        values = values[rows]
+    else:
+        rows = np.arange(len(child), dtype=np.int64)
+    if swapped:
+        values, count = _unswap(values)
+        unswapped[0] += count
+    return rows.astype(np.int64, copy=False), values
+
+
+def _unswap(values: np.ndarray) -> tuple[np.ndarray, int]:
+    if not (np.abs(values) >= NAN_SENTINEL).any():
+        return values, 0  # the usual column: no sentinel, nothing to copy
+    values = np.array(values, dtype=np.float64, copy=True)
+    count = 0
+    for sentinel, original in ((NAN_SENTINEL, math.nan), (INF_SENTINEL, math.inf), (-INF_SENTINEL, -math.inf)):
+        hits = values == sentinel
+        count += int(hits.sum())
+        values[hits] = original
+    return values, count
+
+
+def time_span(times: np.ndarray) -> tuple[float, float] | None:
+    """The first and last wall time (None for no records)."""
+    return (float(times.min()), float(times.max())) if len(times) else None
