@@ -27,22 +27,7 @@ def _tb_run(tmp_path: Path, name: str = "tb", **options):
     return start_run(name, output_root=tmp_path, flush_interval=0.05, enable_tensorboard=True, **options)
 
 
-def test_scalars_round_trip_exactly(tmp_path: Path) -> None:
-    losses = [2.5, 1.75, 1.0 / 3.0, 0.1, 1e-7, -3.25]
-    with _tb_run(tmp_path) as run:
-        for step, loss in enumerate(losses):
-            run.log_metrics({"train/loss": loss, "train/lr": 1e-3 * (step + 1)}, step=step * 10)
-        run.log_metric("eval/acc", 0.875, step=55)
-    assert run.close_report.complete
-
-    acc = _accumulator(run.paths.root)
-    assert set(acc.Tags()["scalars"]) == {"train/loss", "train/lr", "eval/acc"}
-    loss = acc.Scalars("train/loss")
-    assert [e.step for e in loss] == [0, 10, 20, 30, 40, 50]
-    assert [e.value for e in loss] == [_f32(v) for v in losses]  # float32, exactly
-    lr = acc.Scalars("train/lr")
-    assert [e.value for e in lr] == [_f32(1e-3 * (s + 1)) for s in range(6)]
-    assert [(e.step, e.value) for e in acc.Scalars("eval/acc")] == [(55, 0.875)]
+# Scalars round trip (float32, exact): tests/backends/test_sink_contract.py, the same checks for every sink.
 
 
 def test_non_finite_scalars_survive(tmp_path: Path) -> None:
