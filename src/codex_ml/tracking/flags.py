@@ -12,46 +12,10 @@ import functools
 import inspect
 import typing
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Annotated, Any
 
 from codex_ml.config_schema import is_override
-from codex_ml.tracking.config import DEFAULT_EXPERIMENT, DEFAULT_OUTPUT_ROOT, TrackingConfig
-
-
-@dataclass(frozen=True)
-class Flag:
-    """One command-line flag and the TrackingConfig field it sets."""
-
-    names: tuple[str, ...]
-    field: str
-    is_switch: bool
-    help: str
-    metavar: str | None = None
-    #: Value type for non-switch flags (str, int or float).
-    type: type = str
-    #: Value used when the flag is given without one (``--system-metrics`` alone means AUTO).
-    const: str | None = None
-    #: Repeatable flag collected into a list (``--sink a --sink b``).
-    multiple: bool = False
-
-
-TRACKING_FLAGS: tuple[Flag, ...] = (
-    Flag(("--run-name",), "run_name", False, "Run name, a folder under the output root (default: run-<date>-<time>-<id>).", "NAME"),
-    Flag(("--output-root",), "output_root", False, f"Directory that holds runs (default: {DEFAULT_OUTPUT_ROOT}, or $CODEX_ML_OUTPUT_ROOT).", "DIR"),
-    Flag(("--enable-tensorboard",), "enable_tensorboard", True, "Write TensorBoard event files to runs/<run>/tensorboard/."),
-    Flag(("--mlflow-enable", "--enable-mlflow"), "enable_mlflow", True, "Log to MLflow (default store: runs/<run>/mlruns)."),
-    Flag(("--mlflow-tracking-uri",), "mlflow_tracking_uri", False, "MLflow tracking URI: file:, sqlite:/// or http(s)://host:port (default: $MLFLOW_TRACKING_URI, else runs/<run>/mlruns).", "URI"),
-    Flag(("--mlflow-experiment",), "mlflow_experiment", False, f"MLflow experiment name (default: {DEFAULT_EXPERIMENT}).", "NAME"),
-    Flag(("--enable-wandb",), "enable_wandb", True, "Log to Weights & Biases, offline unless $WANDB_MODE says otherwise; project from $WANDB_PROJECT."),
-    Flag(("--system-metrics",), "system_metrics", False, "Record CPU/memory/GPU telemetry: AUTO (or no value) writes <checkpoint_dir>/system_metrics.jsonl; a relative PATH is taken relative to the checkpoint dir, an absolute one as is.", "AUTO|PATH", const="AUTO"),
-    Flag(("--system-metrics-interval",), "system_metrics_interval", False, "Seconds between system telemetry samples (default: 15; minimum 0.1).", "SECONDS", float),
-    Flag(("--system-metrics-collector",), "system_metrics_collectors", False, "Sample this registered collector (repeatable; default: all built-ins; `codex-ml plugins list system-metric-collectors` shows the names).", "NAME", multiple=True),
-    Flag(("--prometheus-port",), "prometheus_port", False, "Serve /metrics for Prometheus on this port (training scalars, system gauges, tracker health).", "PORT", int),
-    Flag(("--prometheus-addr",), "prometheus_addr", False, "Address the Prometheus exporter binds (default: 127.0.0.1; 0.0.0.0 exposes it to the network).", "ADDR"),
-    Flag(("--prometheus-pushgateway",), "prometheus_pushgateway", False, "Also push metrics to this Prometheus Pushgateway URL (for short jobs).", "URL"),
-    Flag(("--sink",), "extra_sinks", False, "Also log to this registered sink plugin (repeatable; `codex-ml plugins list sinks` shows the names).", "NAME", multiple=True),
-)
+from codex_ml.tracking.config import TRACKING_FLAGS, Flag, TrackingConfig  # the table lives with the fields it sets
 
 
 def add_tracking_arguments(parser: argparse.ArgumentParser, exclude: tuple[str, ...] = ()) -> argparse._ArgumentGroup:
