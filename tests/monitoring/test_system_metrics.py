@@ -119,7 +119,8 @@ def test_children_appear_with_their_cpu(tmp_path: Path) -> None:
     for child in busy:
         assert rows[child.pid]["role"] == "child"
         assert rows[child.pid]["cpu_percent"] > 0, rows[child.pid]
-    assert last["cpu_percent"] >= sum(rows[c.pid]["cpu_percent"] for c in busy)
+    # The tree's total includes both children (a rounding-sized tolerance: each figure is rounded to 0.1).
+    assert last["cpu_percent"] >= sum(rows[c.pid]["cpu_percent"] for c in busy) - 0.1 * (len(busy) + 1)
 
 
 def test_non_finite_values_are_written_as_strings(tmp_path: Path) -> None:

@@ -456,3 +456,20 @@ def test_missing_optional_package_raises_missing_extra_error(tmp_path: Path, fla
     assert f"pip install 'codex-ml[{module}]'" in out["error"]
     assert out["codex"] and out["import_error"]
     assert out["root_created"] is False
+
+
+def test_flush_returns_once_the_records_are_in_the_file(tmp_path: Path) -> None:
+    """flush() waits for the write, not only for the queue to empty: a batch whose histogram takes a
+    while to bin used to leave the text record behind it unwritten when flush() returned."""
+    import numpy as np
+
+    run = start_run("flushed", output_root=str(tmp_path), flush_interval=5.0)
+    try:
+        for step in range(3):
+            run.log_histogram("w", np.random.default_rng(step).normal(size=4_000_000), step=step)
+            run.log_text("sample", f"text {step}", step=step)
+            run.flush()
+            lines = run.paths.text.read_text().splitlines()
+            assert len(lines) == step + 1, lines
+    finally:
+        run.close()

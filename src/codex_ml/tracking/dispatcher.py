@@ -62,6 +62,9 @@ class Dispatcher:
             TEXT: NdjsonFile(paths.text, reporter, fsync, max_pending_bytes),
         }
         self.wake = threading.Event()
+        #: Drains begun and finished by the writer thread (see Run.flush).
+        self.drains_started = 0
+        self.drains_ended = 0
         self._stopping = False
         self._thread = threading.Thread(target=self._main, name="codex-tracking-writer", daemon=True)
 
@@ -97,10 +100,14 @@ class Dispatcher:
             handle.close()
 
     def _drain_safely(self) -> None:
+        # Counted so that Run.flush can wait for a whole drain, not just for an empty queue.
+        self.drains_started += 1
         try:
             self.drain()
         except Exception as exc:  # noqa: BLE001 - the writer thread must survive anything
             self._reporter.error("ndjson", f"writer failed on a batch: {type(exc).__name__}: {exc}")
+        finally:
+            self.drains_ended += 1
 
     def drain(self) -> None:
         """Take everything queued now and write it out (runs on the writer thread)."""

@@ -252,10 +252,15 @@ class Run:
     def flush(self, timeout: float = 10.0) -> None:
         """Write everything queued so far to the NDJSON files now (sinks follow on their own)."""
         deadline = time.time() + timeout
-        self._dispatcher.wake.set()
-        while self._queue and time.time() < deadline and self._dispatcher.is_alive():
+        dispatcher = self._dispatcher
+        # An empty queue is not enough: the writer may have taken the batch and not written it yet.
+        # A drain that starts after this line takes every record logged before it, and drains run
+        # one after another, so once that drain has ended everything is in the files.
+        started = dispatcher.drains_started
+        dispatcher.wake.set()
+        while dispatcher.drains_ended <= started and time.time() < deadline and dispatcher.is_alive():
             time.sleep(0.002)
-            self._dispatcher.wake.set()
+            dispatcher.wake.set()
 
     def close(self, status: str = "FINISHED", timeout: float | None = None) -> CloseReport:
         """Flush, stop the sinks with ``status`` and write summary.json. Idempotent."""
