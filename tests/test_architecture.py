@@ -23,12 +23,12 @@ def test_import_contracts_hold() -> None:
 
 
 def test_an_upward_import_breaks_the_layers_contract(tmp_path: Path) -> None:
-    """Without its listed exception, tracking.run's import of monitoring.replay is reported:
+    """Without its listed exception, the plugin registry's import of the built-in table is reported:
     the contract sees an upward import and the suite would fail on a new one."""
     text = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
-    exception = '    "codex_ml.tracking.run -> codex_ml.monitoring.replay",\n'
+    exception = '    "codex_ml.plugins.registry -> codex_ml.plugins.builtins",\n'
     assert exception in text
     (tmp_path / "pyproject.toml").write_text(text.replace(exception, ""), encoding="utf-8")
     result = _lint(tmp_path / "pyproject.toml")
     assert result.returncode == 1
-    assert "codex_ml.tracking.run -> codex_ml.monitoring.replay" in result.stdout
+    assert "codex_ml.plugins.registry -> codex_ml.plugins.builtins" in result.stdout

@@ -29,7 +29,7 @@ from codex_ml.tracking.reporting import Reporter
 
 __all__ = [
     "MIN_INTERVAL", "SCHEMA_VERSION", "SystemMetricsLogger", "collectors_by_name", "default_collectors",
-    "flatten_sample", "resolve_system_metrics_path",
+    "flatten_sample", "resolve_system_metrics_path", "start_for_run",
 ]  # fmt: skip
 
 SCHEMA_VERSION = 1
@@ -51,6 +51,18 @@ def resolve_system_metrics_path(value: str | None, checkpoint_dir: str | os.Path
         return Path(checkpoint_dir) / AUTO_FILE
     path = Path(value).expanduser()
     return path if path.is_absolute() else Path(checkpoint_dir) / path
+
+
+def start_for_run(config: Any, run: Any, checkpoint_dir: Path) -> SystemMetricsLogger | None:
+    """Start the sampler ``start_run`` asks for (its ``system_sampler`` service), recorded in run.json."""
+    from codex_ml.tracking.run import record_system_metrics_file
+
+    path = resolve_system_metrics_path(config.system_metrics, checkpoint_dir)
+    if path is None:
+        return None
+    record_system_metrics_file(run.paths, path)
+    return SystemMetricsLogger(path, config.system_metrics_interval, run=run,
+                               collector_names=config.system_metrics_collectors).start()  # fmt: skip
 
 
 def flatten_sample(record: dict[str, Any]) -> dict[str, float]:

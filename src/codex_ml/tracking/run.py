@@ -32,6 +32,7 @@ from codex_ml.tracking.reader import last_step
 from codex_ml.tracking.records import ARTIFACT, HISTOGRAM, METRICS, PARAMS, SYSTEM, TAGS, TEXT, Record
 from codex_ml.tracking.reporting import Reporter
 from codex_ml.tracking.run_lock import RunLock
+from codex_ml.tracking.services import RESUME_BACKFILL, SYSTEM_SAMPLER, service
 from codex_ml.tracking.sink import RunInfo, Sink
 from codex_ml.tracking.validation import INT64_MAX, INT64_MIN, check_name, coerce_metrics, coerce_step
 from codex_ml.tracking.worker import SinkWorker
@@ -477,7 +478,7 @@ def _open_locked(paths: RunPaths, name: str, config: TrackingConfig, resume: boo
     info.health = run.health
     if config.system_metrics:
         try:
-            run.system_metrics = _start_system_metrics(config, run, Path(checkpoint_dir or paths.root))
+            run.system_metrics = service(SYSTEM_SAMPLER)(config, run, Path(checkpoint_dir or paths.root))
         except BaseException:
             run.close("FAILED")  # stops the writer and sinks just started; start_run frees the lock
             raise
@@ -537,8 +538,7 @@ def _backfill_sinks(paths: RunPaths, config: TrackingConfig, previous: dict[str,
     wanted = [kind for kind in previous.get("sinks", []) if enabled.get(kind)]
     if not wanted or not paths.metrics.exists():
         return
-    from codex_ml.monitoring.replay import replay
-
+    replay = service(RESUME_BACKFILL)  # codex_ml.monitoring.replay, bound by name (services.py)
     for kind in wanted:
         try:
             result = replay(paths.root, kind, tracking_uri=config.mlflow_tracking_uri,
@@ -549,17 +549,6 @@ def _backfill_sinks(paths: RunPaths, config: TrackingConfig, previous: dict[str,
             continue
         if result.sent:
             reporter.warn(kind, f"resume: back-filled {result.sent:,} points the earlier session(s) had not delivered")
-
-
-def _start_system_metrics(config: TrackingConfig, run: Run, checkpoint_dir: Path) -> Any:
-    from codex_ml.monitoring.system_metrics import SystemMetricsLogger, resolve_system_metrics_path
-
-    path = resolve_system_metrics_path(config.system_metrics, checkpoint_dir)
-    if path is None:
-        return None
-    record_system_metrics_file(run.paths, path)
-    return SystemMetricsLogger(path, config.system_metrics_interval, run=run,
-                               collector_names=config.system_metrics_collectors).start()
 
 
 def record_system_metrics_file(paths: RunPaths, path: Path) -> None:
