@@ -7,7 +7,7 @@ Run it::
 
 It writes a metrics.ndjson like a training run's (``train/loss`` and ``train/lr`` every
 step, ``train/tokens_per_s`` every 10th, one NaN loss per 1,000 records, encoded with
-``codex_ml.tracking.encoding.encode_metrics``) into a temporary directory, then times, in
+``codex_ml.rundir.encoding.encode_metrics``) into a temporary directory, then times, in
 this process and best of ``--repeat``:
 
 - ``inspect``: load + per-metric statistics (what ``codex-ml monitoring inspect`` computes),
@@ -39,7 +39,7 @@ RATIO_TARGET = 10.0
 
 def write_metrics(path: Path, records: int) -> None:
     """A metrics.ndjson of ``records`` lines, as the tracking core writes them."""
-    from codex_ml.tracking.encoding import encode_metrics
+    from codex_ml.rundir.encoding import encode_metrics
 
     rng = random.Random(0)
     start = 1764336000.0

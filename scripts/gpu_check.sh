@@ -24,7 +24,7 @@ from pathlib import Path
 from codex_ml.monitoring.collectors.cpu import CpuCollector
 from codex_ml.monitoring.collectors.gpu import GpuCollector
 from codex_ml.monitoring.system_metrics import SystemMetricsLogger, flatten_sample
-from codex_ml.tracking.reader import iter_records
+from codex_ml.rundir.reader import iter_records
 
 REQUIRED = ("utilization_percent", "memory_used_bytes", "memory_total_bytes", "temperature_c", "power_w",
             "sm_clock_mhz", "process_memory_used_bytes")
@@ -97,7 +97,7 @@ echo "train-model on CUDA (tiny config, 200 steps) with --system-metrics AUTO --
 "$py" - "$workdir/runs/gpu-check/checkpoints/system_metrics.jsonl" <<'PYTHON'
 import sys
 
-from codex_ml.tracking.reader import iter_records
+from codex_ml.rundir.reader import iter_records
 
 rows = [r for r in iter_records(sys.argv[1]) if r.get("gpu")]
 if not rows:

@@ -24,7 +24,7 @@ FAKE = '''
 """A backend that keeps its points in <run>/fake.jsonl."""
 import json
 from collections import Counter
-from codex_ml.tracking.sink import Sink
+from codex_ml.rundir.sink import Sink
 
 
 class FakeSink(Sink):

@@ -107,7 +107,7 @@ _numbers = st.floats(allow_nan=True, allow_infinity=True) | st.integers(-(2**63)
 def test_any_encoded_file_loads_like_the_per_line_reader(tmp_path: Path, records: list[dict[str, float]],
                                                          duckdb_first: bool, monkeypatch: pytest.MonkeyPatch) -> None:
     from codex_ml.monitoring import loading
-    from codex_ml.tracking.encoding import encode_metrics
+    from codex_ml.rundir.encoding import encode_metrics
 
     if not duckdb_first:
         monkeypatch.setattr(loading, "load_with_duckdb", lambda path, raw: None)

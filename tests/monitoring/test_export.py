@@ -43,7 +43,7 @@ def test_long_layout_grid_and_sort_agree_on_sparse_metrics(monkeypatch: pytest.M
 
     from codex_ml.monitoring import export as export_module
     from codex_ml.monitoring.loading import MetricsData, Series
-    from codex_ml.tracking.reader import ReadReport
+    from codex_ml.rundir.reader import ReadReport
 
     rng = np.random.default_rng(0)
     records, series = 400, {}

@@ -20,7 +20,7 @@ from codex_ml.monitoring.collectors import Unavailable
 from codex_ml.monitoring.collectors.cpu import CpuCollector
 from codex_ml.monitoring.collectors.gpu import GpuCollector, GpuDevice, parse_visible_devices, select_devices
 from codex_ml.monitoring.system_metrics import SystemMetricsLogger, flatten_sample
-from codex_ml.tracking.reader import iter_records
+from codex_ml.rundir.reader import iter_records
 
 SRC = str(Path(__file__).resolve().parents[2] / "src")
 UUIDS = ["GPU-aaaa1111-0000", "GPU-bbbb2222-0000", "GPU-bbbb3333-0000"]

@@ -28,7 +28,7 @@ from codex_ml.backends.prometheus import (
     prometheus_name,
 )
 from codex_ml.tracking import RunInfo, Sink, start_run
-from codex_ml.tracking.reader import metric_series
+from codex_ml.rundir.reader import metric_series
 
 WAIT = 5.0
 NAME_RULE = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*\Z")

@@ -28,8 +28,8 @@ from codex_ml.monitoring.system_metrics import (
     resolve_system_metrics_path,
 )
 from codex_ml.tracking import Sink, start_run
-from codex_ml.tracking.encoding import decode_number
-from codex_ml.tracking.reader import ReadReport, iter_records
+from codex_ml.rundir.encoding import decode_number
+from codex_ml.rundir.reader import ReadReport, iter_records
 
 SRC = str(Path(__file__).resolve().parents[2] / "src")
 THREAD_NAME = "codex-ml-system-metrics"

@@ -11,7 +11,7 @@ import torch
 import codex_ml.pipeline.stages as stages
 from codex_ml.pipeline.runner import STAGES, run_pipeline
 from codex_ml.pipeline.summary import print_table
-from codex_ml.tracking.reader import metric_series
+from codex_ml.rundir.reader import metric_series
 
 
 def _stage_metrics(summary: dict) -> dict:

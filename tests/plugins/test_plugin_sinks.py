@@ -22,7 +22,7 @@ from codex_ml.tracking.flags import add_tracking_arguments, tracking_config_from
 
 PLUGINS = """
     import json
-    from codex_ml.tracking.sink import Sink
+    from codex_ml.rundir.sink import Sink
     CODEX_ML_PLUGIN_API = 1
 
     class JsonSink(Sink):

@@ -17,7 +17,7 @@ from codex_ml.plugins import GROUPS, PluginLoadError, PluginSpec, Registry, Unkn
 from codex_ml.plugins.registry import ERROR, MISSING_EXTRA, OK, PLANNED, PluginError
 
 SINK_PLUGIN = """
-    from codex_ml.tracking.sink import Sink
+    from codex_ml.rundir.sink import Sink
     CODEX_ML_PLUGIN_API = 1
 
     class GoodSink(Sink):
@@ -180,7 +180,7 @@ def test_installed_broken_package_is_reported_while_others_work(plugin_site: Pat
 
 def test_register_in_code() -> None:
     """Objects already in memory can be registered; a taken name is refused."""
-    from codex_ml.tracking.sink import Sink
+    from codex_ml.rundir.sink import Sink
 
     class MemorySink(Sink):
         """Kept in memory."""

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from codex_ml.tracking.reader import ReadReport, iter_records
+from codex_ml.rundir.reader import ReadReport, iter_records
 from codex_ml.backends.wandb import find_run_files, read_history
 
 REPO = Path(__file__).resolve().parents[2]

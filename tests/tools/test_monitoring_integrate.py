@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from codex_ml.tracking.reader import metric_series
+from codex_ml.rundir.reader import metric_series
 from codex_ml.backends.wandb import find_run_files, read_history
 
 ROOT = Path(__file__).resolve().parents[2]

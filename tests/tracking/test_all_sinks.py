@@ -12,7 +12,7 @@ from mlflow.tracking import MlflowClient
 from tensorboard.backend.event_processing import event_accumulator as ea
 
 from codex_ml.tracking import start_run
-from codex_ml.tracking.reader import metric_series
+from codex_ml.rundir.reader import metric_series
 from codex_ml.backends.wandb import find_run_files, read_history
 
 STEPS = 200

@@ -14,8 +14,8 @@ import pytest
 
 from codex_ml.errors import CodexMLError, CorruptRecordError
 from codex_ml.tracking import start_run
-from codex_ml.tracking.encoding import decode_metrics_values, decode_number, encode_metrics, encode_number
-from codex_ml.tracking.reader import ReadReport, iter_records, last_step, metric_series, read_metrics, repair_torn_tail
+from codex_ml.rundir.encoding import decode_metrics_values, decode_number, encode_metrics, encode_number
+from codex_ml.rundir.reader import ReadReport, iter_records, last_step, metric_series, read_metrics, repair_torn_tail
 
 
 def _refuse_constant(token: str) -> Any:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from codex_ml.tracking import RunInfo, Sink, start_run
-from codex_ml.tracking.sink import MetricPoint
+from codex_ml.rundir.sink import MetricPoint
 
 CLOSE_LIMIT_S = 20.0  # generous: only here to turn a hang into a failure
 

@@ -9,7 +9,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from codex_ml.tracking.reader import ReadReport, iter_records
+from codex_ml.rundir.reader import ReadReport, iter_records
 
 ROOT = Path(__file__).resolve().parents[2]
 

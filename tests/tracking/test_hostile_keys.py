@@ -10,7 +10,7 @@ import pytest
 
 from codex_ml.tracking import start_run
 from codex_ml.tracking.names import mlflow_name
-from codex_ml.tracking.reader import read_metrics
+from codex_ml.rundir.reader import read_metrics
 from codex_ml.backends.wandb import find_run_files, read_history
 
 HOSTILE_KEYS = [

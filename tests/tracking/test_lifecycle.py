@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from codex_ml.tracking.reader import ReadReport, read_metrics
+from codex_ml.rundir.reader import ReadReport, read_metrics
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 TIMEOUT_S = 60  # only turns a hang into a failure

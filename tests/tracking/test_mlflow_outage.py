@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from codex_ml.monitoring.cli import app as monitoring_app
 from codex_ml.tracking import start_run
-from codex_ml.tracking.reader import metric_series
+from codex_ml.rundir.reader import metric_series
 
 KEYS = [f"train/k{i}" for i in range(10)]
 STEPS = 200

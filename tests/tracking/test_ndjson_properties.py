@@ -9,8 +9,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from codex_ml.tracking import start_run
-from codex_ml.tracking.encoding import encode_metrics, encode_record
-from codex_ml.tracking.reader import ReadReport, iter_records, read_metrics
+from codex_ml.rundir.encoding import encode_metrics, encode_record
+from codex_ml.rundir.reader import ReadReport, iter_records, read_metrics
 from codex_ml.tracking.validation import INT64_MAX, INT64_MIN
 
 # Any Unicode key, lone surrogates included (Python strings can hold them; the writer must cope).

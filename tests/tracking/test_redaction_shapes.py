@@ -163,7 +163,7 @@ PLANT_SCRIPT = textwrap.dedent(
     """
     import json, sys
     from codex_ml.tracking import start_run
-    from codex_ml.tracking.sink import Sink
+    from codex_ml.rundir.sink import Sink
 
     shapes = json.load(open(sys.argv[2]))
 

@@ -13,7 +13,7 @@ from collections import Counter
 from pathlib import Path
 
 from codex_ml.tracking import start_run
-from codex_ml.tracking.reader import metric_series
+from codex_ml.rundir.reader import metric_series
 from codex_ml.backends.wandb import find_run_files, read_history
 
 ROOT = Path(__file__).resolve().parents[2]

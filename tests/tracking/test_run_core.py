@@ -19,7 +19,7 @@ import torch
 
 from codex_ml.errors import CodexMLError, OutputRootError, RunClosedError, RunNameError
 from codex_ml.tracking import CloseReport, RunExistsError, TrackingConfig, start_run
-from codex_ml.tracking.reader import iter_records, read_metrics
+from codex_ml.rundir.reader import iter_records, read_metrics
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from codex_ml.tracking.paths import RunPaths
-from codex_ml.tracking.run_files import read_json, read_run_json, read_summary, write_json_atomic
+from codex_ml.rundir.paths import RunPaths
+from codex_ml.rundir.run_files import read_json, read_run_json, read_summary, write_json_atomic
 
 
 def test_readers_give_an_empty_object_for_missing_broken_or_non_object_files(tmp_path: Path) -> None:

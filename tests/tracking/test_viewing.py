@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from codex_ml.tracking import start_run
-from codex_ml.tracking.paths import RunPaths
+from codex_ml.rundir.paths import RunPaths
 from codex_ml.tracking.viewing import describe_outputs
 
 

@@ -12,7 +12,7 @@ import pytest
 from wandb.proto import wandb_internal_pb2
 
 from codex_ml.tracking import start_run
-from codex_ml.tracking.reader import metric_series
+from codex_ml.rundir.reader import metric_series
 from codex_ml.backends.wandb import find_run_files, iter_payloads, read_config, read_history
 
 

@@ -21,7 +21,7 @@ from PIL import Image
 from viewer_servers import VENV_BIN, listening_addresses, serve
 
 from codex_ml.monitoring.ui import free_port
-from codex_ml.tracking.reader import metric_series
+from codex_ml.rundir.reader import metric_series
 
 TAG = "train/loss"
 UI_TIMEOUT_MS = 60_000  # generous: the first render on a loaded 2-core machine can take a while

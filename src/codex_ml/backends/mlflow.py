@@ -22,8 +22,8 @@ from codex_ml.tracking import mlflow_utils as mu
 from codex_ml.errors import CodexMLError, MissingExtraError
 from codex_ml.tracking.credentials import MLFLOW_ENV, credentials_for, split_credentials
 from codex_ml.tracking.names import KeyMapper, mlflow_name
-from codex_ml.tracking.paths import RunPaths
-from codex_ml.tracking.sink import MetricPoint, RunInfo, Sink
+from codex_ml.rundir.paths import RunPaths
+from codex_ml.rundir.sink import MetricPoint, RunInfo, Sink
 
 
 class MlflowAuthError(CodexMLError, RuntimeError):

@@ -23,7 +23,7 @@ from typing import Any
 
 from codex_ml.errors import CodexMLError
 from codex_ml.tracking.credentials import credentials_for, take_credentials
-from codex_ml.tracking.sink import MetricPoint, RunInfo, Sink
+from codex_ml.rundir.sink import MetricPoint, RunInfo, Sink
 
 __all__ = [
     "PUSH_INTERVAL",

@@ -14,9 +14,9 @@ from typing import Any
 
 from codex_ml.backends import NOT_STARTED, quote
 
-from codex_ml.tracking.records import Histogram
-from codex_ml.tracking.paths import RunPaths
-from codex_ml.tracking.sink import MetricPoint, RunInfo, Sink
+from codex_ml.rundir.records import Histogram
+from codex_ml.rundir.paths import RunPaths
+from codex_ml.rundir.sink import MetricPoint, RunInfo, Sink
 
 
 class TensorBoardSink(Sink):

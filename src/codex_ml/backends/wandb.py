@@ -28,10 +28,10 @@ from typing import Any
 from codex_ml import env
 from codex_ml.backends import NOT_STARTED, quote, undelivered
 from codex_ml.errors import MissingExtraError
-from codex_ml.tracking.paths import RunPaths
-from codex_ml.tracking.records import Histogram
+from codex_ml.rundir.paths import RunPaths
+from codex_ml.rundir.records import Histogram
 from codex_ml.tracking.redaction import redacted_argv
-from codex_ml.tracking.sink import MetricPoint, RunInfo, Sink
+from codex_ml.rundir.sink import MetricPoint, RunInfo, Sink
 
 STEP_KEY = "step"
 SYSTEM_STEP_KEY = "system/sample"

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from codex_ml.tracking.config import TrackingConfig
-from codex_ml.tracking.paths import RunPaths, validate_run_name
+from codex_ml.rundir.paths import RunPaths, validate_run_name
 from codex_ml.tracking.viewing import describe_outputs
 
 DEFAULT_RUN_NAME = "demo"

@@ -74,7 +74,7 @@ def report_result(result: Any) -> None:
 
     if int(os.environ.get("RANK", "0")) != 0:
         return
-    from codex_ml.tracking.paths import RunPaths
+    from codex_ml.rundir.paths import RunPaths
     from codex_ml.tracking.viewing import describe_outputs
 
     state = f"finished at step {result.last_step}" if result.finished else f"stopped at step {result.last_step} (continue with --resume {result.run_dir})"
@@ -82,7 +82,7 @@ def report_result(result: Any) -> None:
           f"val loss {result.final_val_loss:.4f} (best {result.best_val_loss:.4f}), "
           f"{result.tokens_per_s:,.0f} tokens/s", file=sys.stderr)
     paths = RunPaths(result.run_dir)
-    from codex_ml.tracking.run_files import read_json
+    from codex_ml.rundir.run_files import read_json
 
     sinks = read_json(paths.run_file).get("sinks", [])
     for line in describe_outputs(paths, sinks):

@@ -22,7 +22,7 @@ import orjson
 
 from codex_ml.monitoring.json_marks import Marks, count_marks, keys_with_values, non_finite_values
 from codex_ml.monitoring.metrics_data import from_table
-from codex_ml.tracking.reader import ReadReport
+from codex_ml.rundir.reader import ReadReport
 
 __all__ = ["load_with_duckdb"]
 

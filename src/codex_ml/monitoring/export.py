@@ -159,7 +159,7 @@ def _plain_keys(table: Any) -> Any:
 def _write_jsonl(data: MetricsData, out: Path, wide: bool) -> int:
     import orjson
 
-    from codex_ml.tracking.encoding import encode_number
+    from codex_ml.rundir.encoding import encode_number
 
     lines: list[bytes] = []
     if wide:

@@ -16,7 +16,7 @@ import numpy as np
 
 from codex_ml.monitoring.loading import MetricsData, Series, load
 from codex_ml.monitoring.runs import SYSTEM, RunSource, resolve
-from codex_ml.tracking.encoding import encode_number
+from codex_ml.rundir.encoding import encode_number
 
 #: System series shown to humans (the JSON output has all of them).
 _SYSTEM_HIGHLIGHTS = ("percent", "rss_bytes", "utilization", "power_w", "temperature", "load/1m")

@@ -29,8 +29,8 @@ from typing import Any
 
 import orjson
 
-from codex_ml.tracking.encoding import decode_number
-from codex_ml.tracking.reader import ReadReport
+from codex_ml.rundir.encoding import decode_number
+from codex_ml.rundir.reader import ReadReport
 
 __all__ = ["EXTRA_COLUMNS", "FORMAT", "is_legacy_file", "is_legacy_record", "load_legacy"]
 

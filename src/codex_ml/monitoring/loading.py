@@ -7,7 +7,7 @@ after cutting a torn last line off and swapping the non-finite spellings (``"NaN
 swapped back afterwards: pyarrow cannot read a column holding both numbers and strings.
 Any file the fast path cannot take (a bad line, an unexpected type, pyarrow missing, a
 sentinel already present) is read by the slow path, one ``orjson.loads`` per line, which
-reports bad lines with their numbers, as ``codex_ml.tracking.reader`` does.
+reports bad lines with their numbers, as ``codex_ml.rundir.reader`` does.
 
 The format is decided here, from the first record: a file in the origin toolkit's legacy
 shape (one metric per line) is converted by ``codex_ml.monitoring.legacy_format`` into
@@ -31,8 +31,8 @@ from codex_ml.monitoring.legacy_format import is_legacy_file, load_legacy
 from codex_ml.monitoring.metrics_data import INF_SENTINEL, NAN_SENTINEL, MetricsData, Series, from_table
 from codex_ml.monitoring.metrics_data import time_span as _span
 from codex_ml.monitoring.runs import METRICS, SYSTEM, EmptyInputError
-from codex_ml.tracking.encoding import decode_number
-from codex_ml.tracking.reader import ReadReport, iter_records
+from codex_ml.rundir.encoding import decode_number
+from codex_ml.rundir.reader import ReadReport, iter_records
 
 # Same-length replacement numbers for the non-finite spellings, so the swap happens in
 # place (in a copy-on-write map of the file: no copy of a 100 MB file). The quote before the

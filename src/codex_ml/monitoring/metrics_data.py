@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from codex_ml.tracking.reader import ReadReport
+from codex_ml.rundir.reader import ReadReport
 
 #: The two kinds of file: training metrics (``metrics.ndjson``) and system samples.
 METRICS, SYSTEM = "metrics", "system"

@@ -37,8 +37,8 @@ import numpy as np
 from codex_ml.backends import BACKENDS, replayable
 from codex_ml.monitoring.loading import MetricsData, load
 from codex_ml.monitoring.runs import SYSTEM, RunSource, UnknownFormatError, read_json, resolve
-from codex_ml.tracking.paths import RunPaths
-from codex_ml.tracking.sink import MetricPoint, RunInfo, Sink
+from codex_ml.rundir.paths import RunPaths
+from codex_ml.rundir.sink import MetricPoint, RunInfo, Sink
 
 BATCH = 1000
 #: Existing points per backend name: {name: {step: count}}.

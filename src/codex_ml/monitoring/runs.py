@@ -17,8 +17,8 @@ import orjson
 from codex_ml.errors import CodexMLError
 from codex_ml.monitoring.legacy_format import is_legacy_record
 from codex_ml.monitoring.metrics_data import METRICS, SYSTEM
-from codex_ml.tracking.paths import METRICS_FILE, RUN_FILE, SUMMARY_FILE
-from codex_ml.tracking.run_files import read_json  # the one reader of run.json/summary.json; tools import it here
+from codex_ml.rundir.paths import METRICS_FILE, RUN_FILE, SUMMARY_FILE
+from codex_ml.rundir.run_files import read_json  # the one reader of run.json/summary.json; tools import it here
 from codex_ml.tracking.system_files import system_metrics_files
 
 

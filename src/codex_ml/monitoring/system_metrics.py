@@ -23,8 +23,8 @@ from typing import Any
 
 import orjson
 
-from codex_ml.tracking.encoding import decode_number, encode_number
-from codex_ml.tracking.paths import SYSTEM_METRICS_FILE
+from codex_ml.rundir.encoding import decode_number, encode_number
+from codex_ml.rundir.paths import SYSTEM_METRICS_FILE
 from codex_ml.tracking.reporting import Reporter
 
 __all__ = [
@@ -392,7 +392,7 @@ def _continue_from(path: Path) -> int:
     """The sample index after the last complete record of an existing file (cutting a torn tail)."""
     if not path.exists() or path.stat().st_size == 0:
         return 0
-    from codex_ml.tracking.reader import repair_torn_tail
+    from codex_ml.rundir.reader import repair_torn_tail
 
     repair_torn_tail(path)
     with open(path, "rb") as handle:

@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 
 from codex_ml.monitoring.runs import MonitoringInputError, read_json
-from codex_ml.tracking.paths import METRICS_FILE, RUN_FILE, SUMMARY_FILE
+from codex_ml.rundir.paths import METRICS_FILE, RUN_FILE, SUMMARY_FILE
 
 Printer = Callable[[dict[str, Any]], None]
 

@@ -25,7 +25,7 @@ from typing import Any
 
 from codex_ml.errors import CodexMLError
 from codex_ml.monitoring.runs import MonitoringInputError, read_json
-from codex_ml.tracking.paths import RUN_FILE
+from codex_ml.rundir.paths import RUN_FILE
 
 START_TIMEOUT = 120.0
 VIEWERS = ("tensorboard", "mlflow")

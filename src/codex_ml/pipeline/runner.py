@@ -25,7 +25,7 @@ from typing import Any
 
 from codex_ml.pipeline.config import BUILTIN_STAGES, PipelineConfig
 from codex_ml.pipeline.inputs import Inputs, load_inputs
-from codex_ml.tracking.paths import RunPaths
+from codex_ml.rundir.paths import RunPaths
 
 __all__ = ["STAGES", "PipelineState", "run_from_hydra", "run_pipeline"]
 
@@ -111,7 +111,7 @@ def run_pipeline(cfg: PipelineConfig, tracking: Any = None, *, progress: bool = 
 
 def _print_outputs(run: Any) -> None:
     """Where the data went and the command that views each sink, as every entry point prints."""
-    from codex_ml.tracking.paths import RunPaths
+    from codex_ml.rundir.paths import RunPaths
     from codex_ml.tracking.viewing import describe_outputs
 
     for line in describe_outputs(RunPaths(run.paths.root), run.sink_names):

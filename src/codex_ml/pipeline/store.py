@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from codex_ml.pipeline.inputs import sha256_file
-from codex_ml.tracking.run_files import write_json_atomic
+from codex_ml.rundir.run_files import write_json_atomic
 
 __all__ = ["MARKER_FILE", "fingerprint", "read_verified_marker", "save_stage", "stage_state"]
 

@@ -8,7 +8,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from codex_ml.tracking.run_files import write_json_atomic
+from codex_ml.rundir.run_files import write_json_atomic
 
 __all__ = ["acceptance", "package_versions", "print_table", "write_summary"]
 

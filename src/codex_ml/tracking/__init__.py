@@ -8,8 +8,8 @@
 from __future__ import annotations
 
 from codex_ml.tracking.config import TrackingConfig
-from codex_ml.tracking.paths import RunPaths
+from codex_ml.rundir.paths import RunPaths
 from codex_ml.tracking.run import CloseReport, Run, RunExistsError, start_run
-from codex_ml.tracking.sink import RunInfo, Sink
+from codex_ml.rundir.sink import RunInfo, Sink
 
 __all__ = ["CloseReport", "Run", "RunExistsError", "RunInfo", "RunPaths", "Sink", "TrackingConfig", "start_run"]

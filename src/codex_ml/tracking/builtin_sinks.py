@@ -15,7 +15,7 @@ from typing import Any
 from codex_ml.backends import BACKENDS
 from codex_ml.errors import MissingExtraError
 from codex_ml.tracking.config import TrackingConfig
-from codex_ml.tracking.sink import Sink
+from codex_ml.rundir.sink import Sink
 
 
 def require(feature: str, module: str, extra: str, package: str | None = None) -> None:

@@ -151,7 +151,7 @@ def _problems(c: TrackingConfig) -> list[tuple[str, str]]:
     if not str(c.output_root).strip():
         out.append(("output_root", "must not be empty (use . for the current directory)"))
     if c.run_name is not None:
-        from codex_ml.tracking.paths import validate_run_name
+        from codex_ml.rundir.paths import validate_run_name
 
         try:
             validate_run_name(c.run_name)

@@ -16,12 +16,12 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
-from codex_ml.tracking.encoding import decode_number, encode_metrics, encode_number, encode_record, json_safe
+from codex_ml.rundir.encoding import decode_number, encode_metrics, encode_number, encode_record, json_safe
 from codex_ml.tracking.ndjson_writer import NdjsonFile
-from codex_ml.tracking.paths import RunPaths
-from codex_ml.tracking.records import HISTOGRAM, METRICS, PARAMS, TAGS, TEXT, Record, compute_histogram
+from codex_ml.rundir.paths import RunPaths
+from codex_ml.rundir.records import HISTOGRAM, METRICS, PARAMS, TAGS, TEXT, Record, compute_histogram
 from codex_ml.tracking.reporting import Reporter
-from codex_ml.tracking.run_files import read_json as _load_json, write_json_atomic
+from codex_ml.rundir.run_files import read_json as _load_json, write_json_atomic
 from codex_ml.tracking.worker import SinkWorker
 
 

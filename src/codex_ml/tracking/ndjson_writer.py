@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from codex_ml.tracking.reader import repair_torn_tail
+from codex_ml.rundir.reader import repair_torn_tail
 from codex_ml.tracking.reporting import Reporter
 
 

@@ -24,16 +24,16 @@ from codex_ml.tracking import lifecycle
 from codex_ml.tracking.builtin_sinks import build_sinks
 from codex_ml.tracking.config import TrackingConfig
 from codex_ml.tracking.dispatcher import Dispatcher
-from codex_ml.tracking.run_files import read_json as _load_json, write_json_atomic
+from codex_ml.rundir.run_files import read_json as _load_json, write_json_atomic
 from codex_ml.tracking.params import flatten_params
 from codex_ml.tracking.redaction import redact_params, redact_text
-from codex_ml.tracking.paths import RunPaths, default_run_name, prepare_run_dir
-from codex_ml.tracking.reader import last_step
-from codex_ml.tracking.records import ARTIFACT, HISTOGRAM, METRICS, PARAMS, SYSTEM, TAGS, TEXT, Record
+from codex_ml.rundir.paths import RunPaths, default_run_name, prepare_run_dir
+from codex_ml.rundir.reader import last_step
+from codex_ml.rundir.records import ARTIFACT, HISTOGRAM, METRICS, PARAMS, SYSTEM, TAGS, TEXT, Record
 from codex_ml.tracking.reporting import Reporter
 from codex_ml.tracking.run_lock import RunLock
 from codex_ml.tracking.services import RESUME_BACKFILL, SYSTEM_SAMPLER, service
-from codex_ml.tracking.sink import RunInfo, Sink
+from codex_ml.rundir.sink import RunInfo, Sink
 from codex_ml.tracking.validation import INT64_MAX, INT64_MIN, check_name, coerce_metrics, coerce_step
 from codex_ml.tracking.worker import SinkWorker
 

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from codex_ml.errors import OutputRootError, RunInUseError
-from codex_ml.tracking.paths import LOCK_FILE
+from codex_ml.rundir.paths import LOCK_FILE
 
 __all__ = ["LOCK_FILE", "RunLock", "check_not_in_use", "holder_of"]
 

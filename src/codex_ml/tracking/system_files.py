@@ -18,7 +18,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from codex_ml.tracking.paths import CHECKPOINTS_DIR
+from codex_ml.rundir.paths import CHECKPOINTS_DIR
 
 __all__ = ["RUN_KEY", "is_rank_file", "recorded_paths", "system_metrics_files", "with_recorded"]
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 from typing import Any
 
 from codex_ml.backends import BACKENDS
-from codex_ml.tracking.paths import RunPaths
-from codex_ml.tracking.run_files import read_json
+from codex_ml.rundir.paths import RunPaths
+from codex_ml.rundir.run_files import read_json
 
 
 def describe_outputs(paths: RunPaths, sinks: list[str]) -> list[str]:

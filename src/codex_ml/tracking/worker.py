@@ -19,9 +19,9 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
-from codex_ml.tracking.records import Record
+from codex_ml.rundir.records import Record
 from codex_ml.tracking.reporting import Reporter
-from codex_ml.tracking.sink import RunInfo, Sink, plan_operations
+from codex_ml.rundir.sink import RunInfo, Sink, plan_operations
 
 REPLAY_HINT = "they are in metrics.ndjson and can be replayed into the backend later"
 #: Seconds past the close deadline a sink has to finish its current call and close its backend.

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from codex_ml.models.transformer import GPT, GPTConfig
-from codex_ml.tracking.paths import CHECKPOINTS_DIR, TOKENIZER_DIR, RunPaths
+from codex_ml.rundir.paths import CHECKPOINTS_DIR, TOKENIZER_DIR, RunPaths
 from codex_ml.training.config import TrainConfig
 from codex_ml.training.errors import ResumeError
 from codex_ml.training.schedule import WarmupCosine

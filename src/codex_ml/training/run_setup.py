@@ -16,7 +16,7 @@ from typing import Any
 import torch.distributed as dist
 
 from codex_ml.tracking.config import TrackingConfig
-from codex_ml.tracking.paths import RunPaths
+from codex_ml.rundir.paths import RunPaths
 from codex_ml.training.distributed import DistInfo, NullRun
 from codex_ml.training.errors import TrainingError
 
@@ -25,7 +25,7 @@ __all__ = ["open_run", "rank_file", "run_name_for"]
 
 def run_name_for(tracking: TrackingConfig, info: DistInfo) -> str:
     """The run name, generated once on rank 0 and shared, so all ranks agree."""
-    from codex_ml.tracking.paths import default_run_name
+    from codex_ml.rundir.paths import default_run_name
 
     name = tracking.run_name or default_run_name()
     if info.enabled:
@@ -111,7 +111,7 @@ class ReplayFilter:
 
 def _skip_logged_steps(run: Any, trainer: Any) -> Any:
     """Wrap ``run`` so steps an earlier session logged are not logged twice; say what happens (one line)."""
-    from codex_ml.tracking.reader import last_step
+    from codex_ml.rundir.reader import last_step
 
     start, logged = trainer.start_step, last_step(run.paths.metrics)
     again = f"steps {start + 1}..{logged}" if logged is not None and logged > start else ""

@@ -65,7 +65,7 @@ def train(config: TrainConfig, tracking: TrackingConfig | None = None, *,
 def _run_status(run_dir: Path) -> str | None:
     """The status in ``run.json`` (None when unreadable). A run killed after its final
     checkpoint is still RUNNING: resuming it trains nothing, back-fills the sinks and closes it."""
-    from codex_ml.tracking.run_files import read_run_json
+    from codex_ml.rundir.run_files import read_run_json
 
     return read_run_json(run_dir).get("status")
 

@@ -14,8 +14,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from codex_ml.tracking.encoding import json_safe
-from codex_ml.tracking.paths import RunPaths
+from codex_ml.rundir.encoding import json_safe
+from codex_ml.rundir.paths import RunPaths
 
 __all__ = ["read_json", "read_run_json", "read_summary", "write_json_atomic"]
 

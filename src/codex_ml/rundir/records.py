@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from codex_ml.tracking.encoding import encode_number
+from codex_ml.rundir.encoding import encode_number
 
 METRICS, HISTOGRAM, TEXT, PARAMS, TAGS, ARTIFACT, SYSTEM = range(7)
 

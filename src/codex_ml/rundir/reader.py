@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 
 from codex_ml.errors import CorruptRecordError
-from codex_ml.tracking.encoding import decode_metrics_values
+from codex_ml.rundir.encoding import decode_metrics_values
 
 
 @dataclass
