@@ -106,7 +106,7 @@ class CodexML(System):
         counts = {"NDJSON lines (metrics.ndjson)": count_lines(paths.metrics)}
         if not self.sinks:
             return counts
-        from codex_ml.tracking.names import mlflow_name
+        from codex_ml.backends.names import mlflow_name
 
         mlflow_run = read_json(paths.run_file)["backends"]["mlflow"]
         key = mlflow_name(CHECK_KEY)

@@ -74,7 +74,7 @@ def _steps_everywhere(run: Path, key: str = "train/loss") -> dict[str, Counter]:
     from mlflow.tracking import MlflowClient
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    from codex_ml.tracking.mlflow_utils import prepare_environment
+    from codex_ml.backends.mlflow_utils import prepare_environment
 
     ndjson = Counter(r["step"] for r in iter_records(run / "metrics.ndjson") if key in r["metrics"])
     tensorboard: Counter = Counter()

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from codex_ml.tracking import start_run
-from codex_ml.tracking.names import mlflow_name
+from codex_ml.backends.names import mlflow_name
 from codex_ml.rundir.reader import read_metrics
 from codex_ml.backends.wandb import find_run_files, read_history
 
@@ -54,7 +54,7 @@ def test_tensorboard_gets_every_key(hostile_run: Path) -> None:
 def test_mlflow_gets_a_legal_deterministic_name_for_every_key(hostile_run: Path) -> None:
     from mlflow.tracking import MlflowClient
 
-    from codex_ml.tracking.mlflow_utils import prepare_environment
+    from codex_ml.backends.mlflow_utils import prepare_environment
 
     state = json.loads((hostile_run / "run.json").read_text())["backends"]["mlflow"]
     prepare_environment(state["tracking_uri"])

@@ -119,7 +119,7 @@ def test_ctrl_c_in_training_then_in_close_ends_killed(tmp_path: Path) -> None:
     _assert_killed_and_consistent(tmp_path)
     from mlflow.tracking import MlflowClient
 
-    from codex_ml.tracking.mlflow_utils import prepare_environment
+    from codex_ml.backends.mlflow_utils import prepare_environment
 
     backend = _load(tmp_path / "slow" / "run.json")["backends"]["mlflow"]
     prepare_environment(backend["tracking_uri"])  # the local file store needs its opt-in

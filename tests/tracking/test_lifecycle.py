@@ -223,7 +223,7 @@ def test_sigterm_marks_the_mlflow_run_killed(tmp_path: Path) -> None:
     assert done.returncode == -signal.SIGTERM, done.stderr
     from mlflow.tracking import MlflowClient
 
-    from codex_ml.tracking.mlflow_utils import prepare_environment
+    from codex_ml.backends.mlflow_utils import prepare_environment
 
     state = load(tmp_path / "runs" / "term-mlflow" / "run.json")["backends"]["mlflow"]
     prepare_environment(state["tracking_uri"])

@@ -12,8 +12,9 @@ import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
 
-from codex_ml.tracking import mlflow_utils, start_run
-from codex_ml.tracking.names import KeyMapper, mlflow_name
+from codex_ml.backends import mlflow_utils
+from codex_ml.tracking import start_run
+from codex_ml.backends.names import KeyMapper, mlflow_name
 
 LONG = "p" * 7000
 

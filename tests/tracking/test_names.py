@@ -1,4 +1,4 @@
-"""Tests for codex_ml.tracking.names: keys mapped to names MLflow's own validators accept."""
+"""Tests for codex_ml.backends.names: keys mapped to names MLflow's own validators accept."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 from mlflow.exceptions import MlflowException
 from mlflow.utils.validation import _validate_metric_name, _validate_param_name
 
-from codex_ml.tracking.names import MLFLOW_MAX_KEY, KeyMapper, mlflow_name
+from codex_ml.backends.names import MLFLOW_MAX_KEY, KeyMapper, mlflow_name
 
 LEGAL = ["loss", "train/loss", "eval/acc_1", "lr-0.1", "a b:c", "x.y_z", "k" * 250]
 ILLEGAL = [

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from codex_ml.tracking.redaction import REDACTED, is_secret_key, redact_params, redact_text
+from codex_ml.secrets.redaction import REDACTED, is_secret_key, redact_params, redact_text
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -34,7 +34,7 @@ def _tensorboard_steps(run_dir: Path, key: str) -> Counter:
 def _mlflow_steps(run_dir: Path, key: str) -> Counter:
     from mlflow.tracking import MlflowClient
 
-    from codex_ml.tracking.mlflow_utils import prepare_environment
+    from codex_ml.backends.mlflow_utils import prepare_environment
 
     state = json.loads((run_dir / "run.json").read_text())["backends"]["mlflow"]
     prepare_environment(state["tracking_uri"])

@@ -26,7 +26,7 @@ import pytest
 
 from codex_ml.tracking import start_run
 from codex_ml.tracking.config import TrackingConfig
-from codex_ml.tracking.credentials import MLFLOW_ENV, apply_mlflow_credentials, credentials_for, take_credentials
+from codex_ml.secrets.credentials import MLFLOW_ENV, apply_mlflow_credentials, credentials_for, take_credentials
 
 ROOT = Path(__file__).resolve().parents[2]
 MLFLOW_PASSWORD = "Mlfl0w-PW-93kq"

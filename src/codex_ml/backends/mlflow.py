@@ -18,10 +18,10 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 from codex_ml.backends import NOT_STARTED, quote
-from codex_ml.tracking import mlflow_utils as mu
+from codex_ml.backends import mlflow_utils as mu
 from codex_ml.errors import CodexMLError, MissingExtraError
-from codex_ml.tracking.credentials import MLFLOW_ENV, credentials_for, split_credentials
-from codex_ml.tracking.names import KeyMapper, mlflow_name
+from codex_ml.secrets.credentials import MLFLOW_ENV, credentials_for, split_credentials
+from codex_ml.backends.names import KeyMapper, mlflow_name
 from codex_ml.rundir.paths import RunPaths
 from codex_ml.rundir.sink import MetricPoint, RunInfo, Sink
 

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from codex_ml.errors import CodexMLError
-from codex_ml.tracking.credentials import credentials_for, take_credentials
+from codex_ml.secrets.credentials import credentials_for, take_credentials
 from codex_ml.rundir.sink import MetricPoint, RunInfo, Sink
 
 __all__ = [

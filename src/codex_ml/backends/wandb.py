@@ -30,7 +30,7 @@ from codex_ml.backends import NOT_STARTED, quote, undelivered
 from codex_ml.errors import MissingExtraError
 from codex_ml.rundir.paths import RunPaths
 from codex_ml.rundir.records import Histogram
-from codex_ml.tracking.redaction import redacted_argv
+from codex_ml.secrets.redaction import redacted_argv
 from codex_ml.rundir.sink import MetricPoint, RunInfo, Sink
 
 STEP_KEY = "step"

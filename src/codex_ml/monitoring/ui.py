@@ -139,7 +139,7 @@ def _tensorboard_command(run_dir: Path, host: str, port: int) -> list[str]:
 
 
 def _mlflow_command(run_dir: Path, host: str, port: int) -> tuple[list[str], dict[str, str], str] | Viewer:
-    from codex_ml.tracking import mlflow_utils as mu
+    from codex_ml.backends import mlflow_utils as mu
     from codex_ml.tracking.relocate import repair_moved_store
 
     repair_moved_store(run_dir)  # a run moved or copied by hand: point its store and run.json at this place

@@ -11,7 +11,7 @@ from typing import Any
 
 from codex_ml import env
 from codex_ml.errors import CodexMLError
-from codex_ml.tracking.credentials import take_credentials
+from codex_ml.secrets.credentials import take_credentials
 
 DEFAULT_OUTPUT_ROOT = "runs"
 DEFAULT_EXPERIMENT = "codex_ml"

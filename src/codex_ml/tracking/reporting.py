@@ -3,7 +3,7 @@
 Every sink failure is a single stderr line ``[monitoring-error] <sink>: <why>``, printed
 once per failure streak, and kept for summary.json. Messages often quote what a backend
 said, which can hold a URL with a password or a token: each one passes through
-:func:`~codex_ml.tracking.redaction.redact_text` before it is printed or kept.
+:func:`~codex_ml.secrets.redaction.redact_text` before it is printed or kept.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 import threading
 
-from codex_ml.tracking.redaction import redact_text
+from codex_ml.secrets.redaction import redact_text
 
 
 class Reporter:

@@ -25,8 +25,8 @@ from codex_ml.tracking.builtin_sinks import build_sinks
 from codex_ml.tracking.config import TrackingConfig
 from codex_ml.tracking.dispatcher import Dispatcher
 from codex_ml.rundir.run_files import read_json as _load_json, write_json_atomic
-from codex_ml.tracking.params import flatten_params
-from codex_ml.tracking.redaction import redact_params, redact_text
+from codex_ml.rundir.params import flatten_params
+from codex_ml.secrets.redaction import redact_params, redact_text
 from codex_ml.rundir.paths import RunPaths, default_run_name, prepare_run_dir
 from codex_ml.rundir.reader import last_step
 from codex_ml.rundir.records import ARTIFACT, HISTOGRAM, METRICS, PARAMS, SYSTEM, TAGS, TEXT, Record

@@ -19,7 +19,7 @@ import threading
 from typing import NamedTuple
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-from codex_ml.tracking.redaction import REDACTED
+from codex_ml.secrets.redaction import REDACTED
 
 
 class Credentials(NamedTuple):

@@ -17,9 +17,9 @@ from typing import Any
 from urllib.parse import urlparse
 
 from codex_ml import env
-from codex_ml.tracking.credentials import apply_mlflow_credentials, take_credentials
-from codex_ml.tracking.names import mlflow_name
-from codex_ml.tracking.params import flatten_params
+from codex_ml.secrets.credentials import apply_mlflow_credentials, take_credentials
+from codex_ml.backends.names import mlflow_name
+from codex_ml.rundir.params import flatten_params
 
 MAX_PARAM_VALUE = 6000
 MAX_TAG_VALUE = 8000
