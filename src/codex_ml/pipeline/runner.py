@@ -74,7 +74,7 @@ def run_pipeline(cfg: PipelineConfig, tracking: Any = None, *, progress: bool = 
     from codex_ml.data.tokenizers import save_tokenizer, train_tokenizer
     from codex_ml.pipeline.loop import PromptCodec
     from codex_ml.pipeline.stages import pretrain_streams
-    from codex_ml.pipeline.summary import print_table, write_summary
+    from codex_ml.pipeline.summary import print_table
 
     # Every input check comes before anything is written to the output directory.
     inputs = load_inputs(cfg.corpus, cfg.demos, cfg.prefs)
@@ -100,9 +100,9 @@ def run_pipeline(cfg: PipelineConfig, tracking: Any = None, *, progress: bool = 
         raise
     finally:
         _set_threads(threads)
-        report = _report(session, status)
+        run.add_summary(_report(session, status))  # close() is summary.json's one writer
         run.close(status)
-        summary = write_summary(run.paths.summary, report)
+        summary = run.summary or {}
     if progress:
         print_table(session.stages)
     _print_outputs(run)

@@ -1,16 +1,13 @@
-"""What a pipeline run reports: summary.json content, acceptance checks and the final table."""
+"""What a pipeline run reports: its summary.json sections (written by ``Run.close`` via ``add_summary``),
+acceptance checks and the final table."""
 
 from __future__ import annotations
 
-import json
 import platform
 from importlib import metadata
-from pathlib import Path
 from typing import Any
 
-from codex_ml.rundir.run_files import write_json_atomic
-
-__all__ = ["acceptance", "package_versions", "print_table", "write_summary"]
+__all__ = ["acceptance", "package_versions", "print_table"]
 
 _PACKAGES = ("codex-ml", "torch", "numpy", "tokenizers", "mlflow", "wandb", "tensorboard")
 
@@ -50,17 +47,6 @@ def acceptance(stages: dict[str, dict[str, Any]]) -> dict[str, Any]:
         before, after = m2["metrics"]["initial"]["reward"], m2["metrics"]["final"]["reward"]
         checks["m2_raises_reward"] = {"M1": before, "M2": after, "kl_to_M1": m2["metrics"]["final"]["kl"], "ok": after > before}
     return checks
-
-
-def write_summary(path: Path, pipeline: dict[str, Any]) -> dict[str, Any]:
-    """Merge the pipeline's report into the tracking core's summary.json (kept keys: status, metrics, sinks...)."""
-    try:
-        base = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        base = {}
-    merged = {**base, **pipeline}
-    write_json_atomic(path, merged)
-    return merged
 
 
 def _fmt(value: Any) -> str:

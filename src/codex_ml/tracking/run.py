@@ -38,6 +38,9 @@ from codex_ml.tracking.validation import INT64_MAX, INT64_MIN, check_name, coerc
 from codex_ml.tracking.worker import SinkWorker
 
 STATUSES = ("FINISHED", "FAILED", "KILLED")
+#: The keys close() writes to summary.json itself (add_summary may not reuse them).
+SUMMARY_KEYS = ("run_name", "run_id", "status", "start_time", "end_time", "last_step", "records", "metrics", "sinks",
+                "errors")  # fmt: skip
 #: After Ctrl-C during close(): how long the NDJSON writer, then the sinks, may still take.
 INTERRUPTED_WRITER_WAIT = 10.0
 INTERRUPTED_SINK_WAIT = 1.0
@@ -90,6 +93,10 @@ class Run:
         previous = last_step(info.paths.metrics)
         self._next_step = 0 if previous is None else previous + 1
         self.close_report: CloseReport | None = None
+        #: Sections a caller adds to summary.json (add_summary); close() writes them with its own.
+        self._summary_sections: dict[str, Any] = {}
+        #: What close() wrote to summary.json (None until then).
+        self.summary: dict[str, Any] | None = None
         #: The one-writer lock of the run directory, held until close() has written its files.
         self._run_lock: RunLock | None = None
 
@@ -263,6 +270,19 @@ class Run:
             time.sleep(0.002)
             dispatcher.wake.set()
 
+    def add_summary(self, sections: dict[str, Any]) -> None:
+        """Have close() write ``sections`` into summary.json next to the run's own keys.
+
+        summary.json has one writer, close(); a caller with more to report (the pipeline's stages,
+        acceptance checks, versions) hands it here before closing. The merge rule: a section may
+        not reuse one of the run's own keys (ValueError); a later call replaces an earlier
+        section of the same name.
+        """
+        clash = sorted(set(sections) & set(SUMMARY_KEYS))
+        if clash:
+            raise ValueError(f"summary sections {clash} would replace the run's own summary keys")
+        self._summary_sections.update(sections)
+
     def close(self, status: str = "FINISHED", timeout: float | None = None) -> CloseReport:
         """Flush, stop the sinks with ``status`` and write summary.json. Idempotent."""
         if status not in STATUSES:
@@ -377,8 +397,10 @@ class Run:
             "metrics": d.summary_metrics(),
             "sinks": report.sinks,
             "errors": self.reporter.errors,
+            **self._summary_sections,  # add_summary: never one of the keys above
         }
         write_json_atomic(self.paths.summary, summary)
+        self.summary = summary
         _update_run_file(self.paths, {"status": report.status, "end_time": summary["end_time"]})
 
     def __enter__(self) -> Run:
