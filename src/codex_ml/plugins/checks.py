@@ -11,7 +11,7 @@ SINK_METHODS = ("start", "write_metrics", "write_system", "write_histogram", "wr
 
 #: One line per group: what a plugin of that group is (shown by `codex-ml plugins list`).
 GROUP_HELP = {
-    "sinks": "tracking sinks: a codex_ml.rundir.sink.Sink subclass (or a class with its methods), or a factory returning one",
+    "sinks": "tracking sinks: a codex_ml.tracking.sink.Sink subclass (or a class with its methods), or a factory returning one",
     "models": "models built by model.name=NAME: a class or factory taking a GPTConfig, returning a torch.nn.Module",
     "tokenizers": "tokenizers chosen by data.tokenizer=NAME: a class with train(texts, vocab_size) and load(path)",
     "datasets": "datasets chosen by data.dataset=NAME: a callable dataset(path) returning the documents",
@@ -40,7 +40,7 @@ def sink_problem(obj: Any) -> str | None:
     if inspect.isclass(obj) or not callable(obj):
         missing = [m for m in SINK_METHODS if not callable(getattr(obj, m, None))]
         if missing:
-            return (f"{_describe(obj)} is not a codex_ml.rundir.sink.Sink subclass and lacks "
+            return (f"{_describe(obj)} is not a codex_ml.tracking.sink.Sink subclass and lacks "
                     f"{', '.join(missing)}; subclass Sink to inherit them")  # fmt: skip
     return None  # a factory function: its result is checked when the sink is built
 
@@ -55,7 +55,7 @@ def sink_instance_problem(sink: Any) -> str | None:
         return "its factory returned a class, not an instance"
     missing = [m for m in SINK_METHODS if not callable(getattr(sink, m, None))]
     if missing:
-        return f"{_describe(sink)} is not a Sink and lacks {', '.join(missing)}; subclass codex_ml.rundir.sink.Sink"
+        return f"{_describe(sink)} is not a Sink and lacks {', '.join(missing)}; subclass codex_ml.tracking.sink.Sink"
     return None
 
 
