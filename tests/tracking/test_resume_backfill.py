@@ -90,3 +90,21 @@ def test_resume_after_sigkill_leaves_every_sink_complete(tmp_path: Path) -> None
         for step in range(300, 320):
             run.log_metrics({"loss": float(step)}, step=step)
     _assert_every_sink_has(run.paths.root, range(320))
+
+
+def test_a_torn_mlflow_file_store_metric_is_repaired_on_resume(tmp_path: Path, capfd) -> None:
+    """SIGKILL while MLflow's file store appends a metric leaves the file empty or ending mid-line;
+    MLflow then refuses the whole metric ("malformed"). Resume repairs the file and back-fills it."""
+    with start_run("torn", output_root=tmp_path, flush_interval=0.05, enable_mlflow=True) as run:
+        for step in range(10):
+            run.log_metrics({"loss": float(step), "lr": 0.1}, step=step)
+    metric_files = {p.name: p for p in (tmp_path / "torn" / "mlruns").glob("*/*/metrics/*")}
+    metric_files["loss"].write_bytes(b"")  # created, never written
+    lr = metric_files["lr"].read_bytes()
+    metric_files["lr"].write_bytes(lr[: lr.rindex(b"\n", 0, len(lr) - 1) + 5])  # a torn last line
+    capfd.readouterr()
+    with start_run("torn", output_root=tmp_path, resume=True, flush_interval=0.05, enable_mlflow=True) as run:
+        run.log_metrics({"loss": 10.0, "lr": 0.1}, step=10)
+    assert "[monitoring-error]" not in capfd.readouterr().err
+    assert _mlflow_steps(tmp_path / "torn", "loss") == Counter(range(11))
+    assert _mlflow_steps(tmp_path / "torn", "lr") == Counter(range(11))

@@ -75,6 +75,8 @@ class MlflowSink(Sink):
         self._warn = lambda message: run.warn(self.name, message)
         self.tracking_uri = mu.resolve_tracking_uri(self._requested_uri, run.paths.root)
         mu.prepare_environment(self.tracking_uri)
+        if run.resumed:  # a crash may have left a metric file half-written (this process holds the run)
+            mu.repair_torn_metric_files(self.tracking_uri)
         self._client = MlflowClient(tracking_uri=self.tracking_uri)
         try:
             self._open(run)
@@ -207,6 +209,7 @@ class History:
         saved = info.backends.get("mlflow", {})
         self.uri = mu.resolve_tracking_uri(tracking_uri or saved.get("tracking_uri"), info.paths.root)
         mu.prepare_environment(self.uri)
+        mu.repair_torn_metric_files(self.uri)  # MLflow refuses a whole metric whose file a crash cut
         self.experiment = experiment or saved.get("experiment") or "codex_ml"
         self.client = MlflowClient(tracking_uri=self.uri)
         same_store = saved.get("tracking_uri") == self.uri

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
+from urllib.parse import unquote, urlparse
 
 from codex_ml import env
 from codex_ml.secrets.credentials import apply_mlflow_credentials, take_credentials
@@ -64,6 +64,34 @@ def prepare_environment(uri: str) -> None:
         os.environ.setdefault(env.MLFLOW_ALLOW_FILE_STORE, "true")
     for name, value in _HTTP_DEFAULTS.items():
         os.environ.setdefault(name, value)
+
+
+def repair_torn_metric_files(uri: str) -> int:
+    """Cut what a crash left half-written in a local file store's metric files; returns files fixed.
+
+    MLflow's file store appends ``"<time> <value> <step>\\n"`` per point. A SIGKILL between
+    creating a metric file and writing it, or in the middle of a line, leaves a file MLflow
+    refuses as a whole ("malformed"), which would stop back-fill and the resumed sink. Only
+    called where this process holds the run (resume, replay): a live writer is never cut.
+    The points cut off are still in the NDJSON log, so back-fill sends them again.
+    """
+    if not is_file_store(uri):
+        return 0
+    root = Path(unquote(urlparse(uri).path)) if urlparse(uri).scheme == "file" else Path(uri)
+    fixed = 0
+    for path in root.glob("*/*/metrics/**/*"):
+        if not path.is_file():
+            continue
+        data = path.read_bytes()
+        if data.endswith(b"\n"):
+            continue
+        keep = data[: data.rfind(b"\n") + 1]
+        if keep:
+            path.write_bytes(keep)
+        else:
+            path.unlink()  # an empty metric file: MLflow says "No data found"
+        fixed += 1
+    return fixed
 
 
 def clip_value(value: Any, limit: int) -> tuple[str, bool]:
