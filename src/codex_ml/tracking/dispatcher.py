@@ -22,6 +22,7 @@ from codex_ml.rundir.paths import RunPaths
 from codex_ml.rundir.records import HISTOGRAM, METRICS, PARAMS, TAGS, TEXT, Record, compute_histogram
 from codex_ml.tracking.reporting import Reporter
 from codex_ml.rundir.run_files import read_json as _load_json, write_json_atomic
+from codex_ml.secrets.redaction import redact_text
 from codex_ml.tracking.worker import SinkWorker
 
 
@@ -138,6 +139,8 @@ class Dispatcher:
         kind = record[0]
         if kind == HISTOGRAM:
             return (HISTOGRAM, record[1], record[2], record[3], compute_histogram(record[4], self._bins))
+        if kind == TEXT:  # masked here, off the caller's thread, before the file or any sink sees it
+            return (TEXT, record[1], record[2], record[3], redact_text(record[4]))
         if kind == METRICS:
             self.last_values.update(record[3])
             self.last_step = record[1]

@@ -26,7 +26,7 @@ from codex_ml.tracking.config import TrackingConfig
 from codex_ml.tracking.dispatcher import Dispatcher
 from codex_ml.rundir.run_files import read_json as _load_json, write_json_atomic
 from codex_ml.rundir.params import flatten_params
-from codex_ml.secrets.redaction import redact_params, redact_text
+from codex_ml.secrets.redaction import redact_params
 from codex_ml.rundir.paths import RunPaths, default_run_name, prepare_run_dir
 from codex_ml.rundir.reader import last_step
 from codex_ml.rundir.records import ARTIFACT, HISTOGRAM, METRICS, PARAMS, SYSTEM, TAGS, TEXT, Record
@@ -196,7 +196,7 @@ class Run:
         check_name(name, "text")
         if not isinstance(text, str):
             raise TypeError(f"text {name!r}: expected str, got {type(text).__name__}")
-        self._append((TEXT, self._step(step), time.time(), name, redact_text(text)))  # secrets masked (redaction.py)
+        self._append((TEXT, self._step(step), time.time(), name, text))  # secrets are masked on the writer thread
 
     def log_params(self, params: Any) -> None:
         """Log (nested) params/config; nested keys are joined with '.', secrets redacted (redaction.py)."""
