@@ -27,6 +27,9 @@ SYSTEM_METRICS_FILE = "system_metrics.jsonl"
 #: Folders the trainer and the pipeline keep in the run directory.
 CHECKPOINTS_DIR = "checkpoints"
 TOKENIZER_DIR = "tokenizer"
+#: Health events (one JSON object per line) and the health folder (stall stack dumps).
+EVENTS_FILE = "events.ndjson"
+HEALTH_DIR = "health"
 
 _FORBIDDEN_CHARS = {"/": "a '/'", "\\": "a '\\'", "\x00": "a NUL byte", ":": "a ':'"}
 
@@ -112,6 +115,16 @@ class RunPaths:
     def tokenizer(self) -> Path:
         """The trained tokenizer a resumed run reloads."""
         return self.root / TOKENIZER_DIR
+
+    @property
+    def events(self) -> Path:
+        """Health events, one JSON object per line (docs/run-directory.md has the schema)."""
+        return self.root / EVENTS_FILE
+
+    @property
+    def health(self) -> Path:
+        """Health files other than events: ``stacks-<step>.txt`` written when a stall fires."""
+        return self.root / HEALTH_DIR
 
 
 def validate_run_name(name: str) -> str:

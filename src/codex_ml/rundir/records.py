@@ -13,6 +13,8 @@ cheapest thing to build on the hot path. The layouts:
 - ``(SYSTEM, sample_index, time, {"system/...": number})``: system telemetry on its own
   time axis; its source of truth is the sampler's own NDJSON file, so it is not written to
   metrics.ndjson, only forwarded to the sinks
+- ``(EVENT, step, time, {event})``: a health event (keys ``time, step, rule, severity, metric,
+  value, threshold, message, action``); its source of truth is ``events.ndjson``
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from typing import Any
 
 from codex_ml.rundir.encoding import encode_number
 
-METRICS, HISTOGRAM, TEXT, PARAMS, TAGS, ARTIFACT, SYSTEM = range(7)
+METRICS, HISTOGRAM, TEXT, PARAMS, TAGS, ARTIFACT, SYSTEM, EVENT = range(8)
 
 Record = tuple[Any, ...]
 

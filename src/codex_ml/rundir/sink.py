@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from codex_ml.rundir.paths import RunPaths
-from codex_ml.rundir.records import ARTIFACT, HISTOGRAM, METRICS, PARAMS, SYSTEM, TAGS, TEXT, Histogram, Record
+from codex_ml.rundir.records import ARTIFACT, EVENT, HISTOGRAM, METRICS, PARAMS, SYSTEM, TAGS, TEXT, Histogram, Record
 
 MetricPoint = tuple[int, float, dict[str, float | int]]
 
@@ -83,6 +83,16 @@ class Sink:
 
     def write_artifact(self, path: Path, name: str) -> None:
         """A file already copied into the run's ``artifacts/`` folder."""
+
+    def write_event(self, event: dict[str, Any]) -> None:
+        """One health event (``rule``, ``severity``, ``message``, ... as in events.ndjson).
+
+        The default writes its message as text ``health/<rule>`` at the event's step, so every
+        backend that shows text shows it; backends with an alert concept override this.
+        """
+        step = event.get("step")
+        self.write_text(int(step) if step is not None else 0, float(event["time"]), f"health/{event['rule']}",
+                        str(event["message"]))
 
     def flush(self) -> None:
         """Push buffered data to the backend."""
@@ -156,4 +166,6 @@ def _record_call(sink: Sink, record: Record) -> Callable[[], None]:
         return _bind(sink.write_tags, record[3])
     if kind == ARTIFACT:
         return _bind(sink.write_artifact, record[3], record[4])
+    if kind == EVENT:
+        return _bind(sink.write_event, record[3])
     raise ValueError(f"unknown record kind {kind!r}")
