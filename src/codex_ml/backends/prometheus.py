@@ -2,7 +2,8 @@
 
 Every training scalar and system gauge is exported as a gauge holding its latest value
 (``train/loss`` -> ``codex_train_loss``), labelled ``run="<run name>"``, next to the tracker's
-own health (``codex_tracker_*``), which is read from ``RunInfo.health()`` at scrape time. The
+own health (``codex_tracker_*``), which is read from ``RunInfo.health()`` at scrape time, and the
+run's health events (``codex_health_events_total{rule}``, ``codex_health_active{rule}``). The
 collector lives in a private ``CollectorRegistry`` so several runs (and tests) can coexist in
 one process. The HTTP server binds 127.0.0.1 unless another address is asked for, and stops in
 ``close()``. A Pushgateway URL with credentials (``http://user:password@host:9091``) is used
@@ -26,6 +27,7 @@ from codex_ml.secrets.credentials import credentials_for, take_credentials
 from codex_ml.rundir.sink import MetricPoint, RunInfo, Sink
 
 __all__ = [
+    "HEALTH_ACTIVE_SECONDS",
     "PUSH_INTERVAL",
     "PUSH_JOB",
     "PrometheusBindError",
@@ -52,6 +54,13 @@ _HEALTH = (
     ("codex_tracker_last_step", "gauge", "Step of the latest training scalar this exporter received."),
     ("codex_tracker_last_log_timestamp_seconds", "gauge", "Wall time (Unix seconds) of that latest scalar."),
 )
+# Health events (docs/alerting.md): a counter and an "active" gauge per rule, labelled run and rule.
+_EVENTS = ("codex_health_events", "Health events the run's rules fired.")
+_ACTIVE = ("codex_health_active", "1 while the rule fired within the last active-window seconds, else 0.")
+#: Seconds codex_health_active{rule} stays 1 after the rule's latest event.
+HEALTH_ACTIVE_SECONDS = 300.0
+#: Keys not exported as gauges: the running count ``health/events`` is the sum of codex_health_events_total.
+_SKIPPED_KEYS = frozenset({"health/events"})
 _SINK_COUNTERS = (
     ("delivered", "Records delivered to the sink."),
     ("dropped", "Records dropped for the sink because it fell behind (they stay in metrics.ndjson)."),
@@ -65,7 +74,7 @@ _SINK_DISABLED = ("codex_tracker_sink_disabled", "1 when the tracker disabled th
 def _reserved_names() -> set[str]:
     families = [(name, kind) for name, kind, _ in _HEALTH]
     families += [(f"codex_tracker_sink_{field}", "counter") for field, _ in _SINK_COUNTERS]
-    families.append((_SINK_DISABLED[0], "gauge"))
+    families += [(_SINK_DISABLED[0], "gauge"), (_EVENTS[0], "counter"), (_ACTIVE[0], "gauge")]
     names = {name for name, _ in families}
     names |= {f"{name}{suffix}" for name, kind in families if kind == "counter" for suffix in ("_total", "_created")}
     return names
@@ -173,6 +182,7 @@ class _Collector:
             family.add_metric([run], value)
             yield family
         yield from _health_families(run, self._sink.health(), last_step, last_time)
+        yield from _event_families(run, self._sink.events(), self._sink.active_seconds)
 
 
 def _health_families(run: str, health: dict[str, Any], last_step: int | None, last_time: float | None) -> Iterator[Any]:
@@ -211,12 +221,30 @@ def _sink_families(run: str, sinks: dict[str, dict[str, Any]], errors: dict[str,
     yield disabled
 
 
+def _event_families(run: str, events: dict[str, tuple[int, float]], active_for: float) -> Iterator[Any]:
+    """codex_health_events_total{run,rule} and codex_health_active{run,rule}; nothing before the first event."""
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+    if not events:
+        return
+    now = time.monotonic()
+    counter = CounterMetricFamily(_EVENTS[0], _EVENTS[1], labels=["run", "rule"])
+    active = GaugeMetricFamily(_ACTIVE[0], _ACTIVE[1], labels=["run", "rule"])
+    for rule, (count, last) in sorted(events.items()):
+        counter.add_metric([run, rule], float(count))
+        active.add_metric([run, rule], 1.0 if now - last < active_for else 0.0)
+    yield counter
+    yield active
+
+
 class PrometheusSink(Sink):
     """Serves the latest value of every scalar on ``http://<addr>:<port>/metrics``.
 
     ``port=0`` picks a free port (see :attr:`bound_address`); ``port=None`` serves nothing
     and only pushes to ``pushgateway``. Pushes happen on close and, as records arrive, at
-    most every ``push_interval`` seconds.
+    most every ``push_interval`` seconds. Each health event counts in
+    ``codex_health_events_total{rule}`` and holds ``codex_health_active{rule}`` at 1 until the
+    rule has been quiet for ``health_active_seconds`` (or the exporter stops at close).
     """
 
     name = "prometheus"
@@ -227,6 +255,7 @@ class PrometheusSink(Sink):
         addr: str = "127.0.0.1",
         pushgateway: str | None = None,
         push_interval: float = PUSH_INTERVAL,
+        health_active_seconds: float = HEALTH_ACTIVE_SECONDS,
     ) -> None:
         if port is None and not pushgateway:
             raise ValueError("PrometheusSink needs a port to serve /metrics on, a pushgateway URL, or both")
@@ -249,6 +278,8 @@ class PrometheusSink(Sink):
         self._last_push = float("-inf")
         self._names = _Names(lambda message: None)
         self._health_failed = False
+        self.active_seconds = health_active_seconds
+        self._events: dict[str, tuple[int, float]] = {}  # rule -> (events so far, monotonic time of the latest)
 
     @classmethod
     def from_config(cls, config: Any) -> PrometheusSink:
@@ -275,6 +306,11 @@ class PrometheusSink(Sink):
         """A consistent copy of the latest values, last step and its wall time."""
         with self._lock:
             return dict(self._values), self._last_step, self._last_time
+
+    def events(self) -> dict[str, tuple[int, float]]:
+        """A copy of ``{rule: (events so far, monotonic time of the latest)}``."""
+        with self._lock:
+            return dict(self._events)
 
     def health(self) -> dict[str, Any]:
         """The tracker's health, or ``{}`` (reported once) if reading it fails: a scrape never breaks."""
@@ -325,9 +361,18 @@ class PrometheusSink(Sink):
         self._update(points, "system gauge")
         self._maybe_push()
 
+    def write_event(self, event: dict[str, Any]) -> None:
+        """Count the event under its rule and mark the rule active (the time is when it arrived here)."""
+        rule = str(event.get("rule") or "unknown")
+        with self._lock:
+            count, _ = self._events.get(rule, (0, 0.0))
+            self._events[rule] = (count + 1, time.monotonic())
+        self._maybe_push()
+
     def _update(self, points: list[MetricPoint], kind: str) -> None:
         names = self._names
-        latest = {names(key): (key, kind, float(value)) for _, _, values in points for key, value in values.items()}
+        latest = {names(key): (key, kind, float(value)) for _, _, values in points for key, value in values.items()
+                  if key not in _SKIPPED_KEYS}
         with self._lock:
             self._values.update(latest)
 
