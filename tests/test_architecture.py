@@ -23,12 +23,13 @@ def test_import_contracts_hold() -> None:
 
 
 def test_an_upward_import_breaks_the_layers_contract(tmp_path: Path) -> None:
-    """Without its listed exception, the plugin registry's import of the built-in table is reported:
-    the contract sees an upward import and the suite would fail on a new one."""
+    """With tracking listed above monitoring, monitoring's real imports of tracking point up: the
+    contract reports them, so a new upward import would fail the suite."""
     text = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
-    exception = '    "codex_ml.plugins.registry -> codex_ml.plugins.builtins",\n'
-    assert exception in text
-    (tmp_path / "pyproject.toml").write_text(text.replace(exception, ""), encoding="utf-8")
+    order = '    "codex_ml.monitoring",\n    "codex_ml.tracking",\n'
+    assert order in text
+    swapped = text.replace(order, '    "codex_ml.tracking",\n    "codex_ml.monitoring",\n')
+    (tmp_path / "pyproject.toml").write_text(swapped, encoding="utf-8")
     result = _lint(tmp_path / "pyproject.toml")
     assert result.returncode == 1
-    assert "codex_ml.plugins.registry -> codex_ml.plugins.builtins" in result.stdout
+    assert "codex_ml.monitoring." in result.stdout and "-> codex_ml.tracking" in result.stdout

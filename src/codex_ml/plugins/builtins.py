@@ -10,7 +10,7 @@ plugin needs, so a missing one is reported as *missing-extra* with its install c
 from __future__ import annotations
 
 from codex_ml.backends import BACKENDS
-from codex_ml.plugins.registry import PluginSpec
+from codex_ml.plugins.spec import PluginSpec
 
 
 # Tracking sinks: the rows of codex_ml.backends.BACKENDS (add a backend there, not here).
@@ -54,12 +54,25 @@ SYSTEM_METRIC_COLLECTORS = (
     ("gpu", "codex_ml.monitoring.collectors.gpu:GpuCollector", False, ("pynvml", "gpu")),
 )
 
+# Health rules (codex_ml.health): evaluated on the run's writer thread and in backtests.
+HEALTH_RULES = (
+    ("nonfinite", "codex_ml.health.rules:NonFinite", False, None),
+    ("spike", "codex_ml.health.rules:Spike", False, None),
+    ("grad_explosion", "codex_ml.health.rules:GradExplosion", False, None),
+    ("sink_down", "codex_ml.health.rules:SinkDown", False, None),
+    ("stall", "codex_ml.health.rules_progress:Stall", False, None),
+    ("throughput_drop", "codex_ml.health.rules_progress:ThroughputDrop", False, None),
+    ("data_stall", "codex_ml.health.rules_progress:DataStall", False, None),
+    ("memory_leak", "codex_ml.health.rules_progress:MemoryLeak", False, None),
+)
+
 _TABLE = {
     "models": MODELS,
     "tokenizers": TOKENIZERS,
     "datasets": DATASETS,
     "pipeline_stages": PIPELINE_STAGES,
     "system_metric_collectors": SYSTEM_METRIC_COLLECTORS,
+    "health_rules": HEALTH_RULES,
 }
 
 

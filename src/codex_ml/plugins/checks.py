@@ -17,6 +17,7 @@ GROUP_HELP = {
     "datasets": "datasets chosen by data.dataset=NAME: a callable dataset(path) returning the documents",
     "pipeline_stages": "pipeline stages listed in the pipeline's stages: a callable stage(state, ctx) returning metrics",
     "system_metric_collectors": "collectors chosen by system_metrics.collectors: codex_ml.monitoring.collectors.Collector subclasses",
+    "health_rules": "health rules chosen under health.rules: a codex_ml.health.rules.Rule subclass (see docs/health.md)",
 }
 
 
@@ -60,9 +61,8 @@ def sink_instance_problem(sink: Any) -> str | None:
 
 
 def _collector_problem(obj: Any) -> str | None:
-    from codex_ml.monitoring.collectors import Collector
-
-    if inspect.isclass(obj) and (issubclass(obj, Collector) or callable(getattr(obj, "collect", None))):
+    # Checked by shape, not by isinstance: the Collector base lives in monitoring, a layer above.
+    if inspect.isclass(obj) and callable(getattr(obj, "collect", None)):
         return None
     if inspect.isfunction(obj):
         return None  # a factory

@@ -5,7 +5,7 @@ Only metadata is read (each distribution's ``entry_points.txt``); no plugin is i
 
 from __future__ import annotations
 
-from codex_ml.plugins.registry import ENTRY_POINT_PREFIX, GROUPS, PluginSpec
+from codex_ml.plugins.spec import ENTRY_POINT_PREFIX, GROUPS, PluginSpec
 
 
 def discover_entry_points() -> list[tuple[PluginSpec, str | None]]:

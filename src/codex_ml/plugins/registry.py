@@ -15,117 +15,49 @@ from __future__ import annotations
 import importlib
 import importlib.util
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from typing import Any
 
-from codex_ml.errors import CodexMLError, MissingExtraError
+from codex_ml.errors import MissingExtraError
+from codex_ml.plugins.checks import type_problem
+from codex_ml.plugins.discovery import discover_entry_points
+from codex_ml.plugins.spec import (
+    API_ATTRIBUTE,
+    API_VERSION,
+    BUILTIN,
+    ENTRY_POINT_PREFIX,
+    ERROR,
+    GROUPS,
+    IN_CODE,
+    MISSING_EXTRA,
+    OK,
+    PLANNED,
+    SUPPORTED_API_VERSIONS,
+    PluginError,
+    PluginLoadError,
+    PluginSpec,
+    PluginStatus,
+    UnknownGroupError,
+    UnknownPluginError,
+    check_group,
+)
 
-#: The plugin API this codex_ml speaks; a plugin declares the version it was written for.
-API_VERSION = 1
-SUPPORTED_API_VERSIONS = frozenset({1})
-API_ATTRIBUTE = "CODEX_ML_PLUGIN_API"
-ENTRY_POINT_PREFIX = "codex_ml."
-GROUPS = ("sinks", "models", "tokenizers", "datasets", "pipeline_stages", "system_metric_collectors")
-BUILTIN = "builtin"
-#: The source of a plugin registered with Registry.register (no distribution, no version check).
-IN_CODE = "registered in code"
+__all__ = [
+    "API_ATTRIBUTE", "API_VERSION", "BUILTIN", "ENTRY_POINT_PREFIX", "ERROR", "GROUPS", "IN_CODE", "MISSING_EXTRA",
+    "OK", "PLANNED", "SUPPORTED_API_VERSIONS", "BUILTIN_TABLE", "PluginError", "PluginLoadError", "PluginSpec",
+    "PluginStatus", "Registry", "UnknownGroupError", "UnknownPluginError", "check_group", "load_status",
+    "module_exists",
+]  # fmt: skip
 
-# What a plugin's load came to. Only ERROR makes `diagnose` fail: PLANNED is a built-in whose
-# module is not written yet, MISSING_EXTRA one whose optional package is not installed.
-OK, PLANNED, MISSING_EXTRA, ERROR = "ok", "planned", "missing-extra", "error"
-
-
-class PluginError(CodexMLError):
-    """Root of the registry's errors."""
-
-
-class UnknownGroupError(PluginError, LookupError):
-    """A group name that is not one of :data:`GROUPS`."""
-
-    def __init__(self, group: str) -> None:
-        super().__init__(f"unknown plugin group {group!r}; groups: {', '.join(GROUPS)}")
-
-
-class UnknownPluginError(PluginError, LookupError):
-    """A plugin name not registered in its group; the message lists the registered ones."""
-
-    def __init__(self, group: str, name: str, known: Iterable[str]) -> None:
-        names = ", ".join(sorted(known)) or "none"
-        super().__init__(
-            f"unknown {group} plugin {name!r}; registered {group}: {names} "
-            f"(see `codex-ml plugins list {group}`)"
-        )
+#: Where codex_ml's own plugins are listed, named like an entry point: the table lists the
+#: backends (a layer above this one), so it is imported by name when a Registry is built,
+#: the way a third-party plugin's entry point is.
+BUILTIN_TABLE = "codex_ml.plugins.builtins:builtin_specs"
 
 
-class PluginLoadError(PluginError):
-    """A registered plugin that cannot be loaded (import error, wrong type, API version)."""
-
-    def __init__(self, status: PluginStatus) -> None:
-        spec = status.spec
-        super().__init__(f"{spec.group} plugin {spec.name!r} ({spec.target}, {spec.source}): {status.detail}")
-        self.status = status
-
-
-@dataclass(frozen=True)
-class PluginSpec:
-    """A registered plugin, before it is imported."""
-
-    group: str
-    name: str
-    #: ``package.module:attr`` (the attr may be dotted: ``module:Class.factory``).
-    target: str
-    #: ``builtin`` or ``<distribution> <version>`` for an entry point.
-    source: str = BUILTIN
-    #: A built-in whose module is not written yet: absent is not an error.
-    planned: bool = False
-    #: ``(module, extra)`` the plugin needs to be usable, e.g. ``("mlflow", "mlflow")``.
-    requires: tuple[str, str] | None = None
-
-    @property
-    def module(self) -> str:
-        """The module part of the target."""
-        return self.target.partition(":")[0]
-
-    @property
-    def attr(self) -> str:
-        """The attribute part of the target (empty for a whole module)."""
-        return self.target.partition(":")[2]
-
-    @property
-    def builtin(self) -> bool:
-        """Whether codex_ml itself ships this plugin."""
-        return self.source == BUILTIN
-
-
-@dataclass
-class PluginStatus:
-    """What loading one plugin came to: the object, or why there is none."""
-
-    spec: PluginSpec
-    state: str
-    detail: str = ""
-    obj: Any = field(default=None, repr=False)
-    api_version: int | None = None
-
-    @property
-    def failed(self) -> bool:
-        """True for a broken plugin (the states diagnose fails on)."""
-        return self.state == ERROR
-
-    def as_dict(self) -> dict[str, Any]:
-        """A JSON-ready summary."""
-        spec = self.spec
-        return {"group": spec.group, "name": spec.name, "target": spec.target, "source": spec.source,
-                "state": self.state, "detail": self.detail, "api_version": self.api_version}  # fmt: skip
-
-
-def check_group(group: str) -> str:
-    """``group`` normalised (``pipeline-stages`` -> ``pipeline_stages``); unknown ones raise."""
-    normal = group.strip().replace("-", "_")
-    if normal not in GROUPS:
-        raise UnknownGroupError(group)
-    return normal
-
+def builtin_specs() -> list[PluginSpec]:
+    """codex_ml's own plugins (:data:`BUILTIN_TABLE`), as specs; nothing is imported but the table."""
+    module, _, attr = BUILTIN_TABLE.partition(":")
+    return list(getattr(importlib.import_module(module), attr)())
 
 class Registry:
     """Plugins by group and name: the built-ins plus every installed entry point.
@@ -134,11 +66,9 @@ class Registry:
     """
 
     def __init__(self, builtins: Iterable[PluginSpec] | None = None, discover: bool = True) -> None:
-        """Register ``builtins`` (default: :func:`codex_ml.plugins.builtins.builtin_specs`)
+        """Register ``builtins`` (default: :data:`BUILTIN_TABLE`)
         and, with ``discover``, the entry points of the installed distributions."""
         if builtins is None:
-            from codex_ml.plugins.builtins import builtin_specs
-
             builtins = builtin_specs()
         self._specs: dict[str, dict[str, PluginSpec]] = {group: {} for group in GROUPS}
         self._objects: dict[tuple[str, str], Any] = {}
@@ -148,8 +78,6 @@ class Registry:
         for spec in builtins:
             self.add(spec)
         if discover:
-            from codex_ml.plugins.discovery import discover_entry_points
-
             for spec, problem in discover_entry_points():
                 self._add_discovered(spec, problem)
 
@@ -256,8 +184,6 @@ def load_status(spec: PluginSpec) -> PluginStatus:
 
 def _checked(spec: PluginSpec, obj: Any, module: Any) -> PluginStatus:
     """Check the API version (third-party plugins) and the object's type for its group."""
-    from codex_ml.plugins.checks import type_problem
-
     version = getattr(obj, API_ATTRIBUTE, getattr(module, API_ATTRIBUTE, None))
     if spec.source not in (BUILTIN, IN_CODE):  # built-ins are versioned with codex_ml itself
         if version is None:
