@@ -24,6 +24,7 @@ from codex_ml.config_schema import (
 from codex_ml.errors import CodexMLError
 from codex_ml.models.config import ModelConfig  # the one declaration of the model's shape
 from codex_ml.tracking.config import TrackingConfig, TrackingConfigError
+from codex_ml.training.faults import fault_problems  # stdlib only
 
 __all__ = [
     "ConfigError", "DataConfig", "ModelConfig", "SystemMetricsConfig", "TrainConfig", "TrainingConfig",
@@ -105,6 +106,10 @@ class TrainingConfig:
     #: ``--resume`` continues. The schedule always spans max_steps. None: run to max_steps.
     stop_after_steps: int | None = None
     progress: bool = True
+    #: Faults to inject on purpose, to test alerting: ``nan@300``, ``spike@500:x20``, ``hang@400:30s``,
+    #: ``slow_data@200:0.5s``, ``leak@100:10MB``; several comma-separated or as a list
+    #: (:mod:`codex_ml.training.faults`). None: a normal run.
+    fault: str | list[str] | None = None
 
     def problems(self) -> list[str]:
         """Values the loop cannot run with."""
@@ -120,6 +125,8 @@ class TrainingConfig:
         out += [f"{k} must be in [0, 1), got {getattr(self, k)}" for k in ("beta1", "beta2") if not 0.0 <= getattr(self, k) < 1.0]
         if not 0 <= self.seed < 2**32:
             out.append(f"seed must be in [0, 2**32), got {self.seed}")
+        # Parsed here, at load, so a bad token is a config error before anything runs.
+        out += [f"fault: {problem}" for problem in fault_problems(self.fault)]
         return out
 
 

@@ -9,7 +9,10 @@ import torch
 
 from codex_ml.training.batches import RandomWindows
 
-__all__ = ["estimate_loss", "generate_sample", "log_histograms"]
+__all__ = ["NONFINITE_SAMPLE", "estimate_loss", "generate_sample", "log_histograms"]
+
+#: The text logged as the sample of a model with NaN/Inf weights.
+NONFINITE_SAMPLE = "[no sample: the model's weights are not finite]"
 
 
 @torch.no_grad()
@@ -47,7 +50,14 @@ def log_histograms(run: Any, model: torch.nn.Module, step: int) -> None:
 
 @torch.no_grad()
 def generate_sample(model: Any, tokenizer: Any, tokens: int, seed: int, device: torch.device) -> str:
-    """Decode ``tokens`` sampled tokens, started from a newline (or id 0), with a fixed seed."""
+    """Decode ``tokens`` sampled tokens, started from a newline (or id 0), with a fixed seed.
+
+    A model whose weights are not finite (a NaN step, e.g. ``training.fault=nan@N``, with no health
+    action to drop it) has no distribution to sample from; the sample then says so instead of
+    ``torch.multinomial`` ending the run.
+    """
+    if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
+        return NONFINITE_SAMPLE
     try:
         first = tokenizer.encode("\n")[:1] or [0]
     except Exception:  # a vocabulary without a newline: any start token will do

@@ -31,6 +31,7 @@ from codex_ml.training.config import TrainConfig, merge_tree
 from codex_ml.training.core import Stepper, due, named
 from codex_ml.training.distributed import DistInfo, all_reduce_mean, cleanup, init_distributed
 from codex_ml.training.errors import TrainingError
+from codex_ml.training.faults import parse_faults
 from codex_ml.training.observe import estimate_loss, generate_sample, log_histograms, val_metrics
 from codex_ml.training.run_setup import open_run, run_name_for
 from codex_ml.training.stopping import GracefulStop
@@ -103,6 +104,13 @@ class Trainer:
             raise TrainingError(f"{self.run_dir} already trained {self.start_step} of training.max_steps="
                                 f"{t.max_steps} steps; resume with a larger training.max_steps=N to train further")
         self.ddp = self._wrap_ddp()
+        # Injected faults (training.fault) wrap the batch source and the forward pass; without
+        # them these are the plain objects, so a normal step pays nothing for the feature.
+        self.faults = parse_faults(t.fault)
+        self.batches = self.faults.batches(self.windows) if self.faults else self.windows
+        self.forward = self.faults.forward(self.ddp) if self.faults else self.ddp
+        if self.faults and info.is_main:
+            print(f"[train] fault injection on (training.fault): {t.fault}", file=sys.stderr, flush=True)
         self.autocast_dtype = torch.bfloat16 if t.precision == "bf16" else None
 
     # -- setup ------------------------------------------------------------------------
@@ -195,6 +203,8 @@ class Trainer:
         loss, log_time, train_time, sample = math.nan, 0.0, 0.0, ""
         for step in range(self.start_step + 1, end + 1):
             t0 = time.perf_counter()
+            if self.faults:
+                self.faults.begin(step)
             waits = [0.0, 0.0]  # data wait, forward/backward (seconds)
             update = self.stepper.update(step, lambda: self._forward_backward(waits))
             loss = update.loss
@@ -230,12 +240,12 @@ class Trainer:
         loss_sum = torch.zeros((), device=self.device)
         for micro in range(t.grad_accum_steps):
             ta = time.perf_counter()
-            x, y = (b.to(self.device, non_blocking=True) for b in self.windows.next())
+            x, y = (b.to(self.device, non_blocking=True) for b in self.batches.next())
             tb = time.perf_counter()
             # Only the last micro-batch all-reduces gradients (DDP no_sync on the others).
             sync = micro == t.grad_accum_steps - 1 or not self.info.enabled
             with (contextlib.nullcontext() if sync else self.ddp.no_sync()), self._autocast():
-                _, micro_loss = self.ddp(x, y)
+                _, micro_loss = self.forward(x, y)
             (micro_loss / t.grad_accum_steps).backward()
             loss_sum += micro_loss.detach().float()
             self._sync()  # CUDA runs ahead of the CPU; wait so the timing is real
