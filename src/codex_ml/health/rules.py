@@ -108,18 +108,35 @@ class MetricFilter:
     """Which metric names a rule watches: glob patterns, the answer cached per name (the set of
     names a run logs is small, so after the first records a lookup is one dict access)."""
 
-    __slots__ = ("patterns", "_cache")
+    __slots__ = ("patterns", "_cache", "_literal")
 
     def __init__(self, patterns: list[str] | str) -> None:
         """Watch names matching any of ``patterns`` (fnmatch globs, case-sensitive)."""
         self.patterns = [patterns] if isinstance(patterns, str) else list(patterns)
         self._cache: dict[str, bool] = {}
+        # Plain names need no matching at all: look them up in the record (the common case).
+        self._literal = not any(ch in p for p in self.patterns for ch in "*?[")
 
     def __call__(self, name: str) -> bool:
         hit = self._cache.get(name)
         if hit is None:
             hit = self._cache[name] = any(fnmatchcase(name, pattern) for pattern in self.patterns)
         return hit
+
+    def any_in(self, metrics: Mapping[str, float]) -> bool:
+        """Whether ``metrics`` holds a watched name (stops at the first)."""
+        cache = self._cache
+        for name in metrics:
+            if cache[name] if name in cache else self(name):
+                return True
+        return False
+
+    def select(self, metrics: Mapping[str, float]) -> list[str]:
+        """The watched names present in ``metrics``, in record order (patterns' order for plain names)."""
+        if self._literal:
+            return [name for name in self.patterns if name in metrics]
+        cache = self._cache
+        return [name for name in metrics if (cache[name] if name in cache else self(name))]
 
 
 def fmt(value: float | None) -> str:
@@ -141,9 +158,8 @@ class NonFinite(Rule):
 
     def on_metrics(self, step: int, wall_time: float, metrics: Mapping[str, float]) -> list[HealthEvent]:
         out = NONE
-        for name, value in metrics.items():
-            if not self.watch(name):
-                continue
+        for name in self.watch.select(metrics):
+            value = metrics[name]
             if math.isfinite(value):
                 if self.bad:
                     self.bad.discard(name)
@@ -186,8 +202,9 @@ class Spike(Rule):
 
     def on_metrics(self, step: int, wall_time: float, metrics: Mapping[str, float]) -> list[HealthEvent]:
         out = NONE
-        for name, value in metrics.items():
-            if self.watch(name) and math.isfinite(value):  # non-finite values are nonfinite's
+        for name in self.watch.select(metrics):
+            value = metrics[name]
+            if math.isfinite(value):  # non-finite values are nonfinite's
                 event = self._observe(name, value, step, wall_time)
                 if event is not None:
                     out = [event] if out is NONE else [*out, event]

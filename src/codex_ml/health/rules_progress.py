@@ -46,7 +46,7 @@ class Stall(Rule):
         self.fired = False
 
     def on_metrics(self, step: int, wall_time: float, metrics: Mapping[str, float]) -> list[HealthEvent]:
-        if not any(self.watch(name) for name in metrics):
+        if not self.watch.any_in(metrics):
             return NONE
         if self.last_time is not None and step != self.last_step:
             self.intervals.add(max(0.0, wall_time - self.last_time))

@@ -50,27 +50,22 @@ class RollingMedian:
         split = bisect_left(values, m)  # values[:split] < m <= values[split:]
         below, above = split, n - split
 
-        def low(i: int) -> float:  # i-th smallest deviation among the values below m
-            return m - values[split - 1 - i]
-
-        def high(j: int) -> float:  # j-th smallest deviation among the values at or above m
-            return values[split + j] - m
-
+        # low(i) = m - values[split - 1 - i]: the i-th smallest deviation among values below m;
+        # high(j) = values[split + j] - m: the j-th smallest among values at or above m (inlined).
         k = (n - 1) // 2  # 0-based rank of the lower median among n deviations
         lo, hi = max(0, k + 1 - above), min(k + 1, below)
         while lo < hi:  # how many of the k + 1 smallest deviations come from below m
             i = (lo + hi) // 2
-            if low(i) < high(k - i):
+            if m - values[split - 1 - i] < values[split + k - i] - m:
                 lo = i + 1
             else:
                 hi = i
         i, j = lo, k + 1 - lo
-        candidates = []
-        if i > 0:
-            candidates.append(low(i - 1))
-        if j > 0:
-            candidates.append(high(j - 1))
-        return max(candidates)
+        if i == 0:
+            return values[split + j - 1] - m
+        if j == 0:
+            return m - values[split - i]
+        return max(m - values[split - i], values[split + j - 1] - m)
 
     def values(self) -> list[float]:
         """The window in arrival order (a copy)."""

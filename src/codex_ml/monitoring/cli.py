@@ -1,4 +1,4 @@
-"""``codex-ml monitoring ...``: read runs back (inspect, export/replay, tail, plot, ui).
+"""``codex-ml monitoring ...``: read runs back (inspect, export/replay, tail, plot, ui, health).
 
 Also runnable as ``python -m codex_ml.monitoring.cli``. This module imports only typer
 and rich at load time; numpy, pyarrow, matplotlib and the backends are imported inside the
@@ -20,7 +20,7 @@ from codex_ml.errors import user_errors
 
 app = typer.Typer(
     name="monitoring",
-    help="Read runs back: inspect, export or replay into a backend, tail, plot, open a viewer.",
+    help="Read runs back: inspect, export or replay into a backend, tail, plot, open a viewer, backtest health rules.",
     no_args_is_help=True,
     add_completion=False,
 )
@@ -191,6 +191,31 @@ def ui(
             finally:
                 if viewer is not None:
                     viewer.stop()
+
+    _guard(action)
+
+
+@app.command()
+def health(
+    path: Annotated[Path, typer.Argument(help="Run directory (a finished or interrupted run).")],
+    rules: Annotated[Optional[Path], typer.Option("--rules", help="YAML file with a health: mapping (default: the built-in rules with their defaults; docs/health.md).")] = None,
+    overrides: Annotated[Optional[list[str]], typer.Option("--set", help="health.<rule>.<key>=value on top of --rules (repeatable).")] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print JSON for machines instead of a table.")] = False,
+) -> None:
+    """Evaluate the health rules over a run's files and print when each would have fired."""
+    from codex_ml.health import backtest as backtest_mod
+    from codex_ml.health import render
+
+    def action() -> None:
+        config = render.load_rules_file(rules).with_overrides(overrides or [])
+        with _err_console().status("replaying…"):
+            report = backtest_mod.backtest_report(path, config)
+        if json_output:
+            import json
+
+            typer.echo(json.dumps(report.to_dict()))
+        else:
+            render.render(report, _table_console())
 
     _guard(action)
 
