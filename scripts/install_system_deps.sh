@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Install the system packages the test suite needs besides Python:
 #   - a real Prometheus server (/usr/bin/prometheus, Debian/Ubuntu package `prometheus`) for
-#     tests/monitoring/test_prometheus_server.py;
+#     tests/monitoring/test_prometheus_server.py, with promtool for tests/deploy/test_alert_rules.py;
+#   - a real Alertmanager (/usr/bin/prometheus-alertmanager, Debian package `prometheus-alertmanager`)
+#     for tests/deploy/test_alertmanager_e2e.py;
 #   - headless Chromium (/usr/bin/chromium, Debian package `chromium`) that Playwright drives in
 #     tests/viewers/test_browser_viewers.py to open TensorBoard and the MLflow UI.
 #
@@ -15,6 +17,7 @@ set -euo pipefail
 # "binary package" pairs, checked in this order.
 deps=(
   "/usr/bin/prometheus prometheus"
+  "/usr/bin/prometheus-alertmanager prometheus-alertmanager"
   "/usr/bin/chromium chromium"
 )
 
@@ -49,9 +52,9 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 if ! command -v apt-get >/dev/null 2>&1; then
-  echo "error: apt-get not found; install ${missing_packages[*]} (Prometheus:" \
-       "https://prometheus.io/download/, Chromium: your system's package) so that" \
-       "/usr/bin/prometheus and /usr/bin/chromium exist, then rerun the tests." >&2
+  echo "error: apt-get not found; install ${missing_packages[*]} (Prometheus and Alertmanager:" \
+       "https://prometheus.io/download/, Chromium: your system's package) so that /usr/bin/prometheus," \
+       "/usr/bin/prometheus-alertmanager and /usr/bin/chromium exist, then rerun the tests." >&2
   exit 1
 fi
 
