@@ -182,8 +182,8 @@ def _convert(value: Any, param: Param) -> tuple[bool, Any]:
     kind = param.kind
     if value is None:
         return (True, None) if param.default is None else (False, None)
-    if isinstance(value, bool):
-        return (True, value) if kind is bool else (False, None)
+    if isinstance(value, bool) or kind is bool:
+        return (True, value) if isinstance(value, bool) and kind is bool else (False, None)
     if kind is float or (param.default is None and kind is not str):
         if isinstance(value, (int, float)):
             return True, float(value)
