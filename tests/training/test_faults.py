@@ -104,15 +104,25 @@ def test_config_load_names_the_key_and_every_bad_token() -> None:
 
 def test_one_shot_faults_fire_once_per_step_sustained_ones_every_step() -> None:
     """A step trained again (after a rollback) does not get its NaN again; slow_data and leak keep going."""
-    plan = parse_faults("nan@2,slow_data@2-3:0.25s,leak@3:1KB")
+    plan = parse_faults("nan@2,slow_data@2-3:0.2s,leak@3:1KB")
     assert plan is not None
-    plan.begin(2)
-    assert math.isnan(plan._loss_scale or 0.0) and plan._data_sleep == 0.25
-    plan.begin(2)
-    assert plan._loss_scale is None and plan._data_sleep == 0.25
-    for step in (3, 4, 4):
+    forward = plan.forward(lambda: (None, torch.tensor(1.5)))
+    batches = plan.batches(type("Source", (), {"next": lambda self: "batch"})())
+
+    def run_step(step: int) -> tuple[float, float]:
         plan.begin(step)
-    assert plan._data_sleep == 0.0 and plan.leaked_bytes == 3000
+        start = time.perf_counter()
+        assert batches.next() == "batch"
+        return float(forward()[1]), time.perf_counter() - start
+
+    loss, waited = run_step(2)
+    assert math.isnan(loss) and waited >= 0.2
+    loss, waited = run_step(2)  # the same step again: no NaN, but the data is still slow
+    assert loss == 1.5 and waited >= 0.2
+    for step in (3, 4, 4):
+        loss, waited = run_step(step)
+        assert loss == 1.5
+    assert waited < 0.1 and plan.leaked_bytes == 3000
 
 
 def test_bad_fault_on_train_model_is_one_error_and_exit_2(tmp_path: Path) -> None:

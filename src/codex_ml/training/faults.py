@@ -35,6 +35,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from codex_ml.errors import CodexMLError
+
 __all__ = ["KINDS", "Fault", "FaultError", "FaultPlan", "fault_problems", "parse_fault", "parse_faults"]
 
 #: The syntax every problem message quotes.
@@ -64,7 +66,7 @@ KINDS: dict[str, _Kind] = {
 }
 
 
-class FaultError(ValueError):
+class FaultError(CodexMLError, ValueError):
     """One fault token that cannot be read; the message names the token and what was expected."""
 
 
@@ -276,4 +278,4 @@ def _block(fault: Fault) -> None:
         return
     lock = threading.Lock()
     lock.acquire()
-    lock.acquire(timeout=-1 if math.isinf(seconds) else seconds)
+    lock.acquire(timeout=-1 if math.isinf(seconds) else min(seconds, threading.TIMEOUT_MAX))
