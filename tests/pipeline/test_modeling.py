@@ -29,7 +29,11 @@ def test_reward_ignores_right_padding() -> None:
     torch.nn.init.normal_(rm.head.weight)  # a non-zero head, so rewards differ
     alone, lengths = pad_batch([[1, 2, 3]], pad_id=0)
     padded, padded_lengths = pad_batch([[1, 2, 3], [4, 5, 6, 7, 8, 9]], pad_id=0)
-    torch.testing.assert_close(rm(alone, lengths)[0], rm(padded, padded_lengths)[0])
+    mask = torch.zeros_like(alone, dtype=torch.bool)
+    mask[0, 2:] = True
+    padded_mask = torch.zeros_like(padded, dtype=torch.bool)
+    padded_mask[0, 2:3] = padded_mask[1, 3:] = True
+    torch.testing.assert_close(rm(alone, lengths, mask)[0], rm(padded, padded_lengths, padded_mask)[0])
 
 
 def test_sequence_logprobs_sum_only_masked_targets() -> None:

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import codex_ml.pipeline.stages as stages
+from codex_ml.pipeline.loop import pair_accuracy
 from codex_ml.pipeline.runner import STAGES, run_pipeline
 from codex_ml.pipeline.summary import print_table
 from codex_ml.rundir.reader import metric_series
@@ -150,8 +151,8 @@ def test_short_corpus_fails_before_the_output_dir_is_written(small_data: dict[st
 def test_reward_model_ties_count_half(make_config, capsys: pytest.CaptureFixture[str]) -> None:
     """The RM head starts at zero, so every held-out pair is a tie before training: accuracy 0.5,
     not 0.0; the table says how ties count."""
-    assert stages.pair_accuracy(torch.tensor([1.0, -1.0, 0.0, 0.0])) == 0.5
-    assert stages.pair_accuracy(torch.tensor([2.0, 0.0])) == 0.75
+    assert pair_accuracy(torch.tensor([1.0, -1.0, 0.0, 0.0])) == 0.5
+    assert pair_accuracy(torch.tensor([2.0, 0.0])) == 0.75
     summary = run_pipeline(make_config("out"), progress=False)
     assert summary["stages"]["RM"]["metrics"]["initial"]["accuracy"] == 0.5
     print_table(summary["stages"])

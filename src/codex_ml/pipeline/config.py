@@ -24,6 +24,7 @@ __all__ = [
     "PipelineConfig",
     "PipelineConfigError",
     "PreferenceSection",
+    "RewardSection",
     "StageSection",
     "apply_overrides",
     "load_config_file",
@@ -54,6 +55,15 @@ class StageSection:
     weight_decay: float = 0.1
     grad_clip: float = 1.0
     eval_every: int = 100
+
+
+@dataclass
+class RewardSection(StageSection):
+    """The reward model's settings: a supervised stage plus how its score is built."""
+
+    # Initial weight of the RM backbone's log-probability of the response in the reward (learned
+    # with the rest); 0 = the last-token head alone, which misses off-by-one answers.
+    logprob_weight: float = 1.0
 
 
 @dataclass
@@ -105,7 +115,7 @@ class PipelineConfig:
                                                                    position="learned"))
     pretrain: StageSection = _default_stage(steps=600)
     sft: StageSection = _default_stage(steps=600, lr=1e-3, min_lr=1e-4, warmup_steps=10)
-    reward: StageSection = _default_stage(steps=3000, lr=1e-3, min_lr=1e-4, warmup_steps=10)
+    reward: RewardSection = field(default_factory=lambda: RewardSection(steps=1000, lr=3e-4, min_lr=3e-5, warmup_steps=10))
     preference: PreferenceSection = field(default_factory=PreferenceSection)
     #: Registered pipeline stages run in this order (`codex-ml plugins list pipeline-stages`); the
     #: four built-ins build on each other, so they stay in this order, plugin stages go between or after.
@@ -146,6 +156,8 @@ class PipelineConfig:
         at_least = {"batch_prompts": 1, "samples_per_prompt": 2, "max_new_tokens": 1, "eval_prompts": 1, "eval_samples": 1}
         problems += [f"preference.{k}: must be >= {low}, got {getattr(pref, k)}" for k, low in at_least.items() if getattr(pref, k) < low]
         problems += [f"preference.{k}: must be > 0, got {getattr(pref, k)}" for k in ("beta", "temperature") if not getattr(pref, k) > 0]
+        if self.reward.logprob_weight < 0:
+            problems.append(f"reward.logprob_weight: must be >= 0 (0 = the head alone), got {self.reward.logprob_weight}")
         if pref.kl_coef < 0:
             problems.append(f"preference.kl_coef: must be >= 0, got {pref.kl_coef}")
         return problems

@@ -19,7 +19,10 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["ExampleSpec", "check_answer", "generate", "main", "write_example_data"]
+__all__ = ["REJECTION_KINDS", "ExampleSpec", "check_answer", "generate", "main", "rejection_kind", "write_example_data"]
+
+#: How a rejected answer differs from the chosen one (the three kinds :func:`_wrong` makes).
+REJECTION_KINDS = ("off_by_one", "tens_digit", "random")
 
 _PROMPT = re.compile(r"^(\d+)\+(\d+)=$")
 
@@ -43,6 +46,16 @@ def check_answer(prompt: str, completion: str) -> bool | None:
     if match is None:
         return None
     return completion.strip() == str(int(match.group(1)) + int(match.group(2)))
+
+
+def rejection_kind(chosen: str, rejected: str) -> str | None:
+    """``off_by_one``, ``tens_digit`` (off by 10) or ``random`` for two whole-number answers; None
+    when either is not a number (a pair from other data). A random rejection that lands 1 or 10
+    away counts as that kind: it is as hard to tell apart."""
+    if not (chosen.strip().isdigit() and rejected.strip().isdigit()):
+        return None
+    gap = abs(int(chosen) - int(rejected))
+    return "off_by_one" if gap == 1 else "tens_digit" if gap == 10 else "random"
 
 
 def _wrong(rng: random.Random, answer: int, high: int) -> int:

@@ -20,7 +20,10 @@ from tqdm import tqdm
 from codex_ml.training.core import Stepper, due, log_split, update_metrics
 from codex_ml.training.schedule import warmup_cosine_lr
 
-__all__ = ["PromptCodec", "StageContext", "is_heldout", "optimise", "pair_batch", "sample_completions"]
+__all__ = [
+    "PromptCodec", "StageContext", "is_heldout", "optimise", "pair_accuracy", "pair_batch", "sample_completions",
+    "split_rows",
+]
 
 
 @dataclass
@@ -37,6 +40,24 @@ def is_heldout(prompt: str, fraction: float) -> bool:
     """Deterministic held-out split by prompt hash: the same prompt is held out in demos and prefs."""
     bucket = int.from_bytes(hashlib.sha256(prompt.encode("utf-8")).digest()[:4], "big") / 2**32
     return bucket < fraction
+
+
+def split_rows(rows: Sequence[Any], fraction: float) -> tuple[list[Any], list[Any]]:
+    """(train, held-out) by prompt hash; a split left empty borrows rows so both can run."""
+    train = [r for r in rows if not is_heldout(r.prompt, fraction)]
+    held = [r for r in rows if is_heldout(r.prompt, fraction)]
+    if not held:  # tiny inputs: hold out the tail instead
+        cut = max(1, len(train) // 10)
+        train, held = train[:-cut] or train, train[-cut:]
+    if not train:
+        train = held
+    return train, held
+
+
+def pair_accuracy(margins: torch.Tensor) -> float:
+    """Share of pairs ranked right (margin > 0); a tie (margin exactly 0, e.g. the zero-initialised
+    RM head before training) counts as half right, the expected score of a coin flip."""
+    return ((margins > 0).float() + 0.5 * (margins == 0).float()).mean().item()
 
 
 class PromptCodec:

@@ -20,9 +20,10 @@ from codex_ml.models.transformer import GPT
 from codex_ml.pipeline.config import PipelineConfig
 from codex_ml.pipeline.example_data import check_answer
 from codex_ml.pipeline.inputs import Preference
-from codex_ml.pipeline.loop import PromptCodec, StageContext, optimise, pair_batch, sample_completions
+from codex_ml.pipeline.loop import (
+    PromptCodec, StageContext, optimise, pair_accuracy, pair_batch, sample_completions, split_rows,
+)
 from codex_ml.pipeline.modeling import RewardModel, sequence_logprobs
-from codex_ml.pipeline.stages import pair_accuracy, split_rows
 
 __all__ = ["evaluate_policy", "run_preference"]
 
@@ -39,7 +40,7 @@ def _score(policy: GPT, reference: GPT, rm: RewardModel, codec: PromptCodec, pai
     logp = sequence_logprobs(policy, ids, mask)
     with torch.no_grad():
         kl = logp.detach() - sequence_logprobs(reference, ids, mask)  # log p/q at a sample from p
-        reward = rm(ids, lengths)
+        reward = rm(ids, lengths, mask)
     return logp, kl, reward
 
 

@@ -16,28 +16,17 @@ from torch.nn import functional as F
 from codex_ml.data.corpus import encode_corpus, split_train_val
 from codex_ml.models.transformer import GPT
 from codex_ml.pipeline.config import PipelineConfig
+from codex_ml.pipeline.example_data import REJECTION_KINDS, rejection_kind
 from codex_ml.pipeline.inputs import Demo, PipelineInputError, Preference
-from codex_ml.pipeline.loop import PromptCodec, StageContext, is_heldout, optimise, pair_batch
+from codex_ml.pipeline.loop import PromptCodec, StageContext, optimise, pair_accuracy, pair_batch, split_rows
 from codex_ml.pipeline.modeling import RewardModel, token_logprobs
 
 __all__ = [
-    "EVAL_BATCHES", "completion_loss", "pair_accuracy", "preference_scores", "pretrain_streams", "run_pretrain",
-    "run_reward", "run_sft", "split_rows",
+    "EVAL_BATCHES", "completion_loss", "preference_scores", "pretrain_streams", "reward_eval_metrics", "run_pretrain",
+    "run_reward", "run_sft",
 ]
 
 EVAL_BATCHES = 4  # fixed validation windows per pretraining evaluation
-
-
-def split_rows(rows: Sequence[Any], fraction: float) -> tuple[list[Any], list[Any]]:
-    """(train, held-out) by prompt hash; a split left empty borrows rows so both can run."""
-    train = [r for r in rows if not is_heldout(r.prompt, fraction)]
-    held = [r for r in rows if is_heldout(r.prompt, fraction)]
-    if not held:  # tiny inputs: hold out the tail instead
-        cut = max(1, len(train) // 10)
-        train, held = train[:-cut] or train, train[-cut:]
-    if not train:
-        train = held
-    return train, held
 
 
 def _windows(data: torch.Tensor, starts: torch.Tensor, length: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -58,12 +47,6 @@ def pretrain_streams(texts: list[str], tokenizer: Any, cfg: PipelineConfig) -> t
             f"for training and {len(val_np)} held out (val_fraction={cfg.val_fraction}); each part needs at least "
             "3 tokens for one window. Add text to the corpus")
     return torch.from_numpy(train_np), torch.from_numpy(val_np), length
-
-
-def pair_accuracy(margins: torch.Tensor) -> float:
-    """Share of pairs ranked right (margin > 0); a tie (margin exactly 0, e.g. the zero-initialised
-    RM head before training) counts as half right, the expected score of a coin flip."""
-    return ((margins > 0).float() + 0.5 * (margins == 0).float()).mean().item()
 
 
 def run_pretrain(model: GPT, tokenizer: Any, texts: list[str], cfg: PipelineConfig, ctx: StageContext) -> dict:
@@ -115,9 +98,23 @@ def run_sft(model: GPT, codec: PromptCodec, demos: list[Demo], cfg: PipelineConf
 
 def preference_scores(rm: RewardModel, codec: PromptCodec, prefs: Sequence[Preference]) -> tuple[torch.Tensor, torch.Tensor]:
     """Rewards (B,) of the chosen and of the rejected responses."""
-    ids_c, len_c, _ = pair_batch(codec, [(p.prompt, p.chosen) for p in prefs])
-    ids_r, len_r, _ = pair_batch(codec, [(p.prompt, p.rejected) for p in prefs])
-    return rm(ids_c, len_c), rm(ids_r, len_r)
+    chosen = pair_batch(codec, [(p.prompt, p.chosen) for p in prefs])
+    rejected = pair_batch(codec, [(p.prompt, p.rejected) for p in prefs])
+    return rm(*chosen), rm(*rejected)
+
+
+def reward_eval_metrics(rm: RewardModel, codec: PromptCodec, held: Sequence[Preference]) -> dict[str, float]:
+    """Held-out loss, margin and pairwise accuracy, overall and per rejection kind
+    (``accuracy_off_by_one``, ... for numeric answers): an RM that is right on random wrong answers
+    but blind to off-by-one ones is what a policy learns to exploit."""
+    margins = torch.cat([torch.sub(*preference_scores(rm, codec, held[i : i + 256])) for i in range(0, len(held), 256)])
+    metrics = {"loss": -F.logsigmoid(margins).mean().item(), "accuracy": pair_accuracy(margins), "margin": margins.mean().item()}
+    kinds = [rejection_kind(p.chosen, p.rejected) for p in held]
+    for kind in REJECTION_KINDS:
+        picked = torch.tensor([k == kind for k in kinds])
+        if picked.any():
+            metrics[f"accuracy_{kind}"] = pair_accuracy(margins[picked])
+    return metrics
 
 
 def run_reward(rm: RewardModel, codec: PromptCodec, prefs: list[Preference], cfg: PipelineConfig, ctx: StageContext) -> dict:
@@ -131,15 +128,7 @@ def run_reward(rm: RewardModel, codec: PromptCodec, prefs: list[Preference], cfg
         margin = chosen - rejected
         return -F.logsigmoid(margin).mean(), {"accuracy": pair_accuracy(margin)}
 
-    def evaluate() -> dict[str, float]:
-        margins = torch.cat([torch.sub(*preference_scores(rm, codec, held[i : i + 256])) for i in range(0, len(held), 256)])
-        return {
-            "loss": -F.logsigmoid(margins).mean().item(),
-            "accuracy": pair_accuracy(margins),
-            "margin": margins.mean().item(),
-        }
-
-    return optimise(rm, cfg.reward, step_fn, evaluate, ctx, "RM reward")
+    return optimise(rm, cfg.reward, step_fn, lambda: reward_eval_metrics(rm, codec, held), ctx, "RM reward")
 
 
 # -- the built-in stages under the one stage protocol: stage(state, ctx) -> metrics ------------------
@@ -176,7 +165,7 @@ def reward_stage(state: Any, ctx: StageContext) -> None:
     """Built-in stage ``reward`` (RM): a scalar head on a copy of M1, trained on the preference pairs."""
     import copy
 
-    rm = state.models["RM"] = RewardModel(copy.deepcopy(state.models["M1"]))
+    rm = state.models["RM"] = RewardModel(copy.deepcopy(state.models["M1"]), state.cfg.reward.logprob_weight)
     state.train_or_reuse("RM", rm, state.cfg.reward, ("prefs", "M1"),
                          lambda: run_reward(rm, state.codec, state.inputs.prefs, state.cfg, ctx), ctx)  # fmt: skip
 
