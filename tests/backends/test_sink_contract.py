@@ -10,6 +10,8 @@ A new row is picked up here without editing this file; it then needs a probe bel
 from __future__ import annotations
 
 import json
+import shlex
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -40,7 +42,8 @@ class Probe:
     """How to read one backend back; ``None`` for something the backend has no type for."""
 
     config: dict[str, Any]
-    scalars: Callable[[Any, Any], Series]
+    #: None for a backend that holds no scalars (the alert sink only delivers health events).
+    scalars: Callable[[Any, Any], Series] | None
     histogram: Callable[[Any], bool] | None = None
     text: Callable[[Any], str] | None = None
     artifact: Callable[[Any], str] | None = None
@@ -49,6 +52,8 @@ class Probe:
     #: Compare scalars after a float32 round trip.
     float32: bool = False
     options: dict[str, Any] = field(default_factory=dict)
+    #: The health events the backend holds, read after close (the test logs EVENT once, then checks).
+    events: Callable[[Any], list[dict[str, Any]]] | None = None
 
 
 # -- TensorBoard: its own EventAccumulator --------------------------------------------------
@@ -120,6 +125,18 @@ def _prometheus_scalars(run: Any, sink: Any) -> Series:
         time.sleep(0.02)
 
 
+# -- Alerts: the command's own output file (in the working directory the test moves to) ------------
+_ALERTS_FILE = "alerts-contract.jsonl"
+_ALERTS_COMMAND = shlex.join([sys.executable, "-c", "import sys; open(sys.argv[1], 'a').write(sys.stdin.read() + '\\n')",
+                              _ALERTS_FILE])  # fmt: skip
+EVENT = {"time": 1.0, "step": 3, "rule": "spike", "severity": "warning", "metric": "train/loss", "value": 9.5,
+         "threshold": 6.0, "message": "train/loss spiked", "action": "log"}  # fmt: skip
+
+
+def _alerts_events(run: Any) -> list[dict[str, Any]]:
+    return [json.loads(line)["event"] for line in Path(_ALERTS_FILE).read_text().splitlines()]
+
+
 PROBES = {
     "tensorboard": Probe({"enable_tensorboard": True}, _tb_scalars, histogram=lambda run: "weights" in _tb(run).Tags()["histograms"],
                          text=_tb_text, float32=True),
@@ -127,6 +144,7 @@ PROBES = {
                     artifact=lambda run: _mlflow_file(run, "notes.txt")),
     "wandb": Probe({"enable_wandb": True}, _wandb_scalars, histogram=_wandb_histogram, artifact=_wandb_artifact),
     "prometheus": Probe({"prometheus_port": 0}, _prometheus_scalars, while_open=True),
+    "alerts": Probe({"alert_command": _ALERTS_COMMAND}, None, events=_alerts_events),
 }  # fmt: skip
 
 
@@ -146,6 +164,8 @@ def test_sink_contract(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     probe = PROBES[name]
     monkeypatch.delenv("WANDB_MODE", raising=False)
     row = BACKENDS[name]
+    if probe.events:
+        monkeypatch.chdir(tmp_path)
     sink = getattr(row.load(), row.sink).from_config(TrackingConfig(**probe.config))
     (tmp_path / "notes.txt").write_text("hello from codex_ml\n")
 
@@ -157,8 +177,10 @@ def test_sink_contract(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatc
         run.log_histogram("weights", np.arange(100.0), step=1)
         run.log_text("notes", "héllo\nworld", step=2)
         run.log_artifact(tmp_path / "notes.txt")
+        if probe.events:
+            run.log_event(EVENT)
         run.flush()
-        open_scalars = probe.scalars(run, sink) if probe.while_open else None
+        open_scalars = probe.scalars(run, sink) if probe.while_open and probe.scalars else None
     finally:
         report = run.close()
 
@@ -167,8 +189,11 @@ def test_sink_contract(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     stats = report.sinks[name]
     assert stats["undelivered"] == 0 and stats["dropped"] == 0 and not stats["disabled"], stats
     assert "[monitoring-error]" not in capfd.readouterr().err
-    scalars = open_scalars if probe.while_open else probe.scalars(run, sink)
-    assert {k: sorted(scalars[k]) for k in KEYS} == _expected(probe)
+    if probe.scalars:
+        scalars = open_scalars if probe.while_open else probe.scalars(run, sink)
+        assert {k: sorted(scalars[k]) for k in KEYS} == _expected(probe)
+    if probe.events:
+        assert probe.events(run) == [EVENT]
     if probe.histogram:
         assert probe.histogram(run)
     if probe.text:

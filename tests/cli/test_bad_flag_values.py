@@ -37,6 +37,8 @@ TRACKING_BAD: list[tuple[str, ...]] = [
     ("--mlflow-experiment", ""),
     ("--prometheus-addr", "no such host"), ("--prometheus-addr", "999.1.1.1"),
     ("--prometheus-pushgateway", "ftp://gateway:9091"), ("--prometheus-pushgateway", ""),
+    ("--alert-webhook", "ftp://hooks.example.com/x"), ("--alert-webhook", ""),
+    ("--alert-command", "no-such-program-xyz"), ("--alert-command", "'unbalanced"),
     ("--sink", "nosuch"), ("--sink", ""),
     ("--system-metrics-collector", "nosuch"), ("--system-metrics-collector", ""),
     ("--run-name", "../x"), ("--run-name", ""),

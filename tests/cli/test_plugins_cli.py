@@ -76,7 +76,7 @@ def test_unknown_group_and_name_exit_2_with_choices() -> None:
     code, output = invoke("list", "sink")
     assert code == 2 and "groups: sinks, models" in output
     code, output = invoke("show", "sinks", "tensorbord")
-    assert code == 2 and "registered sinks: mlflow, prometheus, tensorboard, wandb" in output
+    assert code == 2 and "registered sinks: alerts, mlflow, prometheus, tensorboard, wandb" in output
 
 
 def test_show_builtin_gives_module_summary_signature() -> None:

@@ -112,7 +112,7 @@ def test_extra_sinks_values() -> None:
 
 def test_unknown_sink_fails_before_the_run_starts(tmp_path: Path) -> None:
     """An unknown name is a CodexMLError listing the registered sinks; no run dir is made."""
-    with pytest.raises(UnknownPluginError, match="registered sinks: mlflow, prometheus, tensorboard, wandb") as error:
+    with pytest.raises(UnknownPluginError, match="registered sinks: alerts, mlflow, prometheus, tensorboard, wandb") as error:
         start_run("r", output_root=str(tmp_path), extra_sinks=["nope"])
     assert isinstance(error.value, CodexMLError)
     assert not (tmp_path / "r").exists()

@@ -64,6 +64,10 @@ def _prometheus_wanted(config: Any) -> bool:
     return config.prometheus_port is not None or bool(config.prometheus_pushgateway)
 
 
+def _alerts_wanted(config: Any) -> bool:
+    return bool(config.alert_webhook) or bool(config.alert_command)
+
+
 _ROWS = (
     Row("tensorboard", "codex_ml.backends.tensorboard", "TensorBoardSink", "tensorboard", "tensorboard",
         "The TensorBoard sink (--enable-tensorboard)", _flag("enable_tensorboard"), switch="enable_tensorboard"),
@@ -74,6 +78,9 @@ _ROWS = (
     Row("prometheus", "codex_ml.backends.prometheus", "PrometheusSink", "prometheus_client", "prometheus",
         "The Prometheus exporter (--prometheus-port)", _prometheus_wanted, pip_name="prometheus-client",
         replayable=False),
+    # Standard library only: the row format names a package, and urllib.request is always there.
+    Row("alerts", "codex_ml.backends.alerts", "AlertSink", "urllib.request", "",
+        "Health alerts (--alert-webhook/--alert-command)", _alerts_wanted, replayable=False),
 )  # fmt: skip
 
 #: Every built-in backend by name, in the order sinks are built and outputs are listed.

@@ -55,6 +55,12 @@ class TrackingConfig:
     prometheus_port: int | None = None
     prometheus_addr: str = "127.0.0.1"
     prometheus_pushgateway: str | None = None
+    #: POST every health event as JSON to this http(s) URL (docs/alerting.md); a user:password@
+    #: or token@ in it is sent as HTTP auth and kept out of the stored config.
+    alert_webhook: str | None = None
+    #: Run this command once per health event with the event's JSON on stdin (split like a shell
+    #: command line, run without a shell).
+    alert_command: str | None = None
     #: On resume, first replay into TensorBoard/MLflow/W&B the points of the NDJSON they miss
     #: (e.g. after a crash or an outage), so every sink holds every step exactly once.
     backfill_on_resume: bool = True
@@ -70,6 +76,7 @@ class TrackingConfig:
         # run.json, checkpoints and params, and printed, so it keeps the URIs without them.
         self.mlflow_tracking_uri = take_credentials(self.mlflow_tracking_uri)
         self.prometheus_pushgateway = take_credentials(self.prometheus_pushgateway, default_scheme="http")
+        self.alert_webhook = take_credentials(self.alert_webhook)
         problems = _problems(self)
         if problems:
             raise TrackingConfigError(problems)
@@ -146,7 +153,7 @@ _HOSTNAME = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9
 def _problems(c: TrackingConfig) -> list[tuple[str, str]]:
     """Every value out of range, as (field, what is wrong)."""
     out = [(name, "must not be empty") for name in ("mlflow_tracking_uri", "mlflow_experiment", "system_metrics",
-                                                      "prometheus_pushgateway")
+                                                      "prometheus_pushgateway", "alert_webhook", "alert_command")
            if isinstance(getattr(c, name), str) and not getattr(c, name).strip()]
     if not str(c.output_root).strip():
         out.append(("output_root", "must not be empty (use . for the current directory)"))
@@ -159,6 +166,7 @@ def _problems(c: TrackingConfig) -> list[tuple[str, str]]:
             out.append(("run_name", f"is not usable: {exc}"))
     out += _number_problems(c)
     out += _address_problems(c)
+    out += _alert_problems(c)
     return out
 
 
@@ -200,6 +208,34 @@ def _address_problems(c: TrackingConfig) -> list[tuple[str, str]]:
         host = (rest if sep else gateway).split("/", 1)[0].rsplit("@", 1)[-1]
         if (sep and scheme.lower() not in ("http", "https")) or not host or any(ch.isspace() for ch in gateway):
             out.append(("prometheus_pushgateway", f"must be an http(s)://host:port URL (or host:port), got {_masked(gateway)!r}"))
+    return out
+
+
+def _alert_problems(c: TrackingConfig) -> list[tuple[str, str]]:
+    """A webhook that is not http(s)://host..., a command that does not parse or is not found.
+
+    Only the scheme of a bad URL and the program of a bad command are shown: webhook paths and
+    command arguments often hold tokens.
+    """
+    out = []
+    url = c.alert_webhook
+    if isinstance(url, str) and url.strip():
+        scheme, sep, rest = url.partition("://")
+        if not sep or scheme.lower() not in ("http", "https") or not rest.split("/", 1)[0] or any(ch.isspace() for ch in url):
+            got = f"scheme {scheme!r}" if sep else "no scheme"
+            out.append(("alert_webhook", f"must be an http(s)://host[:port]/path URL without spaces (got {got})"))
+    command = c.alert_command
+    if isinstance(command, str) and command.strip():
+        import shlex
+        import shutil
+
+        try:
+            program = shlex.split(command)[0]
+        except (ValueError, IndexError) as exc:
+            out.append(("alert_command", f"cannot be split into a program and its arguments ({exc})"))
+        else:
+            if shutil.which(program) is None:
+                out.append(("alert_command", f"names {program!r}, which is not an executable file or on PATH"))
     return out
 
 
@@ -265,5 +301,7 @@ TRACKING_FLAGS: tuple[Flag, ...] = (
     Flag(("--prometheus-port",), "prometheus_port", False, "Serve /metrics for Prometheus on this port (training scalars, system gauges, tracker health).", "PORT", int),
     Flag(("--prometheus-addr",), "prometheus_addr", False, "Address the Prometheus exporter binds (default: 127.0.0.1; 0.0.0.0 exposes it to the network).", "ADDR"),
     Flag(("--prometheus-pushgateway",), "prometheus_pushgateway", False, "Also push metrics to this Prometheus Pushgateway URL (for short jobs).", "URL"),
+    Flag(("--alert-webhook",), "alert_webhook", False, "POST every health event as JSON to this http(s) URL, retried with backoff (docs/alerting.md); user:password@ in it is sent as basic auth, never stored or printed.", "URL"),
+    Flag(("--alert-command",), "alert_command", False, "Run this command once per health event with the event as JSON on stdin (docs/alerting.md).", "CMD"),
     Flag(("--sink",), "extra_sinks", False, "Also log to this registered sink plugin (repeatable; `codex-ml plugins list sinks` shows the names).", "NAME", multiple=True),
 )
