@@ -226,3 +226,20 @@ def test_checkpointed_config_keeps_the_webhook_without_its_credentials() -> None
     assert tracking.alert_webhook == "https://hooks.example.com/h"
     assert "W3bhookPw" not in json.dumps(config.with_tracking(tracking).to_dict())  # what a checkpoint holds
     assert credentials_for("https://hooks.example.com/h") == ("bot", "W3bhookPw")
+
+
+def test_env_webhook_keeps_a_path_secret_out_of_the_config(
+    tmp_path: Path, hook: Hook, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Slack-style URLs carry their secret in the path: ``env:NAME`` leaves only the name in the config."""
+    monkeypatch.setenv("TEAM_ALERT_URL", f"{hook.base}/services/T0/B0/Sl4ckPathSecret")
+    config = TrackingConfig(alert_webhook="env:TEAM_ALERT_URL")
+    assert config.alert_webhook == "env:TEAM_ALERT_URL"
+    with start_run("envhook", output_root=tmp_path, flush_interval=0.05, config=config) as run:
+        run.log_event(_event())
+        assert hook.got.wait(5)
+    assert hook.requests[0][2]["event"]["rule"] == "nonfinite"
+    assert "Sl4ckPathSecret" not in run.paths.run_file.read_text() + capfd.readouterr().err
+    monkeypatch.delenv("TEAM_ALERT_URL")
+    with pytest.raises(TrackingConfigError, match=r"reads the URL from \$TEAM_ALERT_URL, which is not set"):
+        TrackingConfig(alert_webhook="env:TEAM_ALERT_URL")

@@ -9,7 +9,8 @@ on its own SinkWorker thread like every sink, so a slow or dead endpoint never b
   15 s), a ``Retry-After`` up to ``MAX_RETRY_AFTER`` s is honoured; any other 4xx is not retried.
   ``https://user:password@host/...`` is sent as HTTP basic auth and ``https://token@host/...`` as
   ``Authorization: Bearer token``; the credentials are taken out of the URL when the config is built
-  (codex_ml.secrets.credentials), so they are never stored or printed.
+  (codex_ml.secrets.credentials), so they are never stored or printed. ``env:NAME`` stands for the
+  URL in ``$NAME`` (read here, kept in memory): for webhooks whose path is the secret (Slack).
 - Command: ``CMD`` is split like a shell would (``shlex``, no shell: use ``sh -c '...'`` for pipes)
   and run once per event with the same JSON on stdin; a non-zero exit or a timeout is reported, not
   retried (a command may not be safe to run twice).
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import shlex
 import socket
 import subprocess
@@ -111,7 +113,7 @@ class AlertSink(Sink):
         if not webhook and not command:
             raise ValueError("AlertSink needs a webhook URL, a command, or both")
         # Credentials in the URL stay in memory (TrackingConfig has already taken them out).
-        self._webhook = take_credentials(webhook) if webhook else None
+        self._webhook = take_credentials(_resolve(webhook)) if webhook else None
         self._argv = shlex.split(command) if command else None
         self._timeout = timeout
         self._delays = tuple(retry_delays)
@@ -145,6 +147,8 @@ class AlertSink(Sink):
             problems += self._try(lambda: self._run_command(body), f"--alert-command {self._argv[0]}")
         if problems:
             self.failed += 1
+            if self._stop.is_set():
+                return  # close() gave up on this sink and has reported it: say nothing after it
             self._warn(f"the {event.get('rule')} alert (step {event.get('step')}) did not reach "
                        f"{'; '.join(problems)}; it is in events.ndjson, training goes on")  # fmt: skip
         else:
@@ -216,6 +220,16 @@ class AlertSink(Sink):
     def _warn(self, message: str) -> None:
         if self._run is not None:
             self._run.warn(self.name, redact_text(message))
+
+
+def _resolve(webhook: str) -> str:
+    """``webhook``, or the URL in ``$NAME`` for ``env:NAME`` (TrackingConfig has checked it is set)."""
+    if not webhook.startswith("env:"):
+        return webhook
+    url = os.environ.get(webhook[4:])
+    if not url:
+        raise ValueError(f"--alert-webhook {webhook}: ${webhook[4:]} is not set")
+    return url
 
 
 def _retry_after(exc: urllib.error.HTTPError) -> float:

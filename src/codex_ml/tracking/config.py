@@ -56,7 +56,8 @@ class TrackingConfig:
     prometheus_addr: str = "127.0.0.1"
     prometheus_pushgateway: str | None = None
     #: POST every health event as JSON to this http(s) URL (docs/alerting.md); a user:password@
-    #: or token@ in it is sent as HTTP auth and kept out of the stored config.
+    #: or token@ in it is sent as HTTP auth and kept out of the stored config. ``env:NAME`` reads
+    #: the URL from $NAME when the run starts (for webhooks whose path is the secret).
     alert_webhook: str | None = None
     #: Run this command once per health event with the event's JSON on stdin (split like a shell
     #: command line, run without a shell).
@@ -219,6 +220,16 @@ def _alert_problems(c: TrackingConfig) -> list[tuple[str, str]]:
     """
     out = []
     url = c.alert_webhook
+    if isinstance(url, str) and url.startswith("env:"):
+        name = url[4:]
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+            out.append(("alert_webhook", f"env:NAME needs an environment variable name, got {name!r}"))
+            url = None
+        elif not os.environ.get(name):
+            out.append(("alert_webhook", f"reads the URL from ${name}, which is not set"))
+            url = None
+        else:
+            url = os.environ[name]
     if isinstance(url, str) and url.strip():
         scheme, sep, rest = url.partition("://")
         if not sep or scheme.lower() not in ("http", "https") or not rest.split("/", 1)[0] or any(ch.isspace() for ch in url):
