@@ -113,8 +113,12 @@ def spike_fires(values: list[float], at: int, factor: float, threshold: float) -
 
 
 def bench_margins(runs: list[Path]) -> None:
-    """Print the margins table and the injected-spike check."""
-    threshold = HealthConfig().rules["spike"]["threshold"]
+    """Print the margins table (with the default settings) and the injected-spike check."""
+    rules = HealthConfig().rules
+    threshold = rules["spike"]["threshold"]
+    spike = {k: rules["spike"][k] for k in ("window", "warmup", "min_scale")}
+    grad = {k: rules["grad_explosion"][k] for k in ("window", "warmup", "min_scale")}
+    drop = {k: rules["throughput_drop"][k] for k in ("window", "warmup", "patience")}
     print(f"{'run':<14} {'steps':>6} {'spike z':>8} {'grad z':>8} {'tok/s min':>9} {'wait share':>10} "
           f"{'events':>6} {'x20 fires':>9}")
     for run in runs:
@@ -122,8 +126,9 @@ def bench_margins(runs: list[Path]) -> None:
         waits, steps = series(run, "time/data_wait_s"), series(run, "time/step_s")
         events = backtest(run)
         checks = [spike_fires(loss, at, 20.0, threshold) for at in (100, len(loss) // 2, len(loss) - 5)]
-        print(f"{run.name:<14} {len(loss):>6} {max_z(loss):>8.2f} {max_z(series(run, 'train/grad_norm')):>8.2f} "
-              f"{min_ratio(series(run, 'train/tokens_per_s')):>9.2f} {max_share(waits, steps):>10.3f} "
+        print(f"{run.name:<14} {len(loss):>6} {max_z(loss, **spike):>8.2f} {max_z(series(run, 'train/grad_norm'), **grad):>8.2f} "
+              f"{min_ratio(series(run, 'train/tokens_per_s'), **drop):>9.2f} "
+              f"{max_share(waits, steps, rules['data_stall']['window']):>10.3f} "
               f"{len(events):>6} {sum(checks):>6}/{len(checks)}")
 
 
