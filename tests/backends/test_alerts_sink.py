@@ -84,6 +84,10 @@ def test_webhook_gets_the_documented_body_through_the_run(tmp_path: Path, hook: 
                             "(action: stop)")  # fmt: skip
     saved = json.loads(run.paths.run_file.read_text())["backends"]["alerts"]
     assert saved == {"webhook": hook.base, "command": None}  # the origin only
+    from codex_ml.tracking.viewing import describe_outputs
+
+    assert f"  alerts:       health events go to POST {hook.base} (all in events.ndjson)" in describe_outputs(
+        run.paths, run.sink_names)
 
 
 def test_credentials_in_the_url_are_sent_as_auth_and_never_printed(

@@ -6,9 +6,9 @@ and says so. Both servers are our own instances on free 127.0.0.1 ports with the
 (Alertmanager's cluster port is off). The receiver is an ``http.server`` in this process.
 
 The run logs steps, then a NaN loss, then nothing while it stays open. The receiver must get
-CodexNonFiniteLoss and CodexHealthEvent, then CodexTrainingStalled, each within the bound
-docs/alerting.md derives: the rules are the shipped ones with the stall threshold and its ``for``
-shortened (a small templating step below), and every interval is 1 s.
+CodexNonFiniteLoss and CodexHealthEvent, then CodexTrainingStalled, each within the bound that
+docs/prometheus.md derives ("How long an alert takes"): the rules are the shipped ones with the stall
+threshold and its ``for`` shortened (a small templating step below), and every interval is 1 s.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from codex_ml.tracking import start_run
 ROOT = Path(__file__).resolve().parents[2]
 ALERTMANAGER = Path("/usr/bin/prometheus-alertmanager")
 RUN = "alert-e2e"
-# Every interval of the set-up, in seconds (docs/alerting.md, "How long an alert takes").
+# Every interval of the set-up, in seconds (docs/prometheus.md, "How long an alert takes").
 SCRAPE = EVALUATION = GROUP_WAIT = 1.0
 FLUSH = 0.05  # the run's writer interval: a record reaches the exporter within it
 STALL_AFTER = 3.0  # the stall threshold, shortened from 600 s
