@@ -123,9 +123,10 @@ def _prometheus_config(path: Path, exporter_port: int, alertmanager: str, rules:
 
 def _alertmanager_config(path: Path, webhook: str) -> None:
     config = {
-        # group_by alertname and run: a new kind of alert is its own group and waits group_wait only,
+        # As docs/prometheus.md recommends: each alert is its own group and waits group_wait only,
         # not group_interval behind an alert already sent.
-        "route": {"receiver": "test", "group_by": ["alertname", "run"], "group_wait": f"{GROUP_WAIT:g}s",
+        "route": {"receiver": "test", "group_by": ["alertname", "run", "rule", "metric", "sink"],
+                  "group_wait": f"{GROUP_WAIT:g}s",
                   "group_interval": "1s", "repeat_interval": "1h"},
         "receivers": [{"name": "test", "webhook_configs": [{"url": webhook, "send_resolved": False}]}],
     }  # fmt: skip
