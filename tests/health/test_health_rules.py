@@ -114,8 +114,14 @@ CASES = {
     "throughput_drop quiet on a short dip": ("throughput_drop", {"patience": 5}, throughput([1000.0] * 50 + [300.0] * 4 + [1000.0] * 10), []),
     "throughput_drop quiet above the fraction": ("throughput_drop", {"patience": 5}, throughput([1000.0] * 50 + [600.0] * 30), []),
     "throughput_drop re-arms after recovery": (
-        "throughput_drop", {"patience": 3}, throughput([1000.0] * 50 + [300.0] * 5 + [1000.0] * 20 + [300.0] * 3),
-        [(52, "throughput_drop", "train/tokens_per_s"), (77, "throughput_drop", "train/tokens_per_s")]),
+        "throughput_drop", {"patience": 3}, throughput([1000.0] * 50 + [300.0] * 5 + [1000.0] * 60 + [300.0] * 3),
+        [(52, "throughput_drop", "train/tokens_per_s"), (117, "throughput_drop", "train/tokens_per_s")]),
+    "throughput_drop: a lasting drop once, even with patience near the window": (
+        "throughput_drop", {"patience": 80}, throughput([1000.0] * 150 + [300.0] * 400),
+        [(229, "throughput_drop", "train/tokens_per_s")]),
+    "throughput_drop: no second event while the median settles": (
+        "throughput_drop", {"patience": 3, "fraction": 0.4}, throughput([1000.0] * 150 + [300.0] * 400),
+        [(152, "throughput_drop", "train/tokens_per_s")]),
     # data_stall: windowed share of step time waiting for data
     "data_stall fires when the window share passes the threshold": (
         "data_stall", {"window": 4}, waits([0.0] * 10 + [0.9] * 10), [(12, "data_stall", "time/data_wait_s")]),

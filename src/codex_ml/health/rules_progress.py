@@ -75,14 +75,15 @@ class Stall(Rule):
 
 class ThroughputDrop(Rule):
     """Tokens/s below ``fraction`` of its rolling median for ``patience`` records in a row; once
-    per drop, re-armed by a value back above the line."""
+    per drop, re-armed by a value back above the line. Values below the line stay out of the
+    median until the rule fires, so ``patience`` may be as long as the window."""
 
     name = "throughput_drop"
     ALLOWED_ACTIONS = ("log", "stop")
     PARAMS = {
         "metric": Param("train/tokens_per_s", str, "the throughput metric"),
         "fraction": Param(0.5, float, "fires below this fraction of the rolling median", 0.0),
-        "patience": Param(20, int, "records in a row below the line", 1),
+        "patience": Param(50, int, "records in a row below the line", 1),
         "window": Param(100, int, "values in the rolling median", 3),
         "warmup": Param(20, int, "values seen before the rule can fire", 1),
     }
@@ -94,6 +95,7 @@ class ThroughputDrop(Rule):
         self.window = RollingMedian(s["window"])
         self.seen = self.below = 0
         self.fired = False
+        self.settle = 0  # values to add after firing before it may re-arm (the median moves to the new level)
 
     def on_metrics(self, step: int, wall_time: float, metrics: Mapping[str, float]) -> list[HealthEvent]:
         value = metrics.get(self.metric)
@@ -106,13 +108,18 @@ class ThroughputDrop(Rule):
             if value < line:
                 self.below += 1
                 if self.below >= self.patience and not self.fired:
-                    self.fired = True
+                    self.fired, self.settle = True, self.window.size // 2
                     out = [self.event(wall_time, step, self.metric, value, line,
                                       f"{self.metric} = {fmt(value)} at step {step}, below {fmt(self.fraction)} x its "
                                       f"rolling median ({fmt(line)}) for {self.below} records")]
-            else:
+                if not self.fired:
+                    return out  # the baseline holds while a drop builds up, or a long one would hide itself
+            elif self.settle == 0:
                 self.below, self.fired = 0, False
-        self.window.add(value)
+            else:
+                self.below = 0
+        self.settle = max(0, self.settle - 1)
+        self.window.add(value)  # after firing, the new level joins the window: reported once, then re-armed
         return out
 
 
