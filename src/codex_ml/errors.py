@@ -93,4 +93,6 @@ def user_errors() -> Iterator[None]:
     try:
         yield
     except CodexMLError as exc:
-        raise SystemExit(print_error(exc)) from None
+        print_error(exc)
+        # A subclass may name its own status (a run stopped by a health rule exits 3).
+        raise SystemExit(getattr(exc, "exit_code", EXIT_USER_ERROR)) from None

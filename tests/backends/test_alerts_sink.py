@@ -247,3 +247,13 @@ def test_env_webhook_keeps_a_path_secret_out_of_the_config(
     monkeypatch.delenv("TEAM_ALERT_URL")
     with pytest.raises(TrackingConfigError, match=r"reads the URL from \$TEAM_ALERT_URL, which is not set"):
         TrackingConfig(alert_webhook="env:TEAM_ALERT_URL")
+
+
+def test_the_alerts_sink_without_a_destination_is_refused() -> None:
+    """``--sink alerts`` alone would build nothing: it is an error naming the two options."""
+    from codex_ml.plugins.registry import PluginError
+    from codex_ml.tracking.builtin_sinks import build_sinks
+    from codex_ml.tracking.config import TrackingConfig
+
+    with pytest.raises(PluginError, match="--alert-webhook URL or --alert-command CMD"):
+        build_sinks(TrackingConfig(extra_sinks=["alerts"]))

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from codex_ml.health import HealthConfig
+from codex_ml.health import HealthConfig, read_events
 from codex_ml.health.backtest import BacktestInputError, backtest, backtest_report
 from codex_ml.tracking import start_run
 
@@ -27,6 +27,8 @@ def test_nan_at_step_30_is_exactly_one_nonfinite_event(tmp_path: Path) -> None:
     events = backtest(run.paths.root)
     assert [(e.rule, e.step, e.metric) for e in events] == [("nonfinite", 30, "train/loss")]
     assert math.isnan(events[0].value) and events[0].severity == "critical"
+    # The live run raised the same event (one implementation for both).
+    assert [e.key() for e in read_events(run.paths.events)] == [e.key() for e in events]
 
 
 def test_stall_and_spike_over_a_real_run(tmp_path: Path) -> None:
@@ -38,7 +40,8 @@ def test_stall_and_spike_over_a_real_run(tmp_path: Path) -> None:
     config = HealthConfig().with_overrides(["health.stall.floor_s=0.4"])
     report = backtest_report(run.paths.root, config)
     assert [(e.rule, e.step) for e in report.events] == [("spike", 100), ("stall", 110)]
-    assert report.events[1].value >= 0.6 and report.metrics_records == 120
+    # 120 steps plus the live run's health/events count of its spike (its stall limit was 10 s).
+    assert report.events[1].value >= 0.6 and report.metrics_records == 121
     assert backtest(run.paths.root, HealthConfig.from_mapping({"enabled": False})) == []
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from codex_ml.health.config import HealthConfig
 from codex_ml.health.events import HealthEvent
-from codex_ml.health.rules import NONE, Rule
+from codex_ml.health.rules import NONE, MetricFilter, Rule
 from codex_ml.rundir.records import METRICS, SYSTEM, Record
 
 __all__ = ["HealthMonitor"]
@@ -42,12 +42,16 @@ class HealthMonitor:
         self.count = 0
         #: The last training step seen; events of ticks and sink changes without one get it.
         self.last_step: int | None = None
+        # The rules that care about a record, by its tuple of names: a run logs few distinct
+        # records, and most rules watch few names, so most records reach one or two rules.
+        self._interested: dict[tuple[str, ...], list[Rule]] = {}
 
     def exclude(self, names: Iterable[str]) -> None:
         """Stop evaluating the rules called ``names``."""
         left_out = set(names)
         with self._lock:
             self.rules = [rule for rule in self.rules if rule.name not in left_out]
+            self._interested.clear()
 
     def names(self) -> list[str]:
         """The names of the rules evaluated, in order."""
@@ -60,7 +64,10 @@ class HealthMonitor:
             step, wall_time, metrics = record[1], record[2], record[3]
             with self._lock:
                 self.last_step = step
-                return self._call("on_metrics", step, wall_time, metrics)
+                rules = self._interested.get(tuple(metrics))
+                if rules is None:
+                    rules = self._remember_interest(metrics)
+                return self._call("on_metrics", step, wall_time, metrics, rules=rules) if rules else NONE
         if kind == SYSTEM:
             with self._lock:
                 return self._call("on_system", record[1], record[2], record[3])
@@ -78,10 +85,17 @@ class HealthMonitor:
         with self._lock:
             return self._call("on_sink_status", sink, state, detail, now)
 
-    def _call(self, hook: str, *args: Any) -> list[HealthEvent]:
+    def _remember_interest(self, metrics: Any) -> list[Rule]:
+        if len(self._interested) > 4096:  # names that change every record: stay bounded
+            self._interested.clear()
+        rules = [rule for rule in self.rules if _cares(rule, metrics)]
+        self._interested[tuple(metrics)] = rules
+        return rules
+
+    def _call(self, hook: str, *args: Any, rules: list[Rule] | None = None) -> list[HealthEvent]:
         # Called with the lock held. Most calls raise nothing: stay on the cheap path.
         out = NONE
-        for rule in self.rules:
+        for rule in self.rules if rules is None else rules:
             try:
                 events = getattr(rule, hook)(*args)
             except Exception as exc:  # noqa: BLE001 - one broken rule must not stop the writer thread
@@ -97,3 +111,12 @@ class HealthMonitor:
     def _disable(self, rule: Rule, exc: BaseException) -> None:
         self.errors.append((rule.name, f"{type(exc).__name__}: {exc}"))
         self.rules = [r for r in self.rules if r is not rule]
+        self._interested.clear()
+
+
+def _cares(rule: Rule, metrics: Any) -> bool:
+    """Whether ``rule`` may act on a metrics record with these names."""
+    if type(rule).on_metrics is Rule.on_metrics:
+        return False  # it watches system samples, ticks or sinks only
+    watch = getattr(rule, "watch", None)
+    return watch.any_in(metrics) if isinstance(watch, MetricFilter) else True

@@ -40,6 +40,10 @@ def build_sinks(config: TrackingConfig) -> list[Sink]:
         from codex_ml.plugins.registry import PluginError
 
         raise PluginError("the prometheus sink needs --prometheus-port PORT or --prometheus-pushgateway URL")
+    if "alerts" in plugin_names and not (config.alert_webhook or config.alert_command):
+        from codex_ml.plugins.registry import PluginError
+
+        raise PluginError("the alerts sink needs --alert-webhook URL or --alert-command CMD")
     config = config.replace(**switches) if switches else config
     sinks = _builtin_sinks(config)
     others = [n for n in plugin_names if n not in BACKENDS]

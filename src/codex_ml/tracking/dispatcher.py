@@ -19,7 +19,7 @@ from typing import Any
 from codex_ml.rundir.encoding import decode_number, encode_metrics, encode_number, encode_record, json_safe
 from codex_ml.tracking.ndjson_writer import NdjsonFile
 from codex_ml.rundir.paths import RunPaths
-from codex_ml.rundir.records import HISTOGRAM, METRICS, PARAMS, TAGS, TEXT, Record, compute_histogram
+from codex_ml.rundir.records import EVENT, HISTOGRAM, METRICS, PARAMS, SYSTEM, TAGS, TEXT, Record, compute_histogram
 from codex_ml.tracking.reporting import Reporter
 from codex_ml.rundir.run_files import read_json as _load_json, write_json_atomic
 from codex_ml.secrets.redaction import redact_text
@@ -39,6 +39,7 @@ class Dispatcher:
         max_queue: int = 200_000,
         histogram_bins: int = 64,
         max_pending_bytes: int = 256 * 2**20,
+        health: Any = None,
     ) -> None:
         self.queue: deque[Record] = deque()
         self.max_queue = max_queue
@@ -62,6 +63,10 @@ class Dispatcher:
             HISTOGRAM: NdjsonFile(paths.histograms, reporter, fsync, max_pending_bytes),
             TEXT: NdjsonFile(paths.text, reporter, fsync, max_pending_bytes),
         }
+        #: The run's HealthLink (tracking/health_link.py), or None when health checks are off.
+        self.health = health
+        # events.ndjson is opened at the first event: a healthy run has none.
+        self._file_args = (fsync, max_pending_bytes)
         self.wake = threading.Event()
         #: Drains begun and finished by the writer thread (see Run.flush).
         self.drains_started = 0
@@ -116,7 +121,7 @@ class Dispatcher:
         batch = [queue.popleft() for _ in range(len(queue))]
         if not batch:
             return
-        chunks: dict[int, list[bytes]] = {METRICS: [], HISTOGRAM: [], TEXT: []}
+        chunks: dict[int, list[bytes]] = {METRICS: [], HISTOGRAM: [], TEXT: [], EVENT: []}
         kept: list[Record] = []
         for record in batch:
             # One record at a time, so one that cannot be prepared or encoded costs only itself.
@@ -128,12 +133,34 @@ class Dispatcher:
                 self._reporter.error("ndjson", f"skipped a record it could not write: {type(exc).__name__}: {exc}")
                 continue
             kept.append(record)
+            if self.health is not None and record[0] in (METRICS, SYSTEM, EVENT):
+                self._check_health(record, chunks, kept)
         for kind, lines in chunks.items():
             if lines:
-                self._files[kind].append(b"".join(lines))
+                self._file(kind).append(b"".join(lines))
         self.records_written += len(kept)
         for worker in self.workers:
             worker.submit(kept)
+
+    def _check_health(self, record: Record, chunks: dict[int, list[bytes]], kept: list[Record]) -> None:
+        """Run the health rules on a metrics or system ``record`` and write the events it raised; after
+        each event (raised here or queued by the watchdog or the trainer), its ``health/events`` count."""
+        try:
+            raised = [record] if record[0] == EVENT else self.health.observe(record)
+            for event in raised:
+                if event is not record:
+                    self._encode(event, chunks)
+                    kept.append(event)
+                count = self._prepare(self.health.written(event))
+                self._encode(count, chunks)
+                kept.append(count)
+        except Exception as exc:  # noqa: BLE001 - a health failure never costs the record itself
+            self._reporter.error("health", f"health check failed on a record: {type(exc).__name__}: {exc}")
+
+    def _file(self, kind: int) -> NdjsonFile:
+        if kind not in self._files:  # only EVENT is opened late
+            self._files[kind] = NdjsonFile(self._paths.events, self._reporter, *self._file_args)
+        return self._files[kind]
 
     def _prepare(self, record: Record) -> Record:
         kind = record[0]
@@ -163,6 +190,8 @@ class Dispatcher:
             chunks[HISTOGRAM].append(encode_record(hist))
         elif kind == TEXT:
             chunks[TEXT].append(encode_record({"step": step, "time": wall_time, "name": record[3], "text": record[4]}))
+        elif kind == EVENT:
+            chunks[EVENT].append(encode_record(record[3]))
         elif kind == PARAMS:
             self.params.update(record[3])
             write_json_atomic(self._paths.params, self.params)

@@ -24,6 +24,7 @@ from codex_ml.tracking import lifecycle
 from codex_ml.tracking.builtin_sinks import build_sinks
 from codex_ml.tracking.config import TrackingConfig
 from codex_ml.tracking.dispatcher import Dispatcher
+from codex_ml.tracking.health_link import HealthLink, event_record, open_health
 from codex_ml.rundir.run_files import read_json as _load_json, write_json_atomic
 from codex_ml.rundir.params import flatten_params
 from codex_ml.secrets.redaction import redact_params
@@ -40,7 +41,7 @@ from codex_ml.tracking.worker import SinkWorker
 STATUSES = ("FINISHED", "FAILED", "KILLED")
 #: The keys close() writes to summary.json itself (add_summary may not reuse them).
 SUMMARY_KEYS = ("run_name", "run_id", "status", "start_time", "end_time", "last_step", "records", "metrics", "sinks",
-                "errors")  # fmt: skip
+                "errors", "health")  # fmt: skip
 #: After Ctrl-C during close(): how long the NDJSON writer, then the sinks, may still take.
 INTERRUPTED_WRITER_WAIT = 10.0
 INTERRUPTED_SINK_WAIT = 1.0
@@ -99,6 +100,8 @@ class Run:
         self.summary: dict[str, Any] | None = None
         #: The one-writer lock of the run directory, held until close() has written its files.
         self._run_lock: RunLock | None = None
+        #: Health rules, watchdog and event counts (tracking/health_link.py); set by start_run.
+        self.health_link: HealthLink | None = None
 
     # -- identity -------------------------------------------------------------------
     @property
@@ -175,6 +178,18 @@ class Run:
             "sinks": {w.sink.name: asdict(w.stats) for w in self._dispatcher.workers},
             "errors": errors,
         }
+
+    def log_event(self, event: Any) -> None:
+        """Record a health event (a :class:`~codex_ml.health.HealthEvent` or its JSON dict): one
+        line of events.ndjson, every sink's ``write_event``, the ``health/events`` count."""
+        self._check_open()
+        self._append(event_record(event))
+        self._dispatcher.wake.set()
+
+    @property
+    def health_stop(self) -> dict[str, Any] | None:
+        """The first health event whose action is ``stop`` (the training loop ends the run on it)."""
+        return self.health_link.stop_event if self.health_link is not None else None
 
     def _step(self, step: Any) -> int:
         return coerce_step(self._next_step if step is None else step)
@@ -333,6 +348,8 @@ class Run:
         summary.json KILLED and consistent, and tell every sink that can still hear it."""
         self._final_status = "KILLED"
         self._closed = True
+        if self.health_link is not None:
+            self.health_link.stop(0.5)
         self.reporter.warn("run", "interrupted while closing: not waiting for the sinks any more; the run ends KILLED")
         # The NDJSON is the source of truth: its writer (local disk) gets to finish.
         self._dispatcher.stop(INTERRUPTED_WRITER_WAIT)
@@ -355,6 +372,8 @@ class Run:
         if self.system_metrics is not None:
             # Stopped while the run still accepts records, so its last sample reaches the sinks.
             self.system_metrics.stop()
+        if self.health_link is not None:
+            self.health_link.stop()
         self._closed = True
         writer_done = self._dispatcher.stop(max(timeout, 1.0))
         for worker in self._dispatcher.workers:
@@ -397,6 +416,7 @@ class Run:
             "metrics": d.summary_metrics(),
             "sinks": report.sinks,
             "errors": self.reporter.errors,
+            **({"health": self.health_link.summary()} if self.health_link is not None else {}),
             **self._summary_sections,  # add_summary: never one of the keys above
         }
         write_json_atomic(self.paths.summary, summary)
@@ -438,6 +458,7 @@ def start_run(
     tags: dict[str, Any] | None = None,
     sinks: list[Sink] | None = None,
     checkpoint_dir: str | Path | None = None,
+    health: Any = None,
     **options: Any,
 ) -> Run:
     """Open a run under ``<output_root>/<run_name>`` and start its background writer.
@@ -448,7 +469,8 @@ def start_run(
     are added after the built-in ones. Fails before anything runs if a requested sink's
     package is missing or the output root is not writable. With ``system_metrics`` set, a
     system telemetry sampler writes next to ``checkpoint_dir`` (default: the run directory)
-    and forwards its samples to the sinks; close() stops it.
+    and forwards its samples to the sinks; close() stops it. ``health`` configures the health
+    rules (a HealthConfig, a ``health:`` mapping, False for none; None: the defaults, docs/health.md).
     """
     config = (config or TrackingConfig()).replace(**options) if options else (config or TrackingConfig())
     # `is None`, not `or`: an empty name is a mistake to report, not a request for a default.
@@ -459,7 +481,7 @@ def start_run(
     # Taken before run.json is read: whoever holds it is the run's only writer (run_lock.py).
     lock = RunLock.acquire(paths.root)
     try:
-        run = _open_locked(paths, name, config, resume, all_sinks, checkpoint_dir)
+        run = _open_locked(paths, name, config, resume, all_sinks, checkpoint_dir, health)
     except BaseException:
         lock.release()
         raise
@@ -479,7 +501,7 @@ def start_run(
 
 
 def _open_locked(paths: RunPaths, name: str, config: TrackingConfig, resume: bool, all_sinks: list[Sink],
-                 checkpoint_dir: str | Path | None) -> Run:
+                 checkpoint_dir: str | Path | None, health: Any = None) -> Run:
     """The part of start_run that runs under the lock: read run.json, start the writer and sinks."""
     previous = _load_json(paths.run_file)
     if previous and not resume:
@@ -495,8 +517,11 @@ def _open_locked(paths: RunPaths, name: str, config: TrackingConfig, resume: boo
     )
     if dispatcher.torn_bytes_removed:
         reporter.warn("ndjson", f"cut a torn last line ({dispatcher.torn_bytes_removed} bytes) before resuming")
+    dispatcher.health = open_health(paths, health, reporter, dispatcher)
     dispatcher.start()
+    dispatcher.health.start()
     run = Run(info, config, dispatcher, reporter)
+    run.health_link = dispatcher.health
     info.health = run.health
     if config.system_metrics:
         try:

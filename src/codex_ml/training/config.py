@@ -154,6 +154,8 @@ class TrainConfig:
     training: TrainingConfig = field(default_factory=TrainingConfig)
     tracking: dict[str, Any] = field(default_factory=dict)
     system_metrics: SystemMetricsConfig = field(default_factory=SystemMetricsConfig)
+    #: The ``health:`` section as given (rule settings; docs/health.md), checked by HealthConfig.
+    health: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved config as plain nested data (for checkpoints and run params)."""
@@ -186,15 +188,16 @@ def validate_config(raw: Mapping[str, Any], source: str = "config") -> TrainConf
     problems: list[str] = []
     if not isinstance(raw, Mapping):
         raise ConfigError(source, [f"the top level must be a mapping of sections, got {type(raw).__name__}"])
-    valid = sorted([*_SECTIONS, "tracking"])
+    valid = sorted([*_SECTIONS, "tracking", "health"])
     for key in raw:
-        if key not in _SECTIONS and key != "tracking" and key not in NON_SCHEMA_KEYS:
+        if key not in _SECTIONS and key not in ("tracking", "health") and key not in NON_SCHEMA_KEYS:
             problems.append(f"{key}: unknown section (valid: {', '.join(valid)})")
     sections = {name: _build_section(cls, raw.get(name), name, problems) for name, cls in _SECTIONS.items()}
     tracking = _check_tracking(raw.get("tracking"), problems)
+    health = _check_health(raw.get("health"), problems)
     if problems:
         raise ConfigError(source, problems)
-    config = TrainConfig(tracking=tracking, **sections)
+    config = TrainConfig(tracking=tracking, health=health, **sections)
     try:
         config.tracking_config()
     except TrackingConfigError as exc:  # its message names each key (and flag) already
@@ -220,6 +223,20 @@ def _check_tracking(data: Any, problems: list[str]) -> dict[str, Any]:
     hints = {k: v for k, v in typing.get_type_hints(TrackingConfig).items() if k not in _SYSTEM_FIELDS}
     values = _check_mapping(data, hints, "tracking", problems)
     return values or {}
+
+
+def _check_health(data: Any, problems: list[str]) -> dict[str, Any]:
+    """The ``health:`` section as given, after HealthConfig (and the trainer) accepted it."""
+    from codex_ml.health.config import HealthConfigError
+    from codex_ml.training.health_guard import health_config
+
+    try:
+        health_config(data)
+    except HealthConfigError as exc:
+        problems.extend(exc.problems)
+    except CodexMLError as exc:
+        problems.append(str(exc))
+    return dict(data) if isinstance(data, Mapping) else {}
 
 
 def _check_mapping(data: Any, hints: dict[str, Any], prefix: str, problems: list[str]) -> dict[str, Any] | None:
@@ -307,4 +324,7 @@ def schema_sections() -> dict[str, list[str]]:
     """Every section and its keys (for help texts and docs)."""
     out = {name: [f.name for f in fields(cls)] for name, cls in _SECTIONS.items()}
     out["tracking"] = [f.name for f in fields(TrackingConfig) if f.name not in _SYSTEM_FIELDS]
+    from codex_ml.health.config import BUILTIN_RULES
+
+    out["health"] = ["enabled", *BUILTIN_RULES]
     return out

@@ -38,6 +38,7 @@ class Update:
     grad_norm: torch.Tensor  # global norm before clipping; a 0-dim tensor (float() it to log)
     lr: float  # the learning rate this update used
     compute_end: float  # time.perf_counter() when forward/backward finished (for timing splits)
+    applied: bool = True  # False when the guard refused the update (health action ``skip``)
 
 
 class Stepper:
@@ -45,13 +46,19 @@ class Stepper:
 
     def __init__(self, optimizer: torch.optim.Optimizer, params: Iterable[torch.nn.Parameter], grad_clip: float, *,
                  lr_at: Callable[[int], float] | None = None,
-                 scheduler: torch.optim.lr_scheduler.LRScheduler | None = None) -> None:
-        """Give exactly one of ``lr_at`` (step -> lr, set on every param group) or ``scheduler``."""
+                 scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+                 guard: Callable[[int, float, float], bool] | None = None) -> None:
+        """Give exactly one of ``lr_at`` (step -> lr, set on every param group) or ``scheduler``.
+
+        ``guard(step, loss, grad_norm)`` (optional) is asked before each optimizer step; when it
+        returns False the update is not applied (its gradients are dropped; the schedule moves on).
+        """
         if (lr_at is None) == (scheduler is None):
             raise ValueError("Stepper needs exactly one of lr_at or scheduler")
         self.optimizer, self.lr_at, self.scheduler = optimizer, lr_at, scheduler
         self.params = list(params)
         self.max_norm = grad_clip if grad_clip > 0 else math.inf
+        self.guard = guard
 
     def update(self, step: int, forward_backward: Callable[[], torch.Tensor]) -> Update:
         """Run ``forward_backward`` (it calls ``backward`` and returns the detached mean loss) and
@@ -66,11 +73,17 @@ class Stepper:
         loss = forward_backward()
         compute_end = time.perf_counter()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.params, self.max_norm)
-        self.optimizer.step()
+        applied = True
+        if self.guard is not None:  # decided on the values before they touch the weights
+            applied = self.guard(step, loss.item(), float(grad_norm))
+        if applied:
+            self.optimizer.step()
+        else:
+            self.optimizer.zero_grad(set_to_none=True)
         if self.scheduler is not None:
             self.scheduler.step()
         # .item() waits for the update to finish, so the caller's step time is real.
-        return Update(loss.item(), grad_norm, lr, compute_end)
+        return Update(loss.item(), grad_norm, lr, compute_end, applied)
 
 
 def due(step: int, every: int, last: bool) -> bool:

@@ -53,7 +53,8 @@ def open_run(trainer: Any) -> Any:
     if info.is_main:
         try:
             run = start_run(tracking.run_name, config=core, resume=trainer.resume is not None,
-                            params=trainer._params(), tags={"job": "train-model"}, checkpoint_dir=checkpoint_dir)
+                            params=trainer._params(), tags={"job": "train-model"}, checkpoint_dir=checkpoint_dir,
+                            health=trainer.health)
         except BaseException as exc:  # tell the other ranks before raising, or they wait forever
             error = exc
     if info.enabled:

@@ -21,7 +21,11 @@ import signal
 import threading
 from typing import Any
 
-__all__ = ["GracefulStop"]
+__all__ = ["HEALTH_STOP", "GracefulStop"]
+
+#: Recorded like a signal number (above every real one) when a health rule with ``action: stop``
+#: fired: the loop stops the same way (agreed by every rank, a checkpoint), then the run ends FAILED.
+HEALTH_STOP = 1000
 
 
 class GracefulStop:
@@ -68,9 +72,21 @@ class GracefulStop:
             os.write(2, f"\n[train] {name}: stopping after this step with a checkpoint (send {name} again "
                         "to stop at once, without one)\n".encode())
 
+    def request_health_stop(self) -> None:
+        """Stop after this step because a health rule asked to (unless a signal came first)."""
+        if self._received is None:
+            self._received = HEALTH_STOP
+
+    @property
+    def health(self) -> bool:
+        """Whether the loop stopped for a health rule rather than a signal."""
+        return self.signum == HEALTH_STOP
+
     @property
     def name(self) -> str:
         """``SIGINT``/``SIGTERM`` of :attr:`signum` (empty before one)."""
+        if self.signum == HEALTH_STOP:
+            return "health stop"
         return signal.Signals(self.signum).name if self.signum else ""
 
     @property
@@ -96,7 +112,7 @@ class GracefulStop:
     def end_process_as_asked(self) -> None:
         """After the checkpoint and the close: re-raise the recorded signal with the previous handlers."""
         self._restore()
-        if self.asked is None:
+        if self.asked is None or self.asked == HEALTH_STOP:
             return
         signal.raise_signal(self.asked)  # SIGINT: KeyboardInterrupt; SIGTERM: the previous handler
         raise KeyboardInterrupt  # a previous handler that returned: the run is closed, stop anyway

@@ -32,6 +32,7 @@ from codex_ml.training.core import Stepper, due, named
 from codex_ml.training.distributed import DistInfo, all_reduce_mean, cleanup, init_distributed
 from codex_ml.training.errors import TrainingError
 from codex_ml.training.faults import parse_faults
+from codex_ml.training.health_guard import HealthGuard, HealthStopError, health_config
 from codex_ml.training.observe import estimate_loss, generate_sample, log_histograms, val_metrics
 from codex_ml.training.run_setup import open_run, run_name_for
 from codex_ml.training.stopping import GracefulStop
@@ -107,6 +108,11 @@ class Trainer:
         # Injected faults (training.fault) wrap the batch source and the forward pass; without
         # them these are the plain objects, so a normal step pays nothing for the feature.
         self.faults = parse_faults(t.fault)
+        # Health rules: most run on the tracking writer thread; `skip` ones in this loop (health_guard.py).
+        self.health = health_config(config.health)
+        if info.enabled and any(r.get("action") == "skip" for r in self.health.active().values()):
+            raise TrainingError("health action 'skip' is not supported with several ranks yet (each rank would "
+                                "judge its own loss); use action stop or log under torchrun")
         self.batches = self.faults.batches(self.windows) if self.faults else self.windows
         self.forward = self.faults.forward(self.ddp) if self.faults else self.ddp
         if self.faults and info.is_main:
@@ -172,6 +178,8 @@ class Trainer:
         with a checkpoint of the last step, then the signal takes its course.
         """
         run = open_run(self)
+        guard = HealthGuard(self.health, run)
+        self.stepper.guard = guard.allow if guard.active else None
         if self.info.is_main and self.new_tokenizer:
             from codex_ml.data.tokenizers import save_tokenizer
 
@@ -181,13 +189,16 @@ class Trainer:
         try:
             with stop:
                 result = self._loop(run, stop)
-            status = "KILLED" if stop.asked else "FINISHED"
+            status = "FAILED" if stop.health else "KILLED" if stop.asked else "FINISHED"
         except KeyboardInterrupt:
             status = "KILLED"
             raise
         finally:
             run.close(status)
         stop.end_process_as_asked()
+        if stop.health:  # the run is closed FAILED with a checkpoint of its last step: say why, exit 3
+            raise HealthStopError(run.health_stop or {"rule": "health", "message": "a health rule asked to stop"},
+                                  self.run_dir, result.last_step)
         return result
 
     def _loop(self, run: Any, stop: GracefulStop) -> TrainResult:
@@ -225,6 +236,8 @@ class Trainer:
             val_loss, sample = self._periodic(run, step, end, val_loss, sample)
             if self.evaluated_step == step:  # the bar must not end on the val loss of an earlier step
                 bar.set_postfix(loss=f"{loss:.4f}", val=f"{val_loss:.4f}", refresh=False)
+            if getattr(run, "health_stop", None) is not None:  # a rule with action stop fired (rank 0 knows)
+                stop.request_health_stop()
             if stop.agreed(self.info, self.device):
                 end = self._stop_at(run, step, stop)
                 break
@@ -263,7 +276,7 @@ class Trainer:
         if self.saved_step != step:
             run.flush()
             self._checkpoint(step, False)
-        if self.info.is_main:
+        if self.info.is_main and not stop.health:  # a health stop says why itself (HealthStopError)
             print(f"[train] {stop.name}: stopped after step {step} with a checkpoint of it; the run ends KILLED. "
                   f"Continue it with --resume {self.run_dir}", file=sys.stderr, flush=True)
         return step
