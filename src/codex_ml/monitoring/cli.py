@@ -57,7 +57,7 @@ def inspect(
     paths: Annotated[list[Path], typer.Argument(help="Run directories or NDJSON files (metrics or system metrics).")],
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON for machines instead of tables.")] = False,
 ) -> None:
-    """Per-metric count, steps, min/max/mean/last, NaN/Inf, wall-time span and rate; unreadable lines."""
+    """Per-metric count, steps, min/max/mean/last, NaN/Inf, wall-time span and rate; unreadable lines; health events."""
     from codex_ml.monitoring import inspect as inspect_mod
 
     def action() -> None:

@@ -3,17 +3,21 @@
 Per metric: count, first/last step, min/max/mean (of the finite values), last value,
 NaN/Inf counts, wall-time span and rate. System telemetry gets the same summary. Lines
 that could not be read are listed with their numbers; a torn last line is reported, not
-fatal. Several inputs are shown side by side; ``--json`` gives the same data to machines.
+fatal. The run's health events (events.ndjson) follow: a count per rule and the first
+events, one line each. Several inputs are shown side by side; ``--json`` gives the same
+data to machines (every event under ``health_events``).
 """
 
 from __future__ import annotations
 
 import math
+import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from codex_ml.monitoring import health_events
 from codex_ml.monitoring.loading import MetricsData, Series, load
 from codex_ml.monitoring.runs import SYSTEM, RunSource, resolve
 from codex_ml.rundir.encoding import encode_number
@@ -76,7 +80,23 @@ def inspect_source(source: RunSource) -> dict[str, Any]:
         result["system"] = systems[0] if len(systems) == 1 else {"files": systems}
     else:
         result["system"] = None
+    result.update(health_section(source))
     return result
+
+
+def health_section(source: RunSource) -> dict[str, Any]:
+    """The input's health events (JSON-ready), the count per rule, and what reading events.ndjson found
+    (``health_events_file`` is None when the input has no events file)."""
+    events, report = health_events.load(source)
+    return {
+        "health_events": [event.to_json() for event in events],
+        "health_by_rule": health_events.by_rule(events),
+        "health_events_file": None if report is None else {
+            "file": report.path,
+            "bad_lines": [{"line": line, "error": why} for line, why in report.bad_lines],
+            "torn_tail": report.torn_tail,
+        },
+    }
 
 
 def _run_meta(source: RunSource) -> dict[str, Any]:
@@ -144,6 +164,28 @@ def render(results: list[dict[str, Any]], console: Any) -> None:
             table = Table(title=f"system metrics — {_system_label(result, system)} ({system['records']} samples)")
             _fill_single(table, system["metrics"], _system_keys(system["metrics"]))
             console.print(table)
+    for result in results:
+        for line in health_lines(result):
+            console.print(line, highlight=False, markup=False)
+
+
+def health_lines(result: dict[str, Any], limit: int = health_events.MAX_LISTED) -> list[str]:
+    """The health section of one input: a count per rule, then up to ``limit`` events, one a line."""
+    found = result.get("health_events_file")
+    if found is None:
+        return []  # a bare NDJSON file, or a run that never wrote events.ndjson (health off or older)
+    events = [e for e in map(health_events.parse, result["health_events"]) if e is not None]
+    counts = ", ".join(f"{rule} {n}" for rule, n in result["health_by_rule"].items())
+    lines = [f"health events — {result['path']}: {len(events) or 'none'}" + (f" ({counts})" if counts else "")]
+    for event in events[:limit]:
+        when = time.strftime("%H:%M:%S", time.gmtime(event.time))
+        lines.append(f"  {when} UTC  {health_events.describe(event)}")
+    if len(events) > limit:
+        lines.append(f"  ... {len(events) - limit} more (--json lists them all)")
+    lines += [f"  {found['file']}:{bad['line']}: {bad['error']}" for bad in found["bad_lines"][:5]]
+    if found["torn_tail"]:
+        lines.append(f"  {found['file']}: the last line is torn (cut off mid-write); skipped")
+    return lines
 
 
 def system_summaries(result: dict[str, Any]) -> list[dict[str, Any]]:
