@@ -134,7 +134,7 @@ def tail(
     interval: Annotated[float, typer.Option(min=0.01, help="Seconds between checks for new data.")] = 0.5,
     json_output: Annotated[bool, typer.Option("--json", help="Print each record as one JSON line.")] = False,
 ) -> None:
-    """Print the last records of a run; with -f follow it live (Ctrl-C to stop)."""
+    """Print the last records of a run and its health events; with -f follow both live (Ctrl-C to stop)."""
     from codex_ml.monitoring import tail as tail_mod
 
     def action() -> None:

@@ -6,19 +6,24 @@ after the last newline wait for the next check. A file that shrinks (replaced or
 truncated) is read again from the start. With ``until_closed`` it stops once the run is
 closed: ``summary.json`` exists and run.json no longer says RUNNING (a resumed run
 reopens as RUNNING, so an old summary does not stop it).
+
+The run's health events (``events.ndjson`` beside the metrics, which may appear only after
+tail started) are followed the same way and printed between the records in time order,
+one ``[health] ...`` line each.
 """
 
 from __future__ import annotations
 
+import heapq
 import sys
 import time
-from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import orjson
 
+from codex_ml.monitoring import health_events
 from codex_ml.monitoring.runs import MonitoringInputError, read_json
 from codex_ml.rundir.paths import METRICS_FILE, RUN_FILE, SUMMARY_FILE
 
@@ -30,14 +35,20 @@ def _warn(message: str) -> None:
 
 
 def text_printer(record: dict[str, Any]) -> None:
-    """One line per record: step, wall-clock time and the metrics."""
+    """One line per record: step, wall-clock time and the metrics; a health event as
+    ``[health] step 300 nonfinite critical: train/loss is nan at step 300``."""
+    if health_events.is_event(record):
+        event = health_events.parse(record)
+        print(f"[health] {health_events.describe(event) if event else record}", flush=True)
+        return
     when = time.strftime("%H:%M:%S", time.localtime(record.get("time", 0)))
     metrics = "  ".join(f"{k}={_short(v)}" for k, v in record.get("metrics", {}).items())
     print(f"step {record.get('step')}  {when}  {metrics}", flush=True)
 
 
 def json_printer(record: dict[str, Any]) -> None:
-    """The record as one JSON line (non-finite values spelled as in the file)."""
+    """The record as one JSON line (non-finite values spelled as in the file); an event is its
+    events.ndjson line (it has ``rule`` where a metrics record has ``metrics``)."""
     sys.stdout.write(orjson.dumps(record).decode() + "\n")
     sys.stdout.flush()
 
@@ -119,7 +130,8 @@ def run_closed(run_dir: Path) -> bool:
 
 def tail(path: str | Path, printer: Printer, *, follow: bool = False, lines: int = 10, until_closed: bool = False,
          interval: float = 0.5, warn: Callable[[str], None] = _warn, max_seconds: float | None = None) -> int:  # fmt: skip
-    """Print the last ``lines`` records, then (``follow``) new ones; returns records printed.
+    """Print the last ``lines`` records (with the health events since the first of them), then
+    (``follow``) new records and events; returns how many were printed.
 
     ``until_closed`` implies ``follow`` and returns once the run is closed and read to the
     end; otherwise following runs until Ctrl-C (or ``max_seconds``, for tests and scripts).
@@ -127,22 +139,48 @@ def tail(path: str | Path, printer: Printer, *, follow: bool = False, lines: int
     path = Path(path)
     target = metrics_path(path, follow or until_closed)
     follower = Follower(target, warn)
-    shown = 0
-    for record in deque(follower.read_new(), maxlen=lines) if lines else []:
-        printer(record)
-        shown += 1
+    events_file = health_events.events_beside(target)
+    events = Follower(events_file, warn) if events_file is not None else None
+    shown = _emit(printer, _first(follower.read_new(), events.read_new() if events else [], lines))
     if not (follow or until_closed):
         return shown
     run_dir = target.parent
     deadline = None if max_seconds is None else time.monotonic() + max_seconds
     while deadline is None or time.monotonic() < deadline:
         closed = until_closed and run_closed(run_dir)  # checked before reading: no record is missed
-        for record in follower.read_new():
-            printer(record)
-            shown += 1
+        shown += _emit(printer, _merged(follower.read_new(), events.read_new() if events else []))
         if closed:
             if follower.leftover().strip():
                 warn(f"{target}: the last line is torn (cut off mid-write); skipped")
             break
         time.sleep(interval)
     return shown
+
+
+def _first(records: list[dict[str, Any]], events: list[dict[str, Any]], lines: int) -> Iterable[dict[str, Any]]:
+    """The last ``lines`` records and the events from the first of them on (at most ``lines``)."""
+    if lines <= 0:
+        return []
+    records = records[-lines:]
+    if records:
+        start = _time(records[0])
+        events = [event for event in events if _time(event) >= start]
+    return _merged(records, events[-lines:])
+
+
+def _merged(records: list[dict[str, Any]], events: list[dict[str, Any]]) -> Iterable[dict[str, Any]]:
+    # Each file keeps its own order; events go between the records by wall time.
+    return heapq.merge(records, events, key=_time) if events else records
+
+
+def _time(record: dict[str, Any]) -> float:
+    value = record.get("time")
+    return float(value) if isinstance(value, (int, float)) else 0.0
+
+
+def _emit(printer: Printer, records: Iterable[dict[str, Any]]) -> int:
+    count = 0
+    for record in records:
+        printer(record)
+        count += 1
+    return count
