@@ -1,5 +1,5 @@
 """Every plugin group is used by a job: the pip-installed sample plugin's collector, tokenizer,
-model, dataset and pipeline stage are selected by name from a config and leave their mark in
+model, dataset, pipeline stage and health rule are selected by name from a config and leave their mark in
 the run's files; an unknown name stops the job before anything is written, listing the names."""
 
 from __future__ import annotations
@@ -38,7 +38,8 @@ def plugin_run(plugin_site: Path, tmp_path_factory: pytest.TempPathFactory) -> P
     first = _train_model(plugin_site, root, "--config", TINY, "--output-root", str(root), "--run-name", "p",
                          "--no-progress", "--system-metrics", "--system-metrics-interval", "0.1",
                          "data.dataset=abc", "data.tokenizer=reserved_chars", "model.name=sample_gpt",
-                         "system_metrics.collectors=[ticks,load]", *FAST, "training.stop_after_steps=2")  # fmt: skip
+                         "system_metrics.collectors=[ticks,load]", "health.loss_above.threshold=0.0", *FAST,
+                         "training.stop_after_steps=2")  # fmt: skip
     assert first.returncode == 0, first.stderr
     second = _train_model(plugin_site, root, "--resume", str(root / "p"), "--no-progress")
     assert second.returncode == 0, second.stderr
@@ -47,6 +48,15 @@ def plugin_run(plugin_site: Path, tmp_path_factory: pytest.TempPathFactory) -> P
 
 def _params(run: Path) -> dict:
     return json.loads((run / "params.json").read_text())
+
+
+def test_health_rule_plugin_watches_the_run(plugin_run: Path) -> None:
+    """health.loss_above.threshold=0: the plugin rule (not a built-in) fired once, live, in the first
+    session (the resumed session's new rule object fires again: a rule's state is per session)."""
+    events = [json.loads(line) for line in (plugin_run / "events.ndjson").read_text().splitlines()]
+    fired = [e for e in events if e["rule"] == "loss_above"]
+    assert [e["step"] for e in fired] == [1, 3] and fired[0]["threshold"] == 0.0
+    assert json.loads((plugin_run / "summary.json").read_text())["health"]["by_rule"]["loss_above"] == 2
 
 
 def test_dataset_plugin_feeds_the_run(plugin_run: Path) -> None:

@@ -133,3 +133,31 @@ def token_count_stage(state: Any, ctx: Any) -> dict[str, float]:
     tokens = float(sum(len(state.tokenizer.encode(text)) for text in state.inputs.corpus))
     ctx.run.log_metrics({f"{ctx.prefix}/corpus_tokens": tokens}, step=0)
     return {"corpus_tokens": tokens}
+
+
+def _health_rule_base() -> tuple[Any, Any]:
+    from codex_ml.health.rules import Param, Rule
+
+    return Param, Rule
+
+
+_Param, _Rule = _health_rule_base()
+
+
+class LossAbove(_Rule):
+    """Health rule ``loss_above``: fires once, the first time ``train/loss`` exceeds ``threshold``."""
+
+    name = "loss_above"
+    PARAMS = {"threshold": _Param(10.0, float, "the loss above which the rule fires")}
+
+    def __init__(self, **settings: Any) -> None:
+        super().__init__(**settings)
+        self.fired = False
+
+    def on_metrics(self, step: int, wall_time: float, metrics: Any) -> list[Any]:
+        loss = metrics.get("train/loss")
+        if self.fired or loss is None or not loss > self.settings["threshold"]:
+            return []
+        self.fired = True
+        return [self.event(wall_time, step, "train/loss", loss, self.settings["threshold"],
+                           f"train/loss {loss:.3f} above {self.settings['threshold']}")]
