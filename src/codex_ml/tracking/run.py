@@ -5,7 +5,8 @@ dispatcher's queue; that is all the calling thread pays. See dispatcher.py for t
 
 Why this module is longer than ~400 lines: it is one object's whole life, the Run (the log_*
 methods, close and its report) and start_run, which opens it under the run lock and writes
-run.json; both share the run-file lock and the run.json update rule. Each backend's part
+run.json; both share the run-file lock and the run.json update rule. The health wiring (rules,
+watchdog, events) lives in health_link.py; the Run only hands it records and reads its summary. Each backend's part
 (which sinks, back-fill on resume) is read from ``codex_ml.backends``.
 """
 
