@@ -155,7 +155,7 @@ def plot(
     max_points: Annotated[int, typer.Option(min=4, help="Points per curve after min/max downsampling.")] = 2000,
     system: Annotated[bool, typer.Option(help="Add system-metrics panels when the run has them.")] = True,
 ) -> None:
-    """Loss curves and system-metric panels as a PNG (spikes survive downsampling)."""
+    """Loss curves and system-metric panels as a PNG (spikes survive downsampling; health events marked)."""
     from codex_ml.monitoring import plot as plot_mod
 
     def action() -> None:

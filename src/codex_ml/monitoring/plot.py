@@ -5,6 +5,9 @@ process RSS, load, GPU) against seconds since the run's first sample, one curve 
 system-metrics file (every DDP rank; wherever the run wrote it, see ``runs.resolve``).
 Each curve is reduced with min/max-preserving downsampling, so a one-step spike is still
 drawn. Non-finite points cannot be drawn; their count goes into the panel title.
+Health events (events.ndjson) are vertical lines, one colour and legend entry per rule: at the
+event's step on the panel of its metric, or on every panel when the event names no metric (or
+one the run never logged, such as a ratio a rule computes); system panels place them by time.
 matplotlib (extra ``export``) runs with the Agg backend: no display needed.
 """
 
@@ -12,12 +15,15 @@ from __future__ import annotations
 
 import fnmatch
 import math
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from codex_ml.errors import MissingExtraError
+from codex_ml.health.events import HealthEvent
+from codex_ml.monitoring import health_events
 from codex_ml.monitoring.downsample import minmax_downsample
 from codex_ml.monitoring.loading import MetricsData, Series, load
 from codex_ml.monitoring.runs import SYSTEM, MonitoringInputError, resolve
@@ -26,6 +32,22 @@ MAX_PANELS = 24
 #: System series drawn by default (suffixes of the flat ``system/...`` names).
 SYSTEM_PANELS = ("cpu/percent", "memory/percent", "process/rss_bytes", "process/cpu_percent", "load/1m",
                  "utilization_percent", "memory_percent")  # fmt: skip
+#: Event line colours, one per rule in the order rules first fired (curves use matplotlib's C0, C1, ...).
+EVENT_COLOURS = ("tab:red", "tab:orange", "tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan", "tab:gray")
+#: Metrics the run logs about its own health (``health/events``): plotted only when a pattern asks.
+HEALTH_PREFIX = "health/"
+#: Prefix of the ``gid`` of every event line (the rule follows), so a reader of the figure can find them.
+EVENT_GID = "health:"
+
+
+@dataclass
+class Drawing:
+    """A drawn figure: the matplotlib Figure, its panels ``(kind, key)`` in axes order, and the
+    event lines drawn on each panel (same order)."""
+
+    figure: Any
+    panels: list[tuple[str, str]]
+    marks: list[int] = field(default_factory=list)
 
 
 def _pyplot() -> Any:
@@ -40,8 +62,12 @@ def _pyplot() -> Any:
 
 
 def choose_metrics(keys: list[str], patterns: list[str] | None) -> list[str]:
-    """Keys matching any glob in ``patterns`` (all when None), loss-like keys first."""
-    chosen = [k for k in keys if patterns is None or any(fnmatch.fnmatchcase(k, p) for p in patterns)]
+    """Keys matching any glob in ``patterns`` (all when None, but for the ``health/`` counts, which the
+    event lines already show), loss-like keys first."""
+    if patterns is None:
+        chosen = [k for k in keys if not k.startswith(HEALTH_PREFIX)]
+    else:
+        chosen = [k for k in keys if any(fnmatch.fnmatchcase(k, p) for p in patterns)]
     return sorted(chosen, key=lambda k: (0 if "loss" in k.lower() else 1, keys.index(k)))
 
 
@@ -53,6 +79,16 @@ def system_keys(keys: list[str]) -> list[str]:
 def plot(paths: list[str | Path], output: str | Path, *, patterns: list[str] | None = None, max_points: int = 2000,
          system: bool = True) -> int:  # fmt: skip
     """Write the PNG; returns the number of panels. Raises when nothing matches."""
+    drawing = draw(paths, patterns=patterns, max_points=max_points, system=system)
+    Path(output).parent.mkdir(parents=True, exist_ok=True)
+    drawing.figure.savefig(output, dpi=100)
+    _pyplot().close(drawing.figure)
+    return len(drawing.panels)
+
+
+def draw(paths: list[str | Path], *, patterns: list[str] | None = None, max_points: int = 2000,
+         system: bool = True) -> Drawing:  # fmt: skip
+    """The figure ``plot`` saves (the caller closes it). Raises when nothing matches."""
     runs = [_load_run(Path(p), system) for p in paths]
     all_keys = list(dict.fromkeys(k for metrics, _ in runs if metrics for k in metrics.keys()))
     metric_keys = choose_metrics(all_keys, patterns)
@@ -66,15 +102,63 @@ def plot(paths: list[str | Path], output: str | Path, *, patterns: list[str] | N
     rows = math.ceil(len(panels) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(7 * cols, 3 * rows), squeeze=False)
     labels = [Path(p).name or str(p) for p in paths]
+    events = _Events([_run_events(Path(p)) for p in paths], panels, set(all_keys), runs)
+    drawing = Drawing(fig, panels)
     for ax, (kind, key) in zip(axes.flat, panels):
-        _draw_panel(ax, kind, key, runs, labels, max_points)
+        curves = _draw_panel(ax, kind, key, runs, labels, max_points)
+        drawing.marks.append(events.mark(ax, kind, key))
+        if len(runs) > 1 or curves > 1 or drawing.marks[-1]:
+            ax.legend(fontsize=7)
     for ax in list(axes.flat)[len(panels):]:
         ax.set_visible(False)
     fig.tight_layout()
-    Path(output).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(output, dpi=100)
-    plt.close(fig)
-    return len(panels)
+    return drawing
+
+
+def _run_events(path: Path) -> list[HealthEvent]:
+    return health_events.load(resolve(path))[0]
+
+
+class _Events:
+    """Which panel shows which health event, and where on its x-axis."""
+
+    def __init__(self, per_run: list[list[HealthEvent]], panels: list[tuple[str, str]], logged: set[str],
+                 runs: list[tuple[Any, list[MetricsData]]]) -> None:  # fmt: skip
+        self.per_run = per_run
+        self.panel_keys = {key for _, key in panels}
+        self.logged = logged  # every metric the runs logged, plotted or not
+        # System panels are seconds since the run's first sample: the same origin as its curves.
+        self.starts = [min((d.time_span[0] for d in files if d.time_span), default=None) for _, files in runs]
+        rules = list(dict.fromkeys(e.rule for events in per_run for e in events))
+        self.colours = {rule: EVENT_COLOURS[i % len(EVENT_COLOURS)] for i, rule in enumerate(rules)}
+
+    def _shown_on(self, event: HealthEvent, key: str) -> bool:
+        if event.metric in self.panel_keys:
+            return event.metric == key
+        # A metric the user filtered out stays off; no metric, or a name no run logged, goes everywhere.
+        return event.metric is None or event.metric not in self.logged
+
+    def mark(self, ax: Any, kind: str, key: str) -> int:
+        """Draw the panel's event lines (one legend entry per rule); returns how many were drawn."""
+        seen: set[tuple[str, float]] = set()
+        labelled: set[str] = set()
+        for events, start in zip(self.per_run, self.starts):
+            for event in events:
+                x = self._x(event, kind, start)
+                if x is None or (event.rule, x) in seen or not self._shown_on(event, key):
+                    continue
+                seen.add((event.rule, x))
+                label = "_nolegend_" if event.rule in labelled else f"health: {event.rule}"
+                labelled.add(event.rule)
+                ax.axvline(x, color=self.colours[event.rule], linewidth=0.9, alpha=0.7, zorder=0, label=label,
+                           linestyle="-" if event.severity == "critical" else "--", gid=EVENT_GID + event.rule)
+        return len(seen)
+
+    @staticmethod
+    def _x(event: HealthEvent, kind: str, start: float | None) -> float | None:
+        if kind == "metric":
+            return None if event.step is None else float(event.step)
+        return None if start is None else event.time - start
 
 
 def _load_run(path: Path, system: bool) -> tuple[MetricsData | None, list[MetricsData]]:
@@ -100,7 +184,8 @@ def _curves(kind: str, runs: list[tuple[Any, list[Any]]], labels: list[str]) -> 
 
 
 def _draw_panel(ax: Any, kind: str, key: str, runs: list[tuple[Any, list[Any]]], labels: list[str],
-                max_points: int) -> None:  # fmt: skip
+                max_points: int) -> int:  # fmt: skip
+    """Draw the panel's curves; returns how many."""
     bad, drawn = 0, 0
     for data, label, start in _curves(kind, runs, labels):
         series = data.series.get(key)
@@ -115,9 +200,8 @@ def _draw_panel(ax: Any, kind: str, key: str, runs: list[tuple[Any, list[Any]]],
     ax.set_xlabel("step" if kind == "metric" else "seconds since start")
     if "rss_bytes" in key:
         ax.yaxis.set_major_formatter(_mib_formatter())
-    if len(runs) > 1 or drawn > 1:
-        ax.legend(fontsize=7)
     ax.grid(True, alpha=0.3)
+    return drawn
 
 
 def _xy(series: Series, kind: str, start: float) -> tuple[np.ndarray, np.ndarray, int]:
