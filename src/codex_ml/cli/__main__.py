@@ -32,13 +32,16 @@ def version() -> None:
 def demo(
     steps: Annotated[int, typer.Option(min=1, help="Training steps (300 takes about 10 s on 2 CPU cores).")] = 300,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    health: Annotated[list[str] | None, typer.Option(
+        "--health", metavar="health.RULE.KEY=VALUE",
+        help="A health-rule setting, e.g. health.spike.action=stop (repeatable; docs/health.md).")] = None,
     tracking: TrackingConfig | None = None,
 ) -> None:
     """Train a small character transformer on the bundled text, logging to the chosen sinks."""
     from codex_ml.cli.demo_command import run_demo
 
     with user_errors():
-        run_demo(tracking or TrackingConfig(), steps=steps, progress=progress)
+        run_demo(tracking or TrackingConfig(), steps=steps, progress=progress, health=health or [])
 
 
 from codex_ml.plugins.cli import app as plugins_app  # noqa: E402  (light: Typer only)

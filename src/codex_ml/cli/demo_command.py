@@ -42,20 +42,24 @@ def archive_existing_run(config: TrackingConfig, name: str) -> Path | None:
     return target
 
 
-def run_demo(tracking: TrackingConfig, steps: int = 300, progress: bool = True) -> dict:
-    """Train the demo model on the bundled text with ``tracking``; print where things went."""
+def run_demo(tracking: TrackingConfig, steps: int = 300, progress: bool = True, health: list[str] = ()) -> dict:
+    """Train the demo model on the bundled text with ``tracking``; print where things went.
+
+    ``health``: ``health.<rule>.<key>=value`` settings applied to the default health rules."""
+    from codex_ml.health.config import HealthConfig
     from codex_ml.tracking import start_run
     from codex_ml.training.demo import DemoConfig, run_demo_training
 
     from codex_ml.tracking.builtin_sinks import check_sink_packages
 
     name = tracking.run_name or DEFAULT_RUN_NAME
+    rules = HealthConfig().with_overrides(health)  # a bad setting stops here, before anything moves
     check_sink_packages(tracking)  # before the move: a missing package must leave the earlier run in place
     archived = archive_existing_run(tracking, name)
     if archived is not None:
         print(f"An earlier run '{name}' was moved to {archived}")
     config = DemoConfig(steps=steps)
-    with start_run(name, config=tracking, tags={"job": "demo"}) as run:
+    with start_run(name, config=tracking, tags={"job": "demo"}, health=rules) as run:
         print(f"Training a {config.model.n_layer}-layer character transformer for {steps} steps; sinks: ndjson"
               + "".join(f", {s}" for s in run.sink_names), file=sys.stderr)
         result = run_demo_training(run, config, progress=progress)
