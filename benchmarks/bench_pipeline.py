@@ -1,33 +1,34 @@
 #!/usr/bin/env python
-"""Benchmark: the default pipeline on the bundled data, with no sinks and with every sink.
+"""Benchmark: the default pipeline on the bundled data, 3 seeds x (RLOO, DPO).
 
-    python benchmarks/bench_pipeline.py                  # both variants (~2 x the pipeline time)
-    python benchmarks/bench_pipeline.py --variants bare  # just the acceptance numbers
+    python benchmarks/bench_pipeline.py                         # seeds 0 1 2, both methods (~6-8 min on 2 cores)
+    python benchmarks/bench_pipeline.py --seeds 0 --methods rloo
+    python benchmarks/bench_pipeline.py --all-sinks             # with TensorBoard + MLflow + W&B (offline)
+    python benchmarks/bench_pipeline.py preference.kl_coef=0.1  # config overrides for every run
 
-Prints, per stage, the wall time of each variant and their ratio, then the acceptance
-checks of issue 6 (SFT vs M0 held-out completion loss, RM held-out pair accuracy, M2 vs M1
-mean RM reward with KL) and whether the whole pipeline took <= 5 minutes. The two variants
-must give identical metrics (same seed), which the script also checks.
+For each seed the RLOO run trains the whole pipeline; the DPO run goes into the same directory,
+so it reuses that seed's M0, M1 and RM checkpoints and trains M2 only (its whole-pipeline time is
+the sum of the stage times). Per run it prints the held-out answer accuracy of M1 and M2 (the
+checkable metric), the mean RM reward of sampled answers (M1 -> M2), the KL of M2 to M1, the RM's
+pairwise accuracy (all pairs and off-by-one pairs) and the wall time, then the spread over seeds
+of each method's accuracy gain against the targets (RLOO +0.10, DPO +0.05). Every seed is
+reported: none is picked.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import tempfile
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-VARIANTS = {
-    "bare": {},
-    "all_sinks": {"enable_tensorboard": True, "enable_mlflow": True, "enable_wandb": True},
-}
+COLUMNS = ("seed", "method", "M1 acc", "M2 acc", "gain", "RM reward M1->M2", "KL", "RM acc", "RM off-1", "wall s")
 
 
-def run_variant(name: str, workdir: Path, overrides: list[str]) -> tuple[float, dict]:
-    """Run the default pipeline into ``workdir/name``; returns (seconds, summary)."""
+def run_once(workdir: Path, seed: int, method: str, overrides: list[str], sinks: bool) -> tuple[float, dict]:
+    """Run the default pipeline for ``seed`` and ``method`` into ``workdir/seed-N``; (seconds, summary)."""
     from codex_ml.pipeline.config import PipelineConfig, apply_overrides, load_config_file
     from codex_ml.pipeline.runner import run_pipeline
     from codex_ml.tracking import TrackingConfig
@@ -35,47 +36,71 @@ def run_variant(name: str, workdir: Path, overrides: list[str]) -> tuple[float, 
     values = load_config_file(REPO / "configs" / "pipeline" / "default.yaml")
     for key in ("corpus", "demos", "prefs"):
         values[key] = str(REPO / values[key])
-    values["output_dir"] = str(workdir / name)
-    config = PipelineConfig.from_mapping(apply_overrides(values, overrides))
+    values.update(output_dir=str(workdir / f"seed-{seed}"), seed=seed)
+    config = PipelineConfig.from_mapping(apply_overrides(values, [*overrides, f"preference.method={method}"]))
+    tracking = TrackingConfig(enable_tensorboard=sinks, enable_mlflow=sinks, enable_wandb=sinks)
     began = time.perf_counter()
-    summary = run_pipeline(config, TrackingConfig(**VARIANTS[name]), progress=False)
+    summary = run_pipeline(config, tracking, progress=False)
     return time.perf_counter() - began, summary
 
 
-def report(results: dict[str, tuple[float, dict]]) -> None:
-    """Side-by-side stage times, ratios and the acceptance checks."""
-    names = list(results)
-    print(f"{'stage':<8}" + "".join(f"{n + ' s':>14}" for n in names) + (f"{'ratio':>10}" if len(names) == 2 else ""))
-    for stage in ("M0", "M1", "RM", "M2"):
-        times = [results[n][1]["stages"][stage].get("seconds", 0.0) for n in names]
-        ratio = f"{times[1] / times[0]:>10.3f}" if len(times) == 2 and times[0] else ""
-        print(f"{stage:<8}" + "".join(f"{t:>14.2f}" for t in times) + ratio)
-    totals = [results[n][0] for n in names]
-    print(f"{'total':<8}" + "".join(f"{t:>14.2f}" for t in totals) + (f"{totals[1] / totals[0]:>10.3f}" if len(totals) == 2 else ""))
-    summary = results[names[0]][1]
-    for stage, record in summary["stages"].items():
-        metrics = record.get("metrics", {})
-        print(f"{stage}: before {json.dumps(metrics.get('initial'))} after {json.dumps(metrics.get('final'))}")
-    print(json.dumps(summary["acceptance"], indent=2))
-    m2 = summary["stages"]["M2"]["metrics"]
-    print(f"M2 answer accuracy (checkable): M1 {m2['initial'].get('answer_accuracy')} -> M2 {m2['final'].get('answer_accuracy')}")
-    print(f"whole pipeline <= 300 s: {max(totals) <= 300} (max {max(totals):.1f} s on {os.cpu_count()} CPUs)")
-    if len(names) == 2:
-        same = all(results[names[0]][1]["stages"][s].get("metrics") == results[names[1]][1]["stages"][s].get("metrics") for s in ("M0", "M1", "RM", "M2"))
-        print(f"identical metrics with and without sinks: {same}")
+def row(seed: int, method: str, seconds: float, summary: dict) -> dict:
+    """The figures of one run (reused stages count the seconds they took when trained)."""
+    stages = summary["stages"]
+    m2, rm = stages["M2"]["metrics"], stages["RM"]["metrics"]["final"]
+    reused = sum(r.get("seconds", 0.0) for name, r in stages.items() if r.get("status") == "reused")
+    return {
+        "seed": seed, "method": method,
+        "M1 acc": m2["initial"]["answer_accuracy"], "M2 acc": m2["final"]["answer_accuracy"],
+        "gain": m2["final"]["answer_accuracy"] - m2["initial"]["answer_accuracy"],
+        "RM reward M1->M2": f"{m2['initial']['reward']:.3f} -> {m2['final']['reward']:.3f}",
+        "KL": m2["final"]["kl"], "RM acc": rm["accuracy"], "RM off-1": rm.get("accuracy_off_by_one", float("nan")),
+        "wall s": seconds + reused, "hacking": not summary["acceptance"]["no_reward_hacking"]["ok"],
+    }
+
+
+def _cell(value: object) -> str:
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+def report(rows: list[dict]) -> None:
+    """The per-run table, then each method's spread over seeds against its target."""
+    from codex_ml.pipeline.summary import ACCURACY_GAIN
+
+    widths = [max(len(c), 16 if c.startswith("RM reward") else 8) for c in COLUMNS]
+    print("  ".join(c.rjust(w) for c, w in zip(COLUMNS, widths)))
+    for r in rows:
+        print("  ".join(_cell(r[c]).rjust(w) for c, w in zip(COLUMNS, widths)) + ("  REWARD HACKING" if r["hacking"] else ""))
+    for method in dict.fromkeys(r["method"] for r in rows):
+        gains = [r["gain"] for r in rows if r["method"] == method]
+        kls = [r["KL"] for r in rows if r["method"] == method]
+        target = ACCURACY_GAIN[method]
+        print(f"{method}: accuracy gain min {min(gains):+.3f} mean {sum(gains) / len(gains):+.3f} max {max(gains):+.3f}"
+              f" (target >= +{target:.2f}: {'met' if min(gains) >= target else 'NOT met'} on {sum(g >= target for g in gains)}"
+              f"/{len(gains)} seeds); KL to M1 {min(kls):.3f}..{max(kls):.3f}")
+    walls = [r["wall s"] for r in rows]
+    print(f"whole pipeline: max {max(walls):.1f} s (<= 120 s: {max(walls) <= 120}) on {os.cpu_count()} CPUs;"
+          " wall time depends on what else runs on the machine, the other figures do not")
 
 
 def main() -> None:
-    """Parse arguments, run the variants, print the report."""
+    """Parse arguments, run every (seed, method), print the report."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
-    parser.add_argument("overrides", nargs="*", help="config overrides, e.g. preference.method=dpo")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--methods", nargs="+", choices=["rloo", "dpo"], default=["rloo", "dpo"])
+    parser.add_argument("--all-sinks", action="store_true", help="enable TensorBoard, MLflow and W&B (offline)")
+    parser.add_argument("overrides", nargs="*", help="config overrides, e.g. preference.kl_coef=0.1")
     args = parser.parse_args()
     os.environ.setdefault("WANDB_MODE", "offline")
     os.environ.setdefault("WANDB_SILENT", "true")
+    rows = []
     with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as tmp:
-        results = {name: run_variant(name, Path(tmp), args.overrides) for name in args.variants}
-    report(results)
+        for seed in args.seeds:
+            for method in args.methods:
+                seconds, summary = run_once(Path(tmp), seed, method, args.overrides, args.all_sinks)
+                rows.append(row(seed, method, seconds, summary))
+                print(f"seed {seed} {method}: done in {seconds:.1f} s", flush=True)
+    report(rows)
 
 
 if __name__ == "__main__":

@@ -41,7 +41,12 @@ def test_tiny_pipeline_writes_every_output(make_config, capsys: pytest.CaptureFi
     assert {"m0/train/loss", "m0/val/loss", "m1/val/completion_loss", "rm/val/accuracy", "m2/val/reward", "m2/val/kl"} <= _metric_keys(out)
     tags = json.loads((out / "tags.json").read_text())
     assert tags["pipeline.stage.RM"] == "trained"
-    assert set(summary["acceptance"]) == {"sft_lowers_completion_loss", "rm_heldout_accuracy", "m2_raises_reward"}
+    assert set(summary["acceptance"]) == {
+        "sft_lowers_completion_loss", "rm_heldout_accuracy", "rm_sees_off_by_one", "m2_raises_reward",
+        "m2_raises_answer_accuracy", "no_reward_hacking",
+    }
+    assert {"accuracy_off_by_one", "accuracy_tens_digit", "accuracy_random"} <= set(summary["stages"]["RM"]["metrics"]["final"])
+    assert "rm/val/accuracy_off_by_one" in _metric_keys(out)
 
 
 def test_same_inputs_seed_and_config_give_identical_metrics(make_config) -> None:

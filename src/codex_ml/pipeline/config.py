@@ -72,19 +72,22 @@ class PreferenceSection:
 
     method: str = "rloo"
     steps: int = 300
-    batch_prompts: int = 16
+    # Policy-gradient steps are noisy: 64 prompts x 4 samples per step is what made RLOO gain
+    # answer accuracy (16 x 4 at lr 1e-4 barely moved M1, +0.04).
+    batch_prompts: int = 64  # RLOO: prompts per step; DPO: pairs per step
     samples_per_prompt: int = 4
-    lr: float = 1e-4
-    min_lr: float = 5e-5
+    lr: float = 1e-3
+    min_lr: float = 1e-4
     warmup_steps: int = 10
     weight_decay: float = 0.0
     grad_clip: float = 1.0
-    eval_every: int = 50
+    eval_every: int = 100
     kl_coef: float = 0.3  # RLOO: reward - kl_coef * KL(policy || M1) per sequence
     normalize_advantage: bool = True  # RLOO: divide advantages by their batch std
     beta: float = 0.1  # DPO temperature
+    dpo_nll: float = 1.0  # DPO: weight of the chosen answers' cross entropy (0 = plain DPO)
     temperature: float = 1.0
-    max_new_tokens: int = 5
+    max_new_tokens: int = 4
     eval_prompts: int = 128  # held-out prompts used to measure reward and KL
     eval_samples: int = 4  # samples per held-out prompt
 
@@ -158,8 +161,7 @@ class PipelineConfig:
         problems += [f"preference.{k}: must be > 0, got {getattr(pref, k)}" for k in ("beta", "temperature") if not getattr(pref, k) > 0]
         if self.reward.logprob_weight < 0:
             problems.append(f"reward.logprob_weight: must be >= 0 (0 = the head alone), got {self.reward.logprob_weight}")
-        if pref.kl_coef < 0:
-            problems.append(f"preference.kl_coef: must be >= 0, got {pref.kl_coef}")
+        problems += [f"preference.{k}: must be >= 0, got {getattr(pref, k)}" for k in ("kl_coef", "dpo_nll") if getattr(pref, k) < 0]
         return problems
 
 

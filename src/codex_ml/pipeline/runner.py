@@ -238,7 +238,7 @@ def _report(s: PipelineState, status: str) -> dict[str, Any]:
         "pipeline_status": status,
         "failed_stage": pending[0] if pending and status != "FINISHED" else None,
         "stages": s.stages,
-        "acceptance": acceptance(s.stages),
+        "acceptance": acceptance(s.stages, s.cfg.preference.method),
         "inputs": s.inputs.files,
         "seed": s.cfg.seed,
         "stage_seeds": {key: s.seed(key) for key in (_BUILTIN.get(name, name) for name in s.cfg.stages)},

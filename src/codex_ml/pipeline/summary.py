@@ -31,8 +31,12 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
-def acceptance(stages: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """The issue's acceptance checks, computed from the stage results."""
+#: Held-out answer-accuracy gain over M1 that the bundled task asks of each method (issue 18).
+ACCURACY_GAIN = {"rloo": 0.10, "dpo": 0.05}
+
+
+def acceptance(stages: dict[str, dict[str, Any]], method: str = "rloo") -> dict[str, Any]:
+    """The acceptance checks, computed from the stage results (``method``: M2's)."""
     checks: dict[str, Any] = {}
     m1 = stages.get("M1", {})
     if m1.get("status") in ("trained", "reused"):
@@ -40,13 +44,31 @@ def acceptance(stages: dict[str, dict[str, Any]]) -> dict[str, Any]:
         checks["sft_lowers_completion_loss"] = {"M0": before, "M1": after, "ok": after < before}
     rm = stages.get("RM", {})
     if "metrics" in rm:
-        accuracy = rm["metrics"]["final"]["accuracy"]
-        checks["rm_heldout_accuracy"] = {"value": accuracy, "ok": accuracy >= 0.75}
+        final = rm["metrics"]["final"]
+        checks["rm_heldout_accuracy"] = {"value": final["accuracy"], "ok": final["accuracy"] >= 0.75}
+        if "accuracy_off_by_one" in final:  # the mistake a policy learns to exploit when the RM misses it
+            checks["rm_sees_off_by_one"] = {"value": final["accuracy_off_by_one"], "ok": final["accuracy_off_by_one"] >= 0.9}
     m2 = stages.get("M2", {})
     if "metrics" in m2:
-        before, after = m2["metrics"]["initial"]["reward"], m2["metrics"]["final"]["reward"]
-        checks["m2_raises_reward"] = {"M1": before, "M2": after, "kl_to_M1": m2["metrics"]["final"]["kl"], "ok": after > before}
+        initial, final = m2["metrics"]["initial"], m2["metrics"]["final"]
+        checks["m2_raises_reward"] = {"M1": initial["reward"], "M2": final["reward"], "kl_to_M1": final["kl"],
+                                      "ok": final["reward"] > initial["reward"]}  # fmt: skip
+        if "answer_accuracy" in final:
+            checks.update(_accuracy_checks(initial, final, method))
     return checks
+
+
+def _accuracy_checks(initial: dict[str, float], final: dict[str, float], method: str) -> dict[str, Any]:
+    """On checkable prompts: M2 must gain answer accuracy, and a reward that rises while accuracy
+    falls is flagged as reward hacking (the policy pleases the RM with wrong answers)."""
+    gain = final["answer_accuracy"] - initial["answer_accuracy"]
+    target = ACCURACY_GAIN.get(method, 0.0)
+    reward_up = final["reward"] > initial["reward"]
+    return {
+        "m2_raises_answer_accuracy": {"M1": initial["answer_accuracy"], "M2": final["answer_accuracy"], "gain": gain,
+                                      "target_gain": target, "kl_to_M1": final["kl"], "ok": gain >= target},
+        "no_reward_hacking": {"reward_up": reward_up, "accuracy_down": gain < 0, "ok": not (reward_up and gain < 0)},
+    }
 
 
 def _fmt(value: Any) -> str:
