@@ -4,7 +4,8 @@ Needs the ``mlflow`` extra.
 The sink sends metrics in ``log_batch`` calls and params within MLflow's limits. It works with file:, sqlite: and http(s):// tracking URIs through ``MlflowClient`` (no global
 fluent state, so several runs can coexist in one process). A resumed run reopens the same
 MLflow run id. MLflow has no histogram type: histograms stay in the NDJSON log and
-TensorBoard/W&B. Credentials in the tracking URI never reach run.json (see mlflow_utils).
+TensorBoard/W&B. A health event sets the run tag ``codex.health.last`` (its message) and is
+stored as text like on every sink. Credentials in the tracking URI never reach run.json (see mlflow_utils).
 """
 
 from __future__ import annotations
@@ -24,6 +25,10 @@ from codex_ml.secrets.credentials import MLFLOW_ENV, credentials_for, split_cred
 from codex_ml.backends.names import KeyMapper, mlflow_name
 from codex_ml.rundir.paths import RunPaths
 from codex_ml.rundir.sink import MetricPoint, RunInfo, Sink
+
+
+#: Run tag holding the message of the run's latest health event.
+HEALTH_TAG = "codex.health.last"
 
 
 class MlflowAuthError(CodexMLError, RuntimeError):
@@ -185,6 +190,15 @@ class MlflowSink(Sink):
     def write_artifact(self, path: Path, name: str) -> None:
         """Upload a file from the run's artifacts/ folder."""
         self._client.log_artifact(self.run_id, str(path))
+
+    def write_event(self, event: dict[str, Any]) -> None:
+        """Tag ``codex.health.last`` with the event's message (MLflow has no alerts; a tag shows on the
+        run's page and in the runs table), then the text artifact every sink writes.
+
+        Both calls are idempotent, so the worker's retry of a failed call repeats nothing.
+        """
+        self._client.set_tag(self.run_id, HEALTH_TAG, mu.clip_value(event["message"], mu.MAX_TAG_VALUE)[0])
+        super().write_event(event)
 
     def close(self, status: str) -> None:
         """Mark the MLflow run FINISHED, FAILED or KILLED."""

@@ -5,7 +5,8 @@ back-fill, replay and tests), its history reader and its view line. Needs the ``
 ``offline`` (nothing leaves the machine; ``wandb sync`` can upload later). Files go under
 the run directory (``runs/<run>/wandb/``). Steps are sent as a ``step`` metric that every
 other metric uses as its x-axis, so resumed or out-of-order steps are never dropped by
-W&B's monotonic-step rule.
+W&B's monotonic-step rule. A health event is logged as text ``health/<rule>`` and, on a run
+that talks to W&B live, also raised with ``run.alert``.
 
 A W&B offline run file (``run-<id>.wandb``) is read with W&B's own record protobufs. The file is
 W&B's 7-byte header (``:W&B``, magic 0xBEE1, version 0) followed by a LevelDB log: 32 KiB blocks
@@ -37,6 +38,8 @@ STEP_KEY = "step"
 SYSTEM_STEP_KEY = "system/sample"
 #: Seconds abort() lets W&B's service process end on its own, then after SIGTERM, before SIGKILL.
 SERVICE_EXIT_WAIT = 0.3
+#: W&B wants alert titles under 64 characters.
+ALERT_TITLE_MAX = 63
 #: The run file's layout: header size, LevelDB block size and chunk types.
 BLOCK = 32768
 HEADER = 7
@@ -106,6 +109,24 @@ class WandbSink(Sink):
         """Text as a one-row table (W&B's way of showing text per step)."""
         table = self._wandb.Table(columns=[STEP_KEY, "text"], data=[[step, text]])
         self.run.log({name: table, STEP_KEY: step})
+
+    def write_event(self, event: dict[str, Any]) -> None:
+        """The event as text ``health/<rule>`` (a one-row table in the run's history, which an offline
+        run keeps for ``wandb sync``), plus :meth:`alert` when the run talks to W&B live: an offline
+        alert would only reach W&B at a sync, too late to alert anyone."""
+        if not (self.run.offline or self.run.disabled):  # first: a retry after a failed text repeats no row
+            self.alert(event)
+        super().write_event(event)
+
+    def alert(self, event: dict[str, Any]) -> None:
+        """``run.alert`` for the event: title ``<rule> (<severity>)``, level ERROR for critical, else WARN.
+
+        W&B's default ``wait_duration`` stays: at most one alert per title a minute (a NaN on every
+        step must not send an email per step); the text written by :meth:`write_event` keeps every event.
+        """
+        title = f"{event['rule']} ({event['severity']})"[:ALERT_TITLE_MAX]
+        level = self._wandb.AlertLevel.ERROR if event["severity"] == "critical" else self._wandb.AlertLevel.WARN
+        self.run.alert(title=title, text=str(event["message"]), level=level)
 
     def write_params(self, params: dict[str, Any]) -> None:
         """Params into the run config (allowing changes on resume)."""
