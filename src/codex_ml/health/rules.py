@@ -249,7 +249,7 @@ class GradExplosion(Spike):
     PARAMS = {
         **Spike.PARAMS,
         "metrics": Param(["train/grad_norm"], list, "glob patterns of the metrics watched"),
-        "threshold": Param(10.0, float, "robust z-score that fires (measured: docs/health.md)", 0.0),
+        "threshold": Param(20.0, float, "robust z-score that fires (measured: docs/health.md)", 0.0),
     }
 
 
