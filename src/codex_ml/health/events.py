@@ -81,9 +81,9 @@ def read_events(path: str | os.PathLike[str], report: ReadReport | None = None) 
         return []
     report = report if report is not None else ReadReport(str(path))
     events = []
-    for lineno, record in enumerate(iter_records(path, report), start=1):
+    for number, record in enumerate(iter_records(path, report), start=1):
         try:
             events.append(HealthEvent.from_json(record))
-        except ValueError as exc:
-            report.bad_lines.append((lineno, str(exc)))
+        except ValueError as exc:  # noted by record number (blank and unparsable lines are not counted)
+            report.bad_lines.append((number, f"record {number}: {exc}"))
     return events
