@@ -25,7 +25,7 @@ def run_dir(tmp_path: Path) -> Path:
     with start_run("demo", output_root=tmp_path / "runs", flush_interval=0.05, params={"lr": 0.1}) as run:
         for step in range(20):
             run.log_metrics({"train/loss": 2.0 / (step + 1), "lr": 0.1}, step=step)
-        run.log_metrics({"train/loss": math.nan}, step=20)
+        run.log_metrics({"train/loss": math.nan}, step=20)  # the health rule `nonfinite` adds health/events=1 at 20
     return run.paths.root
 
 
@@ -46,7 +46,7 @@ def test_inspect_table_and_json(run_dir: Path, monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setenv("COLUMNS", "200")  # rich wraps to the terminal width
     table = _invoke("inspect", str(run_dir))
     assert table.exit_code == 0, table.output
-    assert "train/loss" in table.output and "21 records" in table.output and "FINISHED" in table.output
+    assert "train/loss" in table.output and "22 records" in table.output and "FINISHED" in table.output
     data = json.loads(_invoke("inspect", str(run_dir), "--json").stdout)
     loss = data["runs"][0]["metrics"]["train/loss"]
     assert loss["count"] == 21 and loss["nan"] == 1 and loss["last"] == "NaN" and loss["max"] == 2.0
@@ -66,8 +66,8 @@ def test_export_formats_and_errors(run_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "out" / "m.parquet"
     result = _invoke("export", str(run_dir), str(out), "--json")
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout) == {"out": str(out), "format": "parquet", "layout": "long", "rows": 41}
-    assert pq.read_table(out).num_rows == 41
+    assert json.loads(result.stdout) == {"out": str(out), "format": "parquet", "layout": "long", "rows": 42}
+    assert pq.read_table(out).num_rows == 42  # 41 points logged + the health/events count
     wide = _invoke("export", str(run_dir), str(tmp_path / "w.csv"), "--wide")
     assert wide.exit_code == 0 and "21 rows (wide)" in wide.output
     bad = _invoke("export", str(run_dir), str(tmp_path / "x.xlsx"))
@@ -91,7 +91,7 @@ def test_empty_file_is_an_error(tmp_path: Path) -> None:
 def test_replay_to_tensorboard_twice(run_dir: Path) -> None:
     first = _invoke("export", str(run_dir), "--to", "tensorboard", "--json")
     assert first.exit_code == 0, first.output
-    assert json.loads(first.stdout)["sent"] == 41
+    assert json.loads(first.stdout)["sent"] == 42
     second = _invoke("export", str(run_dir), "--to", "tensorboard")
     assert second.exit_code == 0 and "nothing sent" in second.output
     unknown = _invoke("export", str(run_dir), "--to", "neptune")
@@ -100,9 +100,13 @@ def test_replay_to_tensorboard_twice(run_dir: Path) -> None:
 
 def test_tail_plot_and_ui_errors(run_dir: Path, tmp_path: Path) -> None:
     tail = _invoke("tail", str(run_dir), "-n", "2")
-    assert tail.exit_code == 0 and tail.output.count("step ") == 2 and "step 20" in tail.output
-    tail_json = _invoke("tail", str(run_dir), "-n", "1", "--json", "--until-closed", "--interval", "0.01")
-    assert tail_json.exit_code == 0 and json.loads(tail_json.stdout)["metrics"] == {"train/loss": "NaN"}
+    lines = tail.output.splitlines()
+    assert tail.exit_code == 0 and lines[:2] == [line for line in lines if line.startswith("step ")]
+    assert "train/loss=NaN" in lines[0] and "health/events=1" in lines[1]
+    assert "[health] step 20 nonfinite" in tail.output
+    tail_json = _invoke("tail", str(run_dir), "-n", "2", "--json", "--until-closed", "--interval", "0.01")
+    first = json.loads(tail_json.stdout.splitlines()[0])
+    assert tail_json.exit_code == 0 and first["metrics"] == {"train/loss": "NaN"}
     plot = _invoke("plot", str(run_dir), "-o", str(tmp_path / "c.png"), "-m", "train/*")
     assert plot.exit_code == 0 and "1 panels" in plot.output and (tmp_path / "c.png").stat().st_size > 1000
     ui = _invoke("ui", str(run_dir))

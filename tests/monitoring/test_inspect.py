@@ -25,7 +25,8 @@ def _real_run(tmp_path: Path) -> Path:
 
 def test_statistics_of_a_real_run(tmp_path: Path) -> None:
     [result] = inspect_paths([_real_run(tmp_path)])
-    assert result["records"] == 12 and result["run"]["status"] == "FINISHED" and result["run"]["name"] == "demo"
+    # 12 logged + the health/events count of the one nonfinite event (NaN then Inf: one streak)
+    assert result["records"] == 13 and result["run"]["status"] == "FINISHED" and result["run"]["name"] == "demo"
     loss = result["metrics"]["train/loss"]
     assert loss["count"] == 12 and loss["first_step"] == 0 and loss["last_step"] == 11
     assert loss["min"] == pytest.approx(1.1) and loss["max"] == 2.0

@@ -189,6 +189,8 @@ class Trainer:
         try:
             with stop:
                 result = self._loop(run, stop)
+            if getattr(run, "health_link", None) is not None:
+                run.health_link.stop()  # training is over: the final checkpoint and close are not a stall
             status = "FAILED" if stop.health else "KILLED" if stop.asked else "FINISHED"
         except KeyboardInterrupt:
             status = "KILLED"
