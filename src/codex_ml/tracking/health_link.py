@@ -97,8 +97,8 @@ class HealthLink:
 
     def check(self, now: float) -> int:
         """One watchdog round: tick the rules, poll the sinks; enqueue what fired. Returns the count."""
-        events = self.monitor.tick(now)
-        events += self._sink_events(now)
+        # A new list: the rules return a shared empty list when nothing fired, never to be extended.
+        events = [*self.monitor.tick(now), *self._sink_events(now)]
         for event in events:
             if event.rule == "stall":
                 event = self._with_stacks(event)
