@@ -1,5 +1,6 @@
 """Health rules inside a real training run: events written live, ``skip`` drops the offending update,
-``stop`` checkpoints and ends the run FAILED with exit status 3, and the backtest finds the live events."""
+``rollback`` restores the last checkpoint (bounded by training.max_rollbacks), ``stop`` checkpoints and ends
+the run FAILED with exit status 3, and the backtest finds the live events."""
 
 from __future__ import annotations
 
@@ -74,10 +75,39 @@ def test_stop_from_the_command_line_is_one_line_and_exit_3(tmp_path: Path) -> No
 
 @pytest.mark.parametrize(("override", "needle"), [
     ("health.spike.threshold=abc", "health.spike.threshold"),
-    ("health.nonfinite.action=rollback", "rollback"),
+    ("training.max_rollbacks=-1", "max_rollbacks"),
     ("health.nosuchrule.action=log", "nosuchrule"),
 ])
 def test_bad_health_settings_fail_at_config_load(override: str, needle: str) -> None:
     with pytest.raises(ConfigError) as raised:
         tiny_config(override)
     assert needle in str(raised.value)
+
+
+def test_rollback_restores_the_last_checkpoint_and_skips_the_window(tmp_path: Path) -> None:
+    config = tiny_config("training.max_steps=20", "training.checkpoint_interval=5", "training.eval_interval=100",
+                         "training.histogram_interval=100", "training.sample_interval=100",
+                         "training.fault=nan@12", "health.nonfinite.action=rollback")
+    result = train(config, tracking_for(tmp_path, "rollback"))
+    events = read_events(result.run_dir / "events.ndjson")
+    [rewind] = [e for e in events if e.rule == "rewind"]
+    assert (rewind.step, rewind.value, rewind.action) == (10, 12.0, "rollback")
+    assert {e.step for e in events if e.rule == "nonfinite"} == {12} and all(
+        e.action == "rollback" for e in events if e.rule == "nonfinite")
+    # NDJSON keeps everything: steps 11 and 12 were logged twice (the NaN one first), then 13..20 once.
+    steps = [s for s, _ in series(result.run_dir, "train/loss")]
+    assert steps.count(11) == 2 and steps.count(12) == 2 and steps[-1] == 20
+    losses = [float(v) for s, v in series(result.run_dir, "train/loss")]
+    assert math.isnan(losses[steps.index(12)]) and all(math.isfinite(v) for v in losses[steps.index(12) + 1:])
+    assert result.finished and math.isfinite(result.final_val_loss)
+
+
+def test_rollbacks_are_bounded_then_the_run_stops(tmp_path: Path) -> None:
+    config = tiny_config("training.max_steps=30", "training.checkpoint_interval=5", *QUIET[:1], *QUIET[2:],
+                         "training.fault=nan@12-30", "health.nonfinite.action=rollback", "training.max_rollbacks=2")
+    with pytest.raises(HealthStopError) as raised:
+        train(config, tracking_for(tmp_path, "bounded"))
+    assert "after 2 rollbacks" in str(raised.value)
+    rewinds = [e for e in read_events(tmp_path / "bounded" / "events.ndjson") if e.rule == "rewind"]
+    assert len(rewinds) == 2
+    assert json.loads((tmp_path / "bounded" / "run.json").read_text())["status"] == "FAILED"

@@ -110,13 +110,16 @@ class TrainingConfig:
     #: ``slow_data@200:0.5s``, ``leak@100:10MB``; several comma-separated or as a list
     #: (:mod:`codex_ml.training.faults`). None: a normal run.
     fault: str | list[str] | None = None
+    #: How many times health rules with ``action: rollback`` may rewind the run to its last good
+    #: checkpoint; one more firing then stops the run (FAILED) instead of looping forever.
+    max_rollbacks: int = 3
 
     def problems(self) -> list[str]:
         """Values the loop cannot run with."""
         positive = ("max_steps", "batch_size", "grad_accum_steps", "eval_interval", "eval_batches", "log_interval",
                     "histogram_interval", "sample_interval", "checkpoint_interval", "keep_last")
         out = [f"{k} must be > 0, got {getattr(self, k)}" for k in positive if getattr(self, k) <= 0]
-        out += [f"{k} must be >= 0, got {getattr(self, k)}" for k in ("warmup_steps", "sample_tokens", "weight_decay") if getattr(self, k) < 0]
+        out += [f"{k} must be >= 0, got {getattr(self, k)}" for k in ("warmup_steps", "sample_tokens", "weight_decay", "max_rollbacks") if getattr(self, k) < 0]
         if not 0.0 <= self.min_lr <= self.lr:
             out.append(f"min_lr ({self.min_lr}) must be in [0, lr={self.lr}]")
         if self.stop_after_steps is not None and self.stop_after_steps <= 0:

@@ -1,4 +1,4 @@
-"""Health rules the training loop must act on before the optimizer step (actions ``skip``, ``stop``).
+"""Health rules the training loop must act on before the optimizer step (actions ``skip``, ``rollback``).
 
 Rules whose action is ``log`` or ``stop`` run on the run's writer thread (tracking/health_link.py):
 seeing an event a second later is soon enough to log it or to stop at the next step. A rule whose
@@ -19,7 +19,7 @@ from codex_ml.health.config import HealthConfig
 from codex_ml.health.monitor import HealthMonitor
 from codex_ml.rundir.records import METRICS
 
-__all__ = ["HealthGuard", "HealthStopError", "health_config", "stop_message"]
+__all__ = ["HealthGuard", "HealthStopError", "health_config", "rewind_event", "stop_message"]
 
 #: The exit status of a run a health rule stopped (1 is a crash, 2 a user error).
 EXIT_HEALTH_STOP = 3
@@ -44,14 +44,8 @@ def stop_message(event: dict[str, Any], run_dir: Any, step: int) -> str:
 
 
 def health_config(section: Any) -> HealthConfig:
-    """A HealthConfig from a config's ``health:`` section (a mapping, None or a HealthConfig);
-    ``rollback`` is refused here, with what to use instead, until the trainer supports it."""
-    config = section if isinstance(section, HealthConfig) else HealthConfig.from_mapping(section)
-    for name, rule in config.active().items():
-        if rule.get("action") == "rollback":
-            raise CodexMLError(f"health.{name}.action: 'rollback' is not supported by this trainer yet; "
-                               f"use skip (drop the offending update) or stop (checkpoint and end the run)")
-    return config
+    """A HealthConfig from a config's ``health:`` section (a mapping, None or a HealthConfig)."""
+    return section if isinstance(section, HealthConfig) else HealthConfig.from_mapping(section)
 
 
 class HealthGuard:
@@ -63,6 +57,9 @@ class HealthGuard:
         self.run = run
         #: Steps whose update was not applied.
         self.skipped: list[int] = []
+        #: The event of a rule with ``action: rollback`` that refused the last update (the loop
+        #: rewinds to the last good checkpoint, then clears it).
+        self.rollback: Any = None
 
     @property
     def active(self) -> bool:
@@ -77,6 +74,19 @@ class HealthGuard:
             return True
         self.skipped.append(step)
         for event in events:
-            note = f"{event.message}; the update of step {step} was skipped (its batch not applied)"
+            if event.action == "rollback":
+                self.rollback = event
+                note = f"{event.message}; the update of step {step} was not applied, rolling back to the last checkpoint"
+            else:
+                note = f"{event.message}; the update of step {step} was skipped (its batch not applied)"
             self.run.log_event(dataclasses.replace(event, message=note))
         return False
+
+
+def rewind_event(to_step: int, from_step: int, checkpoint: str) -> dict[str, Any]:
+    """The ``rewind`` record of events.ndjson: metrics logged before it at steps after ``to_step``
+    are superseded (docs/run-directory.md); readers show the surviving timeline."""
+    return {"time": time.time(), "step": to_step, "rule": "rewind", "severity": "warning", "metric": None,
+            "value": float(from_step), "threshold": None, "action": "rollback",
+            "message": f"rewound from step {from_step} to the checkpoint of step {to_step} ({checkpoint}); "
+                       f"the data of steps {to_step + 1}-{from_step} is skipped"}

@@ -32,7 +32,7 @@ from codex_ml.training.core import Stepper, due, named
 from codex_ml.training.distributed import DistInfo, all_reduce_mean, cleanup, init_distributed
 from codex_ml.training.errors import TrainingError
 from codex_ml.training.faults import parse_faults
-from codex_ml.training.health_guard import HealthGuard, HealthStopError, health_config
+from codex_ml.training.health_guard import HealthGuard, HealthStopError, health_config, rewind_event
 from codex_ml.training.observe import estimate_loss, generate_sample, log_histograms, val_metrics
 from codex_ml.training.run_setup import open_run, run_name_for
 from codex_ml.training.stopping import GracefulStop
@@ -110,9 +110,12 @@ class Trainer:
         self.faults = parse_faults(t.fault)
         # Health rules: most run on the tracking writer thread; `skip` ones in this loop (health_guard.py).
         self.health = health_config(config.health)
-        if info.enabled and any(r.get("action") == "skip" for r in self.health.active().values()):
-            raise TrainingError("health action 'skip' is not supported with several ranks yet (each rank would "
-                                "judge its own loss); use action stop or log under torchrun")
+        if info.enabled and any(r.get("action") in ("skip", "rollback") for r in self.health.active().values()):
+            raise TrainingError("health actions 'skip' and 'rollback' are not supported with several ranks yet (each "
+                                "rank would judge its own loss); use action stop or log under torchrun")
+        self.guard: HealthGuard | None = None
+        self.rollbacks = 0
+        self.stop_reason: dict[str, Any] | None = None  # why the loop stopped itself (too many rollbacks)
         self.batches = self.faults.batches(self.windows) if self.faults else self.windows
         self.forward = self.faults.forward(self.ddp) if self.faults else self.ddp
         if self.faults and info.is_main:
@@ -179,6 +182,7 @@ class Trainer:
         """
         run = open_run(self)
         guard = HealthGuard(self.health, run)
+        self.guard = guard if guard.active else None
         self.stepper.guard = guard.allow if guard.active else None
         if self.info.is_main and self.new_tokenizer:
             from codex_ml.data.tokenizers import save_tokenizer
@@ -199,7 +203,8 @@ class Trainer:
             run.close(status)
         stop.end_process_as_asked()
         if stop.health:  # the run is closed FAILED with a checkpoint of its last step: say why, exit 3
-            raise HealthStopError(run.health_stop or {"rule": "health", "message": "a health rule asked to stop"},
+            reason = run.health_stop or self.stop_reason
+            raise HealthStopError(reason or {"rule": "health", "message": "a health rule asked to stop"},
                                   self.run_dir, result.last_step)
         return result
 
@@ -214,7 +219,9 @@ class Trainer:
             val_loss = self._evaluate(run, 0)
             bar.set_postfix(val=f"{val_loss:.4f}", refresh=False)
         loss, log_time, train_time, sample = math.nan, 0.0, 0.0, ""
-        for step in range(self.start_step + 1, end + 1):
+        step = self.start_step
+        while step < end:  # not a for loop: a rollback moves `step` back to its checkpoint
+            step += 1
             t0 = time.perf_counter()
             if self.faults:
                 self.faults.begin(step)
@@ -235,6 +242,10 @@ class Trainer:
                 bar.set_postfix(loss=f"{loss:.4f}", **self._bar_val(val_loss), refresh=False)
             bar.update(1)
             log_time = time.perf_counter() - t2
+            if self.guard is not None and self.guard.rollback is not None:
+                step = self._rollback(run, step, stop)
+                bar.n = step
+                continue
             val_loss, sample = self._periodic(run, step, end, val_loss, sample)
             if self.evaluated_step == step:  # the bar must not end on the val loss of an earlier step
                 bar.set_postfix(loss=f"{loss:.4f}", val=f"{val_loss:.4f}", refresh=False)
@@ -247,6 +258,39 @@ class Trainer:
         done = end == t.max_steps and not stop.signum
         return TrainResult(self.run_dir, end, loss, val_loss, self.best_val,
                            tokens_per_step * (end - self.start_step) / max(train_time, 1e-9), done, sample)
+
+    def _rollback(self, run: Any, step: int, stop: GracefulStop) -> int:
+        """A rule with ``action: rollback`` refused the update of ``step``: restore the newest
+        checkpoint before it (model, optimizer, schedule; not the batch stream, so the data of the
+        steps in between is skipped), record a ``rewind`` event and return the checkpoint's step.
+        With no checkpoint yet the update is just skipped; after ``training.max_rollbacks`` rewinds
+        the run stops instead (FAILED, exit 3)."""
+        from codex_ml.training.checkpoints import list_step_checkpoints, load_checkpoint, load_model_state
+
+        event, self.guard.rollback = self.guard.rollback, None  # type: ignore[union-attr]
+        limit = self.config.training.max_rollbacks
+        if self.rollbacks >= limit:
+            self.stop_reason = {"rule": event.rule, "message": f"{event.message} (after {limit} rollbacks, stopping)"}
+            stop.request_health_stop()
+            return step
+        older = [(s, p) for s, p in list_step_checkpoints(self.run_dir / build.CHECKPOINT_DIR) if s < step]
+        if not older:
+            print(f"[train] {event.rule} at step {step}: no checkpoint to roll back to yet; the update was skipped",
+                  file=sys.stderr, flush=True)
+            return step
+        self.rollbacks += 1
+        to_step, path = older[-1]
+        state = load_checkpoint(path)
+        load_model_state(self.model, state["model"], str(path))
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.best_val = float(state.get("best_val_loss", self.best_val))
+        self.saved_step = to_step
+        run.log_event(rewind_event(to_step, step, path.name))
+        print(f"[train] {event.rule} at step {step}: rolled back to the checkpoint of step {to_step} "
+              f"({self.rollbacks}/{limit}); training goes on from step {to_step + 1} with new data",
+              file=sys.stderr, flush=True)
+        return to_step
 
     def _forward_backward(self, waits: list[float]) -> torch.Tensor:
         """Forward and backward over ``grad_accum_steps`` micro-batches; the mean loss (detached).
