@@ -35,3 +35,13 @@ def test_bundled_files_validate() -> None:
     folder = REPO / "data" / "pipeline"
     inputs = load_inputs(folder / "corpus.jsonl", folder / "demos.jsonl", folder / "prefs.jsonl")
     assert inputs.files["prefs"]["rows"] > 1000
+
+
+def test_rejection_kinds_cover_every_generated_pair() -> None:
+    from codex_ml.pipeline.example_data import REJECTION_KINDS, rejection_kind
+
+    assert [rejection_kind("19", r) for r in ("18", "20", "9", "29", "42")] == [
+        "off_by_one", "off_by_one", "tens_digit", "tens_digit", "random"]
+    assert rejection_kind("yes", "no") is None  # pairs from other data have no kind
+    kinds = {rejection_kind(p["chosen"], p["rejected"]) for p in generate(ExampleSpec(prefs=300))["prefs"]}
+    assert kinds == set(REJECTION_KINDS)

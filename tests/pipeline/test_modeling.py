@@ -43,3 +43,13 @@ def test_sequence_logprobs_sum_only_masked_targets() -> None:
     log_probs = torch.log_softmax(gpt(ids)[0], dim=-1)[0]  # (T, V)
     expected = log_probs[2, ids[0, 3]] + log_probs[3, ids[0, 4]]
     torch.testing.assert_close(sequence_logprobs(gpt, ids, mask)[0], expected)
+
+
+def test_reward_adds_the_backbones_log_prob_of_the_response() -> None:
+    """With the head at zero (before training) the reward is the backbone's sum log-prob of the
+    response tokens: what M1 knows about right answers, before any pair is seen."""
+    gpt = _gpt()
+    ids, lengths = pad_batch([[1, 2, 3, 4]], pad_id=0)
+    mask = torch.tensor([[False, False, True, True]])
+    torch.testing.assert_close(RewardModel(gpt, logprob_weight=1.0).eval()(ids, lengths, mask), sequence_logprobs(gpt, ids, mask))
+    assert RewardModel(gpt, logprob_weight=0.0).eval()(ids, lengths, mask).item() == 0.0

@@ -65,3 +65,9 @@ def test_missing_config_file_is_named(tmp_path: Path) -> None:
 def test_exponent_without_a_dot_is_a_float() -> None:
     config = PipelineConfig.from_mapping(apply_overrides({}, ["sft.lr=2e-4", "reward.lr=1e-3"]))
     assert (config.sft.lr, config.reward.lr) == (2e-4, 1e-3)
+
+
+def test_negative_reward_and_dpo_weights_are_reported_together() -> None:
+    with pytest.raises(PipelineConfigError) as info:
+        PipelineConfig.from_mapping({"reward": {"logprob_weight": -1.0}, "preference": {"dpo_nll": -0.5}})
+    assert "reward.logprob_weight: must be >= 0" in str(info.value) and "preference.dpo_nll: must be >= 0" in str(info.value)

@@ -162,3 +162,17 @@ def test_reward_model_ties_count_half(make_config, capsys: pytest.CaptureFixture
     assert summary["stages"]["RM"]["metrics"]["initial"]["accuracy"] == 0.5
     print_table(summary["stages"])
     assert "ties count 0.5" in capsys.readouterr().err
+
+
+def test_exact_reward_needs_checkable_prompts(make_config, tmp_path: Path) -> None:
+    """preference.reward=exact scores with check_answer; prompts it cannot check are an input error."""
+    from codex_ml.pipeline.inputs import PipelineInputError
+
+    summary = run_pipeline(make_config("exact", "preference.reward=rm+exact"), progress=False)
+    assert summary["stages"]["M2"]["status"] == "trained"
+    prefs = tmp_path / "words.jsonl"
+    prefs.write_text("".join(json.dumps({"prompt": f"say {w}", "chosen": w, "rejected": "no"}) + "\n" for w in "abcdefghij"))
+    config = make_config("words", f"prefs={prefs}", "preference.reward=exact")
+    with pytest.raises(PipelineInputError, match="preference.reward=exact needs prompts"):
+        run_pipeline(config, progress=False)
+    assert not Path(config.output_dir).exists()  # found before anything is written

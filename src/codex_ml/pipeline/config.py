@@ -31,6 +31,7 @@ __all__ = [
 ]
 
 METHODS = ("rloo", "dpo")
+REWARDS = ("rm", "exact", "rm+exact")
 #: The built-in stages (registered names), in the order each builds on the one before.
 BUILTIN_STAGES = ("pretrain", "sft", "reward", "preference")
 
@@ -71,7 +72,8 @@ class PreferenceSection:
     """M2: RLOO against the reward model with a KL penalty to M1, or DPO on the pairs."""
 
     method: str = "rloo"
-    steps: int = 300
+    reward: str = "rm"  # RLOO: rm (the learned RM), exact (check_answer: 1 right, 0 wrong) or rm+exact
+    steps: int = 450
     # Policy-gradient steps are noisy: 64 prompts x 4 samples per step is what made RLOO gain
     # answer accuracy (16 x 4 at lr 1e-4 barely moved M1, +0.04).
     batch_prompts: int = 64  # RLOO: prompts per step; DPO: pairs per step
@@ -118,7 +120,7 @@ class PipelineConfig:
                                                                    position="learned"))
     pretrain: StageSection = _default_stage(steps=600)
     sft: StageSection = _default_stage(steps=600, lr=1e-3, min_lr=1e-4, warmup_steps=10)
-    reward: RewardSection = field(default_factory=lambda: RewardSection(steps=1000, lr=3e-4, min_lr=3e-5, warmup_steps=10))
+    reward: RewardSection = field(default_factory=lambda: RewardSection(steps=1500, lr=5e-4, min_lr=5e-5, warmup_steps=10))
     preference: PreferenceSection = field(default_factory=PreferenceSection)
     #: Registered pipeline stages run in this order (`codex-ml plugins list pipeline-stages`); the
     #: four built-ins build on each other, so they stay in this order, plugin stages go between or after.
@@ -145,6 +147,8 @@ class PipelineConfig:
         problems = _not_numbers(self, "")
         if self.preference.method not in METHODS:
             problems.append(f"preference.method: must be one of {list(METHODS)}, got {self.preference.method!r}")
+        if self.preference.reward not in REWARDS:
+            problems.append(f"preference.reward: must be one of {list(REWARDS)}, got {self.preference.reward!r}")
         problems += _plugin_problems(self)
         if not 0.0 < self.val_fraction < 0.5:
             problems.append(f"val_fraction: must be in (0, 0.5), got {self.val_fraction}")

@@ -2,7 +2,8 @@
 
 - ``rloo``: REINFORCE Leave-One-Out. For each prompt, sample k responses, score each with
   the frozen reward model minus ``kl_coef`` times the sequence KL to the frozen M1, and use
-  the mean score of the other k-1 samples as the baseline.
+  the mean score of the other k-1 samples as the baseline. ``reward=exact`` scores with
+  :func:`check_answer` (1 right, 0 wrong) instead, ``rm+exact`` with both: comparison rows.
 - ``dpo``: Direct Preference Optimisation on the preference pairs with M1 as the reference,
   plus ``dpo_nll`` times the chosen answers' cross entropy (without it DPO lowers the right
   answers' probability too, see :func:`_dpo_step`).
@@ -21,13 +22,13 @@ from torch.nn import functional as F
 from codex_ml.models.transformer import GPT
 from codex_ml.pipeline.config import PipelineConfig
 from codex_ml.pipeline.example_data import check_answer
-from codex_ml.pipeline.inputs import Preference
+from codex_ml.pipeline.inputs import PipelineInputError, Preference
 from codex_ml.pipeline.loop import (
     PromptCodec, StageContext, optimise, pair_accuracy, pair_batch, sample_completions, split_rows,
 )
 from codex_ml.pipeline.modeling import RewardModel, sequence_logprobs
 
-__all__ = ["evaluate_policy", "run_preference"]
+__all__ = ["evaluate_policy", "require_checkable", "run_preference"]
 
 
 def _freeze(*models: torch.nn.Module) -> None:
@@ -68,6 +69,9 @@ def _rloo_step(policy, reference, rm, codec, prompts, cfg, generator) -> tuple[t
     samples = sample_completions(policy, codec, prompts, k, section.max_new_tokens, section.temperature, generator)
     pairs = [(p, r) for p, responses in zip(prompts, samples) for r in responses]
     logp, kl, reward = _score(policy, reference, rm, codec, pairs)
+    if section.reward != "rm":  # a verifiable reward, the comparison row for the learned RM
+        exact = torch.tensor([float(check_answer(p, r) or False) for p, r in pairs])
+        reward = exact if section.reward == "exact" else reward + exact
     score = (reward - section.kl_coef * kl).view(len(prompts), k)  # (P, k)
     baseline = (score.sum(dim=1, keepdim=True) - score) / (k - 1)  # mean of the other k-1 samples
     advantage = (score - baseline).view(-1)
@@ -96,6 +100,15 @@ def _dpo_step(policy, reference, codec, pairs: list[Preference], beta: float, nl
                   "rejected_logp": rejected.mean().item()}  # fmt: skip
 
 
+def require_checkable(prompts: Sequence[str], reward: str) -> None:
+    """``preference.reward`` with ``exact`` needs every training prompt to be an ``a+b=`` question."""
+    unchecked = [p for p in prompts if check_answer(p, "") is None]
+    if unchecked:
+        raise PipelineInputError(
+            f"preference.reward={reward} needs prompts whose answers can be checked (a+b=), but {len(unchecked)} "
+            f"of {len(prompts)} are not, e.g. {unchecked[0]!r}; use preference.reward=rm")
+
+
 def run_preference(
     policy: GPT, reference: GPT, rm: RewardModel, codec: PromptCodec, prefs: list[Preference],
     prompts: Sequence[str], cfg: PipelineConfig, ctx: StageContext,
@@ -106,6 +119,8 @@ def run_preference(
     train_pairs, held_pairs = split_rows(prefs, cfg.val_fraction)
     held_prompts = sorted({p.prompt for p in held_pairs})[: section.eval_prompts]
     train_prompts = sorted(set(prompts) - set(held_prompts)) or sorted(set(prompts))
+    if section.method == "rloo" and section.reward != "rm":
+        require_checkable(train_prompts, section.reward)
     generator = torch.Generator().manual_seed(ctx.seed)
 
     def step_fn(step: int) -> tuple[torch.Tensor, dict[str, float]]:

@@ -84,6 +84,10 @@ def run_pipeline(cfg: PipelineConfig, tracking: Any = None, *, progress: bool = 
     texts += [t for p in inputs.prefs for t in (p.prompt, p.chosen, p.rejected)]
     tokenizer = train_tokenizer(cfg.tokenizer, texts, cfg.vocab_size)
     pretrain_streams(inputs.corpus, tokenizer, cfg)  # a corpus too short for one window
+    if cfg.preference.method == "rloo" and cfg.preference.reward != "rm":  # exact rewards need checkable prompts
+        from codex_ml.pipeline.preference import require_checkable
+
+        require_checkable([d.prompt for d in inputs.demos] + [p.prompt for p in inputs.prefs], cfg.preference.reward)
     codec = PromptCodec(tokenizer, cfg.model.block_size)
     out = Path(cfg.output_dir).resolve()
     run = _open_run(out, tracking, cfg)  # creates the directory; a missing sink package fails before
