@@ -17,6 +17,7 @@ import orjson
 
 from codex_ml.errors import CorruptRecordError
 from codex_ml.rundir.encoding import decode_metrics_values
+from codex_ml.rundir.rewinds import rewinds_beside, superseded
 
 
 @dataclass
@@ -66,17 +67,31 @@ def _loads(line: bytes) -> Any:
         return json.loads(line)
 
 
-def read_metrics(path: str | os.PathLike[str], report: ReadReport | None = None) -> list[dict[str, Any]]:
-    """Read a metrics NDJSON file into records with decoded (float) values."""
+def read_metrics(path: str | os.PathLike[str], report: ReadReport | None = None, *,
+                 rewound: bool = False) -> list[dict[str, Any]]:  # fmt: skip
+    """Read a metrics NDJSON file into records with decoded (float) values.
+
+    The records a rollback superseded (codex_ml.rundir.rewinds: the run's events.ndjson holds a
+    rewind) are left out, so each step appears once; ``rewound=True`` keeps every line.
+    """
+    rewinds = [] if rewound else rewinds_beside(path)
     out = []
     for record in iter_records(path, report):
+        if rewinds and _superseded(record, rewinds):
+            continue
         record["metrics"] = decode_metrics_values(record.get("metrics", {}))
         out.append(record)
     return out
 
 
+def _superseded(record: dict[str, Any], rewinds: list[Any]) -> bool:
+    step, when = record.get("step"), record.get("time")
+    return isinstance(step, int) and isinstance(when, (int, float)) and superseded(step, when, rewinds)
+
+
 def metric_series(path: str | os.PathLike[str]) -> dict[str, list[tuple[int, float]]]:
-    """Return ``{metric: [(step, value), ...]}`` in file order."""
+    """Return ``{metric: [(step, value), ...]}`` in file order (the surviving timeline, as
+    :func:`read_metrics` reads it)."""
     series: dict[str, list[tuple[int, float]]] = {}
     for record in read_metrics(path, ReadReport(str(path))):
         for key, value in record["metrics"].items():
