@@ -16,6 +16,7 @@ from codex_ml.backends import NOT_STARTED, quote
 
 from codex_ml.rundir.records import Histogram
 from codex_ml.rundir.paths import RunPaths
+from codex_ml.rundir.rewinds import REWIND_RULE, read_rewinds, superseded
 from codex_ml.rundir.sink import MetricPoint, RunInfo, Sink
 
 
@@ -47,6 +48,22 @@ class TensorBoardSink(Sink):
         # session in the same second would otherwise reopen (and overwrite) the last file.
         self._writer = EventFileWriter(str(run.paths.tensorboard), max_queue_size=1000, flush_secs=self._flush_secs,
                                        filename_suffix=f".{uuid.uuid4().hex[:8]}")  # fmt: skip
+
+    def write_event(self, event: dict[str, Any]) -> None:
+        """The event's text (the base class); a rollback's rewind also purges the rewound steps.
+
+        A rewind to the checkpoint of step c (``codex_ml.rundir.rewinds``) writes what
+        ``SummaryWriter(purge_step=c + 1)`` writes when it reopens: a ``SessionLog.START`` event at
+        step c + 1, on which TensorBoard discards every event it read with a step >= c + 1, so the
+        steps trained again after the rollback show once, with their new values. It goes into the
+        current file rather than a new one: files are read in name order, and two files opened in
+        the same second are not named in the order they were opened.
+        """
+        super().write_event(event)
+        if event.get("rule") == REWIND_RULE and isinstance(event.get("step"), int):
+            pb = self._pb.event_pb2
+            start = pb.SessionLog(status=pb.SessionLog.START)
+            self._writer.add_event(pb.Event(step=int(event["step"]) + 1, wall_time=float(event["time"]), session_log=start))
 
     def write_metrics(self, points: list[MetricPoint]) -> None:
         """One event per step holding all of that step's scalars."""
@@ -152,7 +169,11 @@ class History:
         # Keep every event, and keep out-of-order steps (purging them is for restarted jobs).
         acc = ea.EventAccumulator(str(folder), size_guidance={ea.SCALARS: 0}, purge_orphaned_data=False)
         acc.Reload()
-        return {tag: dict(Counter(e.step for e in acc.Scalars(tag))) for tag in acc.Tags()["scalars"]}
+        # Points a rollback superseded (logged live before its rewind) are purged by TensorBoard's
+        # views: do not count them, so replay sends the surviving timeline in their place if need be.
+        rewinds = read_rewinds(self.info.paths)
+        return {tag: dict(Counter(e.step for e in acc.Scalars(tag) if not superseded(e.step, e.wall_time, rewinds)))
+                for tag in acc.Tags()["scalars"]}  # fmt: skip
 
 
 def view_line(paths: RunPaths, saved: dict[str, Any] | None = None) -> str:

@@ -25,6 +25,7 @@ from codex_ml.rundir.encoding import decode_metrics_values, decode_number
 from codex_ml.rundir.paths import CHECKPOINTS_DIR, RunPaths
 from codex_ml.rundir.reader import ReadReport, iter_records
 from codex_ml.rundir.records import METRICS, SYSTEM
+from codex_ml.rundir.rewinds import Rewind, read_rewinds, superseded
 from codex_ml.rundir.run_files import read_json
 
 __all__ = ["BacktestInputError", "BacktestReport", "backtest", "backtest_report", "system_file"]
@@ -67,13 +68,21 @@ class BacktestReport:
         }  # fmt: skip
 
 
-def backtest(run_dir: str | os.PathLike[str], config: HealthConfig | None = None) -> list[HealthEvent]:
+def backtest(run_dir: str | os.PathLike[str], config: HealthConfig | None = None, *,
+             rewound: bool = False) -> list[HealthEvent]:  # fmt: skip
     """The events ``config``'s rules (default: the built-in defaults) raise over ``run_dir``."""
-    return backtest_report(run_dir, config).events
+    return backtest_report(run_dir, config, rewound=rewound).events
 
 
-def backtest_report(run_dir: str | os.PathLike[str], config: HealthConfig | None = None) -> BacktestReport:
-    """:func:`backtest` with what it read and the run's own recorded events."""
+def backtest_report(run_dir: str | os.PathLike[str], config: HealthConfig | None = None, *,
+                    rewound: bool = False) -> BacktestReport:  # fmt: skip
+    """:func:`backtest` with what it read and the run's own recorded events.
+
+    The metrics are the surviving timeline: records a rollback superseded (``codex_ml.rundir.rewinds``)
+    are left out, so each step is seen once, as training finally ran it. The event that caused the
+    rollback was on a superseded step, so it is in ``recorded`` but not found again; ``rewound=True``
+    replays every line as it was logged (and finds it).
+    """
     paths = RunPaths(Path(run_dir))
     if not paths.root.is_dir():
         raise BacktestInputError(run_dir, "no such run directory (give one such as runs/demo)")
@@ -84,7 +93,8 @@ def backtest_report(run_dir: str | os.PathLike[str], config: HealthConfig | None
     sys_path = system_file(paths, run_info)
     report = BacktestReport(str(paths.root), monitor.names(), [], system_file=None if sys_path is None else str(sys_path))
     reads = [ReadReport(str(paths.metrics))]
-    streams = [_metrics_records(paths.metrics, reads[0], report)]
+    rewinds = [] if rewound else read_rewinds(paths)
+    streams = [_metrics_records(paths.metrics, reads[0], report, rewinds)]
     if sys_path is not None:
         reads.append(ReadReport(str(sys_path)))
         streams.append(_system_records(sys_path, reads[1], report))
@@ -111,17 +121,20 @@ def system_file(paths: RunPaths, run_info: dict[str, Any]) -> Path | None:
     return next((c for c in candidates if c.is_file()), None)
 
 
-def _metrics_records(path: Path, read: ReadReport, report: BacktestReport) -> Iterator[tuple[float, int, tuple]]:
+def _metrics_records(path: Path, read: ReadReport, report: BacktestReport,
+                     rewinds: list[Rewind]) -> Iterator[tuple[float, int, tuple]]:  # fmt: skip
     # (time, order, record): order keeps file order among equal times, metrics before system.
     for order, raw in enumerate(iter_records(path, read)):
         if not isinstance(raw.get("metrics"), dict) or not isinstance(raw.get("step"), int):
-            continue  # not a metrics record (a rewind marker, a legacy line)
+            continue  # not a metrics record (a legacy line)
         try:
             values = decode_metrics_values(raw["metrics"])
             wall_time = float(raw["time"])
         except (KeyError, TypeError, ValueError):
             read.bad_lines.append((order + 1, "bad metrics record"))
             continue
+        if rewinds and superseded(raw["step"], wall_time, rewinds):
+            continue  # a rollback replaced it: the step is seen once, as it was trained again
         report.metrics_records += 1
         yield wall_time, 2 * order, (METRICS, raw["step"], wall_time, values)
 

@@ -61,6 +61,8 @@ def summarize(data: MetricsData) -> dict[str, Any]:
         # "codex_ml", or "legacy" for the origin toolkit's one-metric-per-line log (legacy_format).
         "format": data.extra.get("format", "codex_ml"),
         "records": data.records,
+        # Records a rollback superseded (left out of every metric below: each step shows once).
+        "superseded_records": data.superseded,
         "first_time": span[0] if span else None,
         "last_time": span[1] if span else None,
         "span_s": (span[1] - span[0]) if span else 0.0,
@@ -207,6 +209,8 @@ def _system_label(result: dict[str, Any], system: dict[str, Any]) -> str:
 def _header(result: dict[str, Any]) -> str:
     run = result["run"]
     parts = [f"[bold]{result['path']}[/bold]", f"{result['records']:,} records", f"{len(result['metrics'])} metrics"]
+    if result.get("superseded_records"):
+        parts.append(f"{result['superseded_records']:,} records superseded by a rollback (not counted below)")
     if result.get("format") == "legacy":
         parts.append("legacy format (one metric per line; step = index within each metric)")
     if result["span_s"]:

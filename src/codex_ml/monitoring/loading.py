@@ -28,11 +28,12 @@ import orjson
 from codex_ml.monitoring.duckdb_loading import load_with_duckdb
 from codex_ml.monitoring.json_marks import Marks, count_marks, keys_with_values
 from codex_ml.monitoring.legacy_format import is_legacy_file, load_legacy
-from codex_ml.monitoring.metrics_data import INF_SENTINEL, NAN_SENTINEL, MetricsData, Series, from_table
+from codex_ml.monitoring.metrics_data import INF_SENTINEL, NAN_SENTINEL, MetricsData, Series, drop_superseded, from_table
 from codex_ml.monitoring.metrics_data import time_span as _span
 from codex_ml.monitoring.runs import METRICS, SYSTEM, EmptyInputError
 from codex_ml.rundir.encoding import decode_number
 from codex_ml.rundir.reader import ReadReport, iter_records
+from codex_ml.rundir.rewinds import rewinds_beside
 
 # Same-length replacement numbers for the non-finite spellings, so the swap happens in
 # place (in a copy-on-write map of the file: no copy of a 100 MB file). The quote before the
@@ -47,18 +48,31 @@ _BLOCK_SIZE = 4 << 20
 #: Large files are swapped and parsed in up to this many pieces of at least _MIN_PIECE bytes.
 _PIECES, _MIN_PIECE = 8, 8 << 20
 
-def load(path: str | Path, kind: str = METRICS) -> MetricsData:
+def load(path: str | Path, kind: str = METRICS, *, rewound: bool = False) -> MetricsData:
     """Load a metrics (``kind="metrics"``) or system-metrics (``"system"``) NDJSON file."""
     path = Path(path)
-    data = load_system(path) if kind == SYSTEM else load_metrics(path)
+    data = load_system(path) if kind == SYSTEM else load_metrics(path, rewound=rewound)
     if data.records == 0 and not data.report.bad_lines:
         raise EmptyInputError(path)
     return data
 
 
-def load_metrics(path: str | Path) -> MetricsData:
-    """A metrics.ndjson file: the pyarrow path when it can, else the per-line path."""
+def load_metrics(path: str | Path, *, rewound: bool = False) -> MetricsData:
+    """A metrics.ndjson file: the pyarrow path when it can, else the per-line path.
+
+    When the run (the file's folder) holds rewinds in its events.ndjson, the points a rollback
+    superseded are left out, so every reader shows each step once (``rewound=True`` keeps them).
+    Without rewinds this costs one failed open of events.ndjson, or one read of a small file.
+    """
     path = Path(path)
+    data = _load_metrics(path)
+    if rewound or data.loader == "legacy":  # a legacy log's steps are per-metric indexes, not training steps
+        return data
+    rewinds = rewinds_beside(path)
+    return drop_superseded(data, rewinds) if rewinds else data
+
+
+def _load_metrics(path: Path) -> MetricsData:
     with open(path, "rb") as handle:
         if os.fstat(handle.fileno()).st_size == 0:
             return _load_slow(path, b"")

@@ -51,6 +51,9 @@ class MetricsData:
     #: ``format`` ("legacy" for the origin toolkit's lines) and ``columns``: per-record string
     #: columns (name -> array indexed by record number) that export writes after the values.
     extra: dict[str, Any] = field(default_factory=dict)
+    #: Records left out because a rollback superseded them (``drop_superseded``); ``records``
+    #: still counts every line, so ``Series.rows`` keep numbering the file's records.
+    superseded: int = 0
 
     @property
     def extra_columns(self) -> dict[str, np.ndarray]:
@@ -127,3 +130,20 @@ def _unswap(values: np.ndarray) -> tuple[np.ndarray, int]:
 def time_span(times: np.ndarray) -> tuple[float, float] | None:
     """The first and last wall time (None for no records)."""
     return (float(times.min()), float(times.max())) if len(times) else None
+
+
+def drop_superseded(data: MetricsData, rewinds: list[Any]) -> MetricsData:
+    """Keep only the surviving timeline: drop every point a rewind superseded (a point logged
+    before the rewind's time at a step past its checkpoint; ``codex_ml.rundir.rewinds``)."""
+    from codex_ml.rundir.rewinds import surviving_mask
+
+    dropped_rows = []
+    for key, series in data.series.items():
+        keep = surviving_mask(series.steps, series.times, rewinds)
+        if keep.all():
+            continue
+        dropped_rows.append(series.rows[~keep])
+        data.series[key] = Series(series.steps[keep], series.times[keep], series.values[keep], series.rows[keep])
+    # A record's points share its step and time, so they are dropped together: count records once.
+    data.superseded = int(np.unique(np.concatenate(dropped_rows)).size) if dropped_rows else 0
+    return data
