@@ -158,3 +158,15 @@ def test_backtest_sees_each_step_once(run_dir: Path) -> None:
     everything = backtest_report(run_dir, rewound=True)
     assert everything.metrics_records == report.metrics_records + 4
     assert [(e.rule, e.step) for e in everything.events if e.rule == "nonfinite"] == [("nonfinite", 8)]
+
+
+def test_tail_streams_as_written_with_a_rewind_line(run_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """tail shows both lives of steps 6..8, the rewind line between them."""
+    from codex_ml.monitoring.tail import tail, text_printer
+
+    tail(run_dir, text_printer, lines=100)
+    out = capsys.readouterr().out.splitlines()
+    rewind = next(i for i, line in enumerate(out) if line.startswith("[health] step 5 rewind warning: rewound from step 8"))
+    steps = [int(line.split()[1]) for line in out if line.startswith("step ") and "train/loss" in line]
+    assert steps == [*range(1, 9), *range(6, 11)]
+    assert all("train/loss=10" not in line for line in out[:rewind])  # the new values come after it

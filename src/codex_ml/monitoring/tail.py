@@ -10,6 +10,10 @@ reopens as RUNNING, so an old summary does not stop it).
 The run's health events (``events.ndjson`` beside the metrics, which may appear only after
 tail started) are followed the same way and printed between the records in time order,
 one ``[health] ...`` line each.
+
+Unlike the other views, tail shows lines as they were written: after a ``rollback`` the steps trained
+again appear a second time, after a ``[health] step C rewind warning: rewound from step S ...`` line
+that marks where the run went back (the other readers drop the superseded lines; codex_ml.rundir.rewinds).
 """
 
 from __future__ import annotations
