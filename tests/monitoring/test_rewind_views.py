@@ -129,11 +129,23 @@ def _scalars(folder: Path, tag: str) -> list[tuple[int, float]]:
     return [(e.step, e.value) for e in acc.Scalars(tag)]
 
 
+def _server_scalars(folder: Path, tag: str) -> list[tuple[int, float]]:
+    # The reader `tensorboard --load_fast=false` serves from (it purges on a run's second SessionLog.START).
+    from tensorboard.backend.event_processing import plugin_event_accumulator as pea
+    from tensorboard.util import tensor_util
+
+    acc = pea.EventAccumulator(str(folder), size_guidance={pea.TENSORS: 0})
+    acc.Reload()
+    return [(e.step, float(tensor_util.make_ndarray(e.tensor_proto))) for e in acc.Tensors(tag)]
+
+
 def test_live_tensorboard_purges_the_rewound_steps(run_dir: Path) -> None:
-    """The sink's rewind event makes TensorBoard discard steps 6..8 of the first life."""
-    points = _scalars(run_dir / "tensorboard", "train/loss")
-    assert [s for s, _ in points] == STEPS
-    assert all(_same(v, _expected(s)) for s, v in points)
+    """The sink's rewind event makes TensorBoard discard steps 6..8 of the first life, in both of
+    its Python readers (the RustBoard server keeps one point per step on its own)."""
+    for read in (_scalars, _server_scalars):
+        points = read(run_dir / "tensorboard", "train/loss")
+        assert [s for s, _ in points] == STEPS, read.__name__
+        assert all(_same(v, _expected(s)) for s, v in points), read.__name__
     assert replay(run_dir, "tensorboard", progress=False).sent == 0  # it already has the surviving timeline
 
 

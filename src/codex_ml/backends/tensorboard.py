@@ -55,15 +55,20 @@ class TensorBoardSink(Sink):
         A rewind to the checkpoint of step c (``codex_ml.rundir.rewinds``) writes what
         ``SummaryWriter(purge_step=c + 1)`` writes when it reopens: a ``SessionLog.START`` event at
         step c + 1, on which TensorBoard discards every event it read with a step >= c + 1, so the
-        steps trained again after the rollback show once, with their new values. It goes into the
-        current file rather than a new one: files are read in name order, and two files opened in
-        the same second are not named in the order they were opened.
+        steps trained again after the rollback show once, with their new values. Written twice: the
+        reader of ``tensorboard --load_fast=false`` (``plugin_event_accumulator``) takes a run's first
+        START for the session's beginning and purges only on the next one (a second purge at the same
+        step removes nothing more). It goes into the current file rather than a new one: files are
+        read in name order, and two files opened in the same second are not named in the order they
+        were opened. (The default fast reader, RustBoard, keeps one point per step by itself.)
         """
         super().write_event(event)
         if event.get("rule") == REWIND_RULE and isinstance(event.get("step"), int):
             pb = self._pb.event_pb2
             start = pb.SessionLog(status=pb.SessionLog.START)
-            self._writer.add_event(pb.Event(step=int(event["step"]) + 1, wall_time=float(event["time"]), session_log=start))
+            for _ in range(2):
+                self._writer.add_event(pb.Event(step=int(event["step"]) + 1, wall_time=float(event["time"]),
+                                                session_log=start))  # fmt: skip
 
     def write_metrics(self, points: list[MetricPoint]) -> None:
         """One event per step holding all of that step's scalars."""
