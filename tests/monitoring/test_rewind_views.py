@@ -182,3 +182,22 @@ def test_tail_streams_as_written_with_a_rewind_line(run_dir: Path, capsys: pytes
     steps = [int(line.split()[1]) for line in out if line.startswith("step ") and "train/loss" in line]
     assert steps == [*range(1, 9), *range(6, 11)]
     assert all("train/loss=10" not in line for line in out[:rewind])  # the new values come after it
+
+
+def test_mlflow_keeps_both_lives_as_documented(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """MLflow cannot delete history: steps 6..8 hold the rewound and the new point (docs/health.md);
+    the rewound ones are older than the rewind. Replay finds nothing missing."""
+    import json
+
+    from mlflow.tracking import MlflowClient
+
+    for name in ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_ID", "MLFLOW_RUN_ID"):
+        monkeypatch.delenv(name, raising=False)
+    run_dir = _rewound_run(tmp_path, enable_mlflow=True)
+    state = json.loads((run_dir / "run.json").read_text())["backends"]["mlflow"]
+    history = MlflowClient(tracking_uri=state["tracking_uri"]).get_metric_history(state["run_id"], "train/loss")
+    per_step = {s: sorted(m.timestamp for m in history if m.step == s) for s in STEPS}
+    assert [len(per_step[s]) for s in STEPS] == [1] * 5 + [2] * 3 + [1] * 2
+    (rewind,) = [e for e in inspect_paths([run_dir])[0]["health_events"] if e["rule"] == "rewind"]
+    assert all(per_step[s][0] < rewind["time"] * 1000 <= per_step[s][1] for s in (6, 7, 8))
+    assert replay(run_dir, "mlflow", progress=False).sent == 0
