@@ -10,7 +10,7 @@ For each seed the RLOO run trains the whole pipeline; the DPO run goes into the 
 so it reuses that seed's M0, M1 and RM checkpoints and trains M2 only (its whole-pipeline time is
 the sum of the stage times). Per run it prints the held-out answer accuracy of M1 and M2 (the
 checkable metric), the mean RM reward of sampled answers (M1 -> M2), the KL of M2 to M1, the RM's
-pairwise accuracy (all pairs and off-by-one pairs) and the wall time, then the spread over seeds
+pairwise accuracy (all pairs and per rejection kind) and the wall time, then the spread over seeds
 of each method's accuracy gain against the targets (RLOO +0.10, DPO +0.05). Every seed is
 reported: none is picked.
 """
@@ -24,11 +24,13 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-COLUMNS = ("seed", "method", "M1 acc", "M2 acc", "gain", "RM reward M1->M2", "KL", "RM acc", "RM off-1", "wall s")
+COLUMNS = ("seed", "method", "M1 acc", "M2 acc", "gain", "RM reward M1->M2", "KL", "RM acc", "RM off-1", "RM tens",
+           "RM random", "wall s", "cpu s")
 
 
-def run_once(workdir: Path, seed: int, method: str, overrides: list[str], sinks: bool) -> tuple[float, dict]:
-    """Run the default pipeline for ``seed`` and ``method`` into ``workdir/seed-N``; (seconds, summary)."""
+def run_once(workdir: Path, seed: int, method: str, overrides: list[str], sinks: bool) -> tuple[float, float, dict]:
+    """Run the default pipeline for ``seed`` and ``method`` into ``workdir/seed-N``;
+    (wall seconds, CPU seconds of this process, summary)."""
     from codex_ml.pipeline.config import PipelineConfig, apply_overrides, load_config_file
     from codex_ml.pipeline.runner import run_pipeline
     from codex_ml.tracking import TrackingConfig
@@ -39,13 +41,14 @@ def run_once(workdir: Path, seed: int, method: str, overrides: list[str], sinks:
     values.update(output_dir=str(workdir / f"seed-{seed}"), seed=seed)
     config = PipelineConfig.from_mapping(apply_overrides(values, [*overrides, f"preference.method={method}"]))
     tracking = TrackingConfig(enable_tensorboard=sinks, enable_mlflow=sinks, enable_wandb=sinks)
-    began = time.perf_counter()
+    began, cpu = time.perf_counter(), time.process_time()
     summary = run_pipeline(config, tracking, progress=False)
-    return time.perf_counter() - began, summary
+    return time.perf_counter() - began, time.process_time() - cpu, summary
 
 
-def row(seed: int, method: str, seconds: float, summary: dict) -> dict:
-    """The figures of one run (reused stages count the seconds they took when trained)."""
+def row(seed: int, method: str, seconds: float, cpu: float, summary: dict) -> dict:
+    """The figures of one run (reused stages count the wall seconds they took when trained; CPU
+    seconds are this run's only: on a shared machine they are what the run costs on an idle core)."""
     stages = summary["stages"]
     m2, rm = stages["M2"]["metrics"], stages["RM"]["metrics"]["final"]
     reused = sum(r.get("seconds", 0.0) for name, r in stages.items() if r.get("status") == "reused")
@@ -55,7 +58,8 @@ def row(seed: int, method: str, seconds: float, summary: dict) -> dict:
         "gain": m2["final"]["answer_accuracy"] - m2["initial"]["answer_accuracy"],
         "RM reward M1->M2": f"{m2['initial']['reward']:.3f} -> {m2['final']['reward']:.3f}",
         "KL": m2["final"]["kl"], "RM acc": rm["accuracy"], "RM off-1": rm.get("accuracy_off_by_one", float("nan")),
-        "wall s": seconds + reused, "hacking": not summary["acceptance"]["no_reward_hacking"]["ok"],
+        "RM tens": rm.get("accuracy_tens_digit", float("nan")), "RM random": rm.get("accuracy_random", float("nan")),
+        "wall s": seconds + reused, "cpu s": cpu, "hacking": not summary["acceptance"]["no_reward_hacking"]["ok"],
     }
 
 
@@ -79,8 +83,9 @@ def report(rows: list[dict]) -> None:
               f" (target >= +{target:.2f}: {'met' if min(gains) >= target else 'NOT met'} on {sum(g >= target for g in gains)}"
               f"/{len(gains)} seeds); KL to M1 {min(kls):.3f}..{max(kls):.3f}")
     walls = [r["wall s"] for r in rows]
-    print(f"whole pipeline: max {max(walls):.1f} s (<= 120 s: {max(walls) <= 120}) on {os.cpu_count()} CPUs;"
-          " wall time depends on what else runs on the machine, the other figures do not")
+    print(f"whole pipeline: max {max(walls):.1f} s wall (<= 120 s: {max(walls) <= 120}) on {os.cpu_count()} CPUs, "
+          f"load average {os.getloadavg()[0]:.1f}; wall time depends on what else runs on the machine, CPU seconds"
+          " (one thread; a DPO row's covers M2 only, the stages it reuses are in its wall time) and the other figures do not")
 
 
 def main() -> None:
@@ -97,8 +102,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as tmp:
         for seed in args.seeds:
             for method in args.methods:
-                seconds, summary = run_once(Path(tmp), seed, method, args.overrides, args.all_sinks)
-                rows.append(row(seed, method, seconds, summary))
+                seconds, cpu, summary = run_once(Path(tmp), seed, method, args.overrides, args.all_sinks)
+                rows.append(row(seed, method, seconds, cpu, summary))
                 print(f"seed {seed} {method}: done in {seconds:.1f} s", flush=True)
     report(rows)
 
