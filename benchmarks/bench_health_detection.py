@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import shutil
 import statistics
 import subprocess
@@ -71,17 +70,17 @@ class Fault:
 
 
 def faults(quick: bool, hang_s: float | None) -> list[Fault]:
-    """The faults of docs/training.md's examples (quick: all at step 80, after spike's 50-value warm-up)."""
+    """The faults of docs/training.md's examples (quick: all at step 60, after spike's 50-value warm-up)."""
     at = {"nan": 300, "spike": 500, "hang": 400, "slow_data": 200, "leak": 100}
     if quick:
-        at = dict.fromkeys(at, 80)
+        at = dict.fromkeys(at, 60)
     # leak: 1 s samples so memory_leak's 20-sample window fills in seconds; `stop` ends the run
     # at the event so the leak stays bounded (tail caps it at 10 MB x tail if nothing fires)
     leak_flags = ["--system-metrics", "AUTO", "--system-metrics-interval", "1"]
     return [
-        Fault("nan", at["nan"], "", "nonfinite", 10),
-        Fault("spike", at["spike"], "x20", "spike", 10),
-        Fault("hang", at["hang"], f"{hang_s or (12 if quick else 15):g}s", "stall", 10),
+        Fault("nan", at["nan"], "", "nonfinite", 5),
+        Fault("spike", at["spike"], "x20", "spike", 5),
+        Fault("hang", at["hang"], f"{hang_s or (12 if quick else 15):g}s", "stall", 5),
         Fault("slow_data", at["slow_data"], "0.5s", "data_stall", 15 if quick else 30),
         Fault("leak", at["leak"], "10MB", "memory_leak", 400, leak_flags, ["health.memory_leak.action=stop"]),
     ]
@@ -95,15 +94,19 @@ class Trainer:
     config: Path
     data: str | None
 
-    def run(self, name: str, overrides: list[str], flags: list[str] = ()) -> tuple[Path, int, float]:
-        """Train one run (its output in ``<root>/<name>.log``); return its directory, exit status, wall seconds."""
+    def start(self, name: str, overrides: list[str], flags: list[str] = ()) -> subprocess.Popen:
+        """Start one run in the background, its output in ``<root>/<name>.log``."""
         data = [f"data.path={self.data}"] if self.data else []
         command = [sys.executable, "-m", "codex_ml.cli", "train-model", "--config", str(self.config),
                    "--output-root", str(self.root), "--run-name", name, "--no-progress", *flags,
                    "training.progress=false", *data, *overrides]  # fmt: skip
+        with open(self.root / f"{name}.log", "w") as log:  # the child keeps its own copy of the descriptor
+            return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=ENV, cwd=REPO)
+
+    def run(self, name: str, overrides: list[str], flags: list[str] = ()) -> tuple[Path, int, float]:
+        """Train one run; return its directory, exit status and wall seconds."""
         began = time.perf_counter()
-        with open(self.root / f"{name}.log", "w") as log:
-            status = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=ENV, cwd=REPO).returncode
+        status = self.start(name, overrides, flags).wait()
         return self.root / name, status, time.perf_counter() - began
 
 
@@ -176,22 +179,20 @@ def bench_latency(trainer: Trainer, quick: bool, hang_s: float | None) -> None:
           "fits 20 samples at 1 s after 4 of warm-up, so it cannot fire before ~24 s of sampling)")
 
 
-def natural(path: Path) -> list:
-    """Sort key: clean-s2 before clean-s10."""
-    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", path.name)]
-
-
 def reusable_runs(folder: Path, seeds: list[int]) -> list[tuple[int, Path]]:
-    """(seed, run) for each run directory under ``folder`` whose params name one of ``seeds`` and no fault."""
+    """(seed, run) per seed of ``seeds``: of the run directories under ``folder`` whose params name
+    that seed and no fault, the one with the longest metrics log (a short probe run is not a
+    second sample of that seed)."""
     import json
 
-    found = []
-    for params in sorted(folder.glob("*/params.json"), key=lambda p: natural(p.parent)):
-        values = json.loads(params.read_text())
+    best: dict[int, Path] = {}
+    for params in folder.glob("*/params.json"):
+        values, metrics = json.loads(params.read_text()), params.parent / "metrics.ndjson"
         seed, fault = values.get("training.seed"), values.get("training.fault")
-        if seed in seeds and not fault and (params.parent / "metrics.ndjson").is_file():
-            found.append((seed, params.parent))
-    return found
+        if seed in seeds and not fault and metrics.is_file():
+            if seed not in best or metrics.stat().st_size > (best[seed] / "metrics.ndjson").stat().st_size:
+                best[seed] = params.parent
+    return sorted(best.items())
 
 
 def fp_row(label: str, run: Path, config: HealthConfig | None = None) -> tuple[list[str], int]:
@@ -224,7 +225,7 @@ def bench_false_positives(trainer: Trainer, seeds: list[int], reuse: Path | None
     print(f"\n== False positives: {len(runs)} clean runs, default rules "
           f"({'backtest of ' + str(reuse) if reuse else 'trained here, then backtested'}) ==")
     print_table(["run", "records", *FP_RULES, "other", "live"], rows)
-    print(f"total {'/'.join(FP_RULES)} events: {total}  (live: events.ndjson of the run; '-' = none written)")
+    print(f"total {'/'.join(FP_RULES)} events: {total}  (live: events the run recorded; '-': it wrote no events.ndjson)")
 
 
 def bench_pipelines(root: Path, count: int) -> None:
@@ -263,21 +264,34 @@ def tokens_per_s(run: Path, first: int = 50) -> float:
     return statistics.median(values) if values else float("nan")
 
 
-def bench_cost(trainer: Trainer, pairs: int, steps: int) -> None:
-    """Alternate health on / off runs (order flipped every pair); print tokens/s and the ratio."""
+def cost_pair(trainer: Trainer, pair: int, steps: int, together: bool) -> dict[str, float]:
+    """Median tokens/s of one health-on and one health-off run: one after the other (order flipped
+    every pair), or both at once (``together``: they then share whatever load the machine has)."""
+    order = ("on", "off") if pair % 2 == 0 else ("off", "on")
+    names = {label: f"cost-{'t' if together else 'a'}{pair}-{label}" for label in order}
+    overrides = {label: ["training.seed=1", f"training.max_steps={steps}", *(["health.enabled=false"] * (label == "off"))]
+                 for label in order}  # fmt: skip
+    began = time.perf_counter()
+    if together:
+        children = [trainer.start(names[label], overrides[label]) for label in order]
+        statuses = [child.wait() for child in children]
+    else:
+        statuses = [trainer.run(names[label], overrides[label])[1] for label in order]
+    print(f"  [cost pair {pair + 1} {'together' if together else ','.join(order)}: "
+          f"{time.perf_counter() - began:.0f} s, exit {statuses}]", file=sys.stderr, flush=True)
+    return {label: tokens_per_s(trainer.root / names[label]) for label in order}
+
+
+def bench_cost(trainer: Trainer, pairs: int, steps: int, together: bool) -> None:
+    """Health on / off pairs; print tokens/s and the ratio."""
     rows, ratios = [], []
     for pair in range(pairs):
-        speeds = {}
-        for label in (("on", "off") if pair % 2 == 0 else ("off", "on")):
-            extra = ["health.enabled=false"] if label == "off" else []
-            run, status, wall = trainer.run(f"cost-{pair}-{label}", ["training.seed=1", f"training.max_steps={steps}",
-                                                                      *extra])
-            speeds[label] = tokens_per_s(run)
-            print(f"  [cost pair {pair + 1} health {label}: {wall:.0f} s, exit {status}]", file=sys.stderr, flush=True)
+        speeds = cost_pair(trainer, pair, steps, together)
         ratios.append(speeds["on"] / speeds["off"])
-        rows.append([str(pair + 1), "on,off" if pair % 2 == 0 else "off,on", f"{speeds['on']:.0f}",
-                     f"{speeds['off']:.0f}", f"{ratios[-1]:.3f}"])
-    print(f"\n== Cost: median train/tokens_per_s, steps 50..{steps}, health on (defaults) vs health.enabled=false ==")
+        order = "together" if together else ("on,off" if pair % 2 == 0 else "off,on")
+        rows.append([str(pair + 1), order, f"{speeds['on']:.0f}", f"{speeds['off']:.0f}", f"{ratios[-1]:.3f}"])
+    print(f"\n== Cost: median train/tokens_per_s, steps 50..{steps}, health on (defaults) vs health.enabled=false"
+          f"{', each pair run at the same time' if together else ', alternating'} ==")
     print_table(["pair", "order", "on tok/s", "off tok/s", "on/off"], rows)
     print(f"ratio on/off: median {statistics.median(ratios):.3f}, min {min(ratios):.3f}, max {max(ratios):.3f} "
           f"over {pairs} pairs (OMP_NUM_THREADS=1; a shared machine's other jobs move single runs by more than this)")
@@ -294,19 +308,21 @@ def record_cost(records: int) -> None:
 def main() -> None:
     """Parse arguments and run the three parts."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="faults at step 80, 2 seeds, 1 cost pair, 1 pipeline")
+    parser.add_argument("--quick", action="store_true", help="faults at step 60, 2 seeds, 1 cost pair, 1 pipeline")
     parser.add_argument("--config", type=Path, default=BASE_CONFIG, help="training config (default: base.yaml)")
     parser.add_argument("--data", help="data.path for every run (default: the config's, the bundled sample)")
-    parser.add_argument("--max-steps", type=int, help="steps of each clean and cost run (default 300; quick 120)")
+    parser.add_argument("--max-steps", type=int, help="steps of each clean and cost run (default 250; quick 120)")
     parser.add_argument("--seeds", type=int, help="clean runs, seeds 1..N (default 10; quick 2)")
     parser.add_argument("--reuse", type=Path, help="backtest existing clean runs under DIR instead of training")
     parser.add_argument("--pipelines", type=int, help="pipeline runs to backtest (default 3; quick 1)")
     parser.add_argument("--pairs", type=int, help="health on/off pairs for the cost (default 3; quick 1)")
+    parser.add_argument("--together", action="store_true",
+                        help="cost: run each on/off pair at the same time (same load) instead of alternating")
     parser.add_argument("--hang-s", type=float, help="length of the injected hang (default 15 s; quick 12 s)")
     parser.add_argument("--parts", default="latency,fp,cost", help="comma-separated: latency, fp, cost")
     parser.add_argument("--workdir", type=Path, help="keep the runs here (default: a temporary folder, removed)")
     args = parser.parse_args()
-    steps = args.max_steps or (120 if args.quick else 300)
+    steps = args.max_steps or (120 if args.quick else 250)
     seeds = list(range(1, (args.seeds or (2 if args.quick else 10)) + 1))
     root = args.workdir or Path(tempfile.mkdtemp(prefix="bench-health-"))
     root.mkdir(parents=True, exist_ok=True)
@@ -322,7 +338,7 @@ def main() -> None:
             bench_false_positives(trainer, seeds, args.reuse, steps)
             bench_pipelines(root, args.pipelines if args.pipelines is not None else (1 if args.quick else 3))
         if "cost" in parts:
-            bench_cost(trainer, args.pairs or (1 if args.quick else 3), steps)
+            bench_cost(trainer, args.pairs or (1 if args.quick else 3), steps, args.together)
             record_cost(5_000 if args.quick else 20_000)
     finally:
         if args.workdir is None:
