@@ -45,7 +45,8 @@ def test_tiny_pipeline_writes_every_output(make_config, capsys: pytest.CaptureFi
         "sft_lowers_completion_loss", "rm_heldout_accuracy", "rm_sees_off_by_one", "m2_raises_reward",
         "m2_raises_answer_accuracy", "no_reward_hacking",
     }
-    assert {"accuracy_off_by_one", "accuracy_tens_digit", "accuracy_random"} <= set(summary["stages"]["RM"]["metrics"]["final"])
+    rm_final = summary["stages"]["RM"]["metrics"]["final"]
+    assert {"accuracy_off_by_one", "accuracy_tens_digit", "accuracy_random"} <= set(rm_final)
     assert "rm/val/accuracy_off_by_one" in _metric_keys(out)
 
 
