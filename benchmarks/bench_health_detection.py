@@ -1,6 +1,6 @@
 """Training health end to end: detection latency of injected faults, false positives, and the cost.
 
-    .venv/bin/python benchmarks/bench_health_detection.py --quick            # about 3 minutes
+    .venv/bin/python benchmarks/bench_health_detection.py --quick            # 3-4 minutes
     .venv/bin/python benchmarks/bench_health_detection.py                    # about 15 minutes
     .venv/bin/python benchmarks/bench_health_detection.py --reuse /tmp/hc_runs --data ../shared/data/tinyshakespeare.txt
 
@@ -16,8 +16,9 @@
    steps are trained; then a few short pipeline runs (``deploy/deploy_codex_pipeline.py``),
    backtested with ``spike``/``grad_explosion`` widened to the stage-prefixed names.
 3. Cost: median ``train/tokens_per_s`` (steps 50..end) of the same run with health on (the
-   defaults) and ``health.enabled=false``, in alternating pairs; plus the in-process CPU cost
-   per record that ``benchmarks/bench_health.py`` prints.
+   defaults) and ``health.enabled=false``, in alternating pairs (``--together``: each pair at
+   the same time, so both see the same load); plus the in-process CPU cost per record that
+   ``benchmarks/bench_health.py`` prints, and the share of a step it amounts to.
 
 Every run it launches has ``OMP_NUM_THREADS=1`` (torch then uses one intra-op thread), so it
 competes less with whatever else the machine runs; the tokens/s ratio is still only as steady
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -257,10 +259,9 @@ def bench_pipelines(root: Path, count: int) -> None:
           "logs no tokens/s or data wait, so throughput_drop and data_stall have nothing to watch)")
 
 
-def tokens_per_s(run: Path, first: int = 50) -> float:
-    """Median ``train/tokens_per_s`` over steps ``first``..end."""
-    values = [r["metrics"]["train/tokens_per_s"] for r in train_records(run)
-              if r["step"] >= first and "train/tokens_per_s" in r["metrics"]]  # fmt: skip
+def median_of(run: Path, name: str = "train/tokens_per_s", first: int = 50) -> float:
+    """Median of metric ``name`` over steps ``first``..end of a run."""
+    values = [r["metrics"][name] for r in train_records(run) if r["step"] >= first and name in r["metrics"]]
     return statistics.median(values) if values else float("nan")
 
 
@@ -279,15 +280,17 @@ def cost_pair(trainer: Trainer, pair: int, steps: int, together: bool) -> dict[s
         statuses = [trainer.run(names[label], overrides[label])[1] for label in order]
     print(f"  [cost pair {pair + 1} {'together' if together else ','.join(order)}: "
           f"{time.perf_counter() - began:.0f} s, exit {statuses}]", file=sys.stderr, flush=True)
-    return {label: tokens_per_s(trainer.root / names[label]) for label in order}
+    off_step_s = median_of(trainer.root / names["off"], "time/step_s")
+    return {**{label: median_of(trainer.root / names[label]) for label in order}, "off_step_s": off_step_s}
 
 
-def bench_cost(trainer: Trainer, pairs: int, steps: int, together: bool) -> None:
-    """Health on / off pairs; print tokens/s and the ratio."""
-    rows, ratios = [], []
+def bench_cost(trainer: Trainer, pairs: int, steps: int, together: bool) -> float:
+    """Health on / off pairs; print tokens/s and the ratio; return the median step seconds with health off."""
+    rows, ratios, step_s = [], [], []
     for pair in range(pairs):
         speeds = cost_pair(trainer, pair, steps, together)
         ratios.append(speeds["on"] / speeds["off"])
+        step_s.append(speeds["off_step_s"])
         order = "together" if together else ("on,off" if pair % 2 == 0 else "off,on")
         rows.append([str(pair + 1), order, f"{speeds['on']:.0f}", f"{speeds['off']:.0f}", f"{ratios[-1]:.3f}"])
     print(f"\n== Cost: median train/tokens_per_s, steps 50..{steps}, health on (defaults) vs health.enabled=false"
@@ -295,14 +298,23 @@ def bench_cost(trainer: Trainer, pairs: int, steps: int, together: bool) -> None
     print_table(["pair", "order", "on tok/s", "off tok/s", "on/off"], rows)
     print(f"ratio on/off: median {statistics.median(ratios):.3f}, min {min(ratios):.3f}, max {max(ratios):.3f} "
           f"over {pairs} pairs (OMP_NUM_THREADS=1; a shared machine's other jobs move single runs by more than this)")
+    return statistics.median(step_s)
 
 
-def record_cost(records: int) -> None:
-    """Print the in-process cost per record that benchmarks/bench_health.py measures."""
+def record_cost(records: int, step_s: float) -> None:
+    """Print the in-process cost per record that benchmarks/bench_health.py measures, and the
+    tokens/s ratio it implies for steps of ``step_s`` seconds (one metrics record per step)."""
     command = [sys.executable, str(REPO / "benchmarks" / "bench_health.py"), "--records", str(records)]
     out = subprocess.run(command, capture_output=True, text=True, env=ENV, cwd=REPO)
     print(f"\n== In-process cost (benchmarks/bench_health.py --records {records}) ==")
     print((out.stdout or out.stderr).strip())
+    found = re.search(r"([\d.]+) us CPU", out.stdout)
+    if found and step_s > 0:
+        # the rules run on the writer thread; if every microsecond of it were taken from the
+        # training thread (one core, the GIL), a step would lose this share
+        share = float(found.group(1)) * 1e-6 / step_s
+        print(f"estimate from CPU time: {found.group(1)} us per record / {step_s * 1e3:.0f} ms median step "
+              f"(health off) = {share:.4%} of a step, tokens/s ratio about {1 - share:.4f}")
 
 
 def main() -> None:
@@ -338,8 +350,8 @@ def main() -> None:
             bench_false_positives(trainer, seeds, args.reuse, steps)
             bench_pipelines(root, args.pipelines if args.pipelines is not None else (1 if args.quick else 3))
         if "cost" in parts:
-            bench_cost(trainer, args.pairs or (1 if args.quick else 3), steps, args.together)
-            record_cost(5_000 if args.quick else 20_000)
+            step_s = bench_cost(trainer, args.pairs or (1 if args.quick else 3), steps, args.together)
+            record_cost(5_000 if args.quick else 20_000, step_s)
     finally:
         if args.workdir is None:
             shutil.rmtree(root, ignore_errors=True)
