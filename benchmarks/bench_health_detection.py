@@ -176,9 +176,10 @@ def bench_latency(trainer: Trainer, quick: bool, hang_s: float | None) -> None:
           "hang: - last step's record) ==")
     print_table(["fault", "step", "expected", "first event", "d steps", "d s", "target", "met", "before", "exit"], rows)
     print("(before: events at steps before the fault; exit: train-model's status, non-zero for leak, whose "
-          "memory_leak action is stop; hang's event names the last finished step, so no step latency, and the\n"
-          " watchdog checks about once a second, so stall fires up to ~1 s after its limit; leak: memory_leak "
-          "fits 20 samples at 1 s after 4 of warm-up, so it cannot fire before ~24 s of sampling)")
+          "memory_leak action is stop; hang: its event names the last finished step, so no step latency;\n"
+          " stall fires at its limit, max(2.5 x median step interval, 9 s) by default, plus up to one watchdog tick; "
+          "leak: memory_leak fits 20 samples, 1 s apart here, after 4 of warm-up, so it cannot fire before ~24 s "
+          "of sampling)")
 
 
 def reusable_runs(folder: Path, seeds: list[int]) -> list[tuple[int, Path]]:
