@@ -87,3 +87,15 @@ def test_missing_file_and_unknown_key_are_clear_errors(deploy, data: dict[str, P
     assert "missing.jsonl" in capsys.readouterr().err
     assert deploy.main(_args(data, tmp_path / "run", "sft.stepz=3")) == 2
     assert "sft.stepz: unknown key" in capsys.readouterr().err
+
+
+def test_health_settings_reach_the_pipeline_run(deploy, data: dict[str, Path], tmp_path: Path) -> None:
+    """health.RULE.KEY=VALUE overrides configure the rules of the pipeline's run; an action the pipeline
+    cannot take (it records events only) is refused before anything is written."""
+    out = tmp_path / "run"
+    assert deploy.main(_args(data, out, "health.spike.enabled=false", "health.stall.floor_s=120")) == 0
+    health = json.loads((out / "summary.json").read_text())["health"]
+    assert "spike" not in health["rules"] and "nonfinite" in health["rules"]
+    refused = tmp_path / "refused"
+    assert deploy.main(_args(data, refused, "health.nonfinite.action=stop")) == 2
+    assert not (refused / "metrics.ndjson").exists()

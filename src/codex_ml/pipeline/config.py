@@ -125,6 +125,8 @@ class PipelineConfig:
     #: Registered pipeline stages run in this order (`codex-ml plugins list pipeline-stages`); the
     #: four built-ins build on each other, so they stay in this order, plugin stages go between or after.
     stages: list[str] = field(default_factory=lambda: list(BUILTIN_STAGES))
+    #: Health rules of the pipeline's run (docs/health.md): ``health.<rule>.<key>: value``; empty: the defaults.
+    health: dict[str, Any] = field(default_factory=dict)
 
     def resolved(self) -> dict[str, Any]:
         """The config as plain nested dicts."""
@@ -157,6 +159,7 @@ class PipelineConfig:
         if self.threads < 0:
             problems.append(f"threads: must be >= 0 (0 = torch's default), got {self.threads}")
         problems += _model_problems(self.model)
+        problems += _health_problems(self.health)
         for name in ("pretrain", "sft", "reward", "preference"):
             problems += _section_problems(name, getattr(self, name))
         pref = self.preference
@@ -249,3 +252,16 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
         data = data["pipeline"]
     data = {k: v for k, v in (data or {}).items() if k != "defaults"}  # Hydra's own key
     return data
+
+
+def _health_problems(section: Any) -> list[str]:
+    """What the health rules refuse in the ``health:`` section (each naming its key)."""
+    from codex_ml.health.config import HealthConfig, HealthConfigError
+
+    try:
+        config = HealthConfig.from_mapping(section)
+    except HealthConfigError as exc:
+        return list(exc.problems)
+    # The pipeline's stages record events; acting on them (stop, skip, rollback) is train-model's.
+    return [f"health.{name}.action: the pipeline records events only (action log); got {rule['action']!r}"
+            for name, rule in config.active().items() if rule.get("action", "log") != "log"]

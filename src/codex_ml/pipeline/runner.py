@@ -164,6 +164,7 @@ def _sha(path: Path) -> str:
 
 def _open_run(out: Path, tracking: Any, cfg: PipelineConfig) -> Any:
     """One tracking run whose directory is ``out``; an existing one is resumed (appended to)."""
+    from codex_ml.health.config import HealthConfig
     from codex_ml.tracking import TrackingConfig, start_run
 
     config = (tracking or TrackingConfig()).replace(output_root=str(out.parent), run_name=out.name)
@@ -174,6 +175,7 @@ def _open_run(out: Path, tracking: Any, cfg: PipelineConfig) -> Any:
         checkpoint_dir=out,
         params={"pipeline": cfg.resolved()},
         tags={"pipeline": "M0-M1-RM-M2", "pipeline.method": cfg.preference.method, "pipeline.seed": cfg.seed},
+        health=HealthConfig.from_mapping(cfg.health),
     )
 
 
