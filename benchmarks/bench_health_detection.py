@@ -36,6 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -96,7 +97,7 @@ class Trainer:
     config: Path
     data: str | None
 
-    def start(self, name: str, overrides: list[str], flags: list[str] = ()) -> subprocess.Popen:
+    def start(self, name: str, overrides: Sequence[str], flags: Sequence[str] = ()) -> subprocess.Popen:
         """Start one run in the background, its output in ``<root>/<name>.log``."""
         data = [f"data.path={self.data}"] if self.data else []
         command = [sys.executable, "-m", "codex_ml.cli", "train-model", "--config", str(self.config),
@@ -105,7 +106,7 @@ class Trainer:
         with open(self.root / f"{name}.log", "w") as log:  # the child keeps its own copy of the descriptor
             return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=ENV, cwd=REPO)
 
-    def run(self, name: str, overrides: list[str], flags: list[str] = ()) -> tuple[Path, int, float]:
+    def run(self, name: str, overrides: Sequence[str], flags: Sequence[str] = ()) -> tuple[Path, int, float]:
         """Train one run; return its directory, exit status and wall seconds."""
         began = time.perf_counter()
         status = self.start(name, overrides, flags).wait()
@@ -113,7 +114,10 @@ class Trainer:
 
 
 def train_records(run: Path) -> list[dict]:
-    """The run's metrics records that are training steps (they carry ``train/loss``), in file order."""
+    """The run's metrics records that are training steps (they carry ``train/loss``), in file order
+    (none when the run wrote no metrics log: see its ``.log``)."""
+    if not (run / "metrics.ndjson").is_file():
+        return []
     return [r for r in read_metrics(run / "metrics.ndjson", ReadReport(str(run))) if "train/loss" in r["metrics"]]
 
 
@@ -132,23 +136,29 @@ def latency_row(fault: Fault, run: Path, status: int) -> list[str]:
     after = [e for e in events if e.step is None or e.step >= first_step]
     hit: HealthEvent | None = next((e for e in after if e.rule == fault.rule), None)
     first = after[0] if after else None
-    target, met = "-", "-"
     d_steps = d_s = None
     if hit is not None and first_step in times:
         d_s = hit.time - times[first_step]
-        d_steps = None if fault.kind == "hang" else hit.step - fault.step
-    if fault.kind == "nan":
-        target, met = "same step", _yes(d_steps == 0)
-    elif fault.kind == "spike":
-        target, met = "<= 1 step", _yes(d_steps is not None and 0 <= d_steps <= 1)
-    elif fault.kind == "hang":
-        gaps = [b["time"] - a["time"] for a, b in zip(records, records[1:]) if b["step"] < fault.step][-50:]
-        bound = max(3 * statistics.median(gaps), 10.0) if gaps else 10.0
-        target = f"<= {bound:.1f} s"
-        met = _yes(d_s is not None and d_s <= bound) + (f" (+{d_s - bound:.2f} s)" if d_s and d_s > bound else "")
+        d_steps = None if fault.kind == "hang" or hit.step is None else hit.step - fault.step
+    target, met = issue_target(fault, records, d_steps, d_s)
     first_cell = "-" if first is None else f"{first.rule}@{first.step}"
     return [fault.token, str(fault.step), fault.rule, first_cell, "-" if d_steps is None else str(d_steps),
             fmt_s(d_s), target, met, str(len(before)), str(status)]
+
+
+def issue_target(fault: Fault, records: list[dict], d_steps: int | None, d_s: float | None) -> tuple[str, str]:
+    """The issue's latency target for this fault, and whether it was met ('-' where it sets none)."""
+    if fault.kind == "nan":
+        return "same step", _yes(d_steps == 0)
+    if fault.kind == "spike":
+        return "<= 1 step", _yes(d_steps is not None and 0 <= d_steps <= 1)
+    if fault.kind != "hang":
+        return "-", "-"
+    # the issue's bound, max(3 x median step interval, 10 s), over the last 50 intervals before the hang
+    gaps = [b["time"] - a["time"] for a, b in zip(records, records[1:]) if b["step"] < fault.step][-50:]
+    bound = max(3 * statistics.median(gaps), 10.0) if gaps else 10.0
+    over = f" (+{d_s - bound:.2f} s)" if d_s is not None and d_s > bound else ""
+    return f"<= {bound:.1f} s", _yes(d_s is not None and d_s <= bound) + over
 
 
 def _yes(ok: bool) -> str:
