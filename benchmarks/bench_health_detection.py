@@ -1,7 +1,7 @@
 """Training health end to end: detection latency of injected faults, false positives, and the cost.
 
     .venv/bin/python benchmarks/bench_health_detection.py --quick            # 3-4 minutes
-    .venv/bin/python benchmarks/bench_health_detection.py                    # about 15 minutes
+    .venv/bin/python benchmarks/bench_health_detection.py                    # about 11 minutes
     .venv/bin/python benchmarks/bench_health_detection.py --reuse /tmp/hc_runs --data ../shared/data/tinyshakespeare.txt
 
 1. Latency: one ``train-model`` run of the base config per fault (``training.fault``: nan, spike
