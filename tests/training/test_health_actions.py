@@ -56,7 +56,8 @@ def test_stop_checkpoints_and_ends_failed(tmp_path: Path) -> None:
     run_dir = tmp_path / "stop"
     assert json.loads((run_dir / "run.json").read_text())["status"] == "FAILED"
     steps = [s for s, _ in series(run_dir, "train/loss")]
-    assert 4 in steps and max(steps) <= 6  # the writer sees the NaN within a flush: a step or two later
+    # The writer thread sees the NaN within a flush interval: a few steps later (more on a busy machine).
+    assert 4 in steps and max(steps) < 30
     assert list((run_dir / "checkpoints").glob("*.pt")), "a stopped run keeps a checkpoint to resume from"
 
 
