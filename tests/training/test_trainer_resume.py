@@ -215,3 +215,17 @@ def _tensorboard_steps(run_dir: Path, tag: str) -> list[int]:
     acc.Reload()
     return sorted(e.step for e in acc.Scalars(tag))
 
+
+
+def test_a_restart_from_step_0_keeps_the_health_section(tmp_path: Path) -> None:
+    """params.json flattens health.<rule>.<setting>; a run restarted without a checkpoint gets its health
+    settings back from there, one level deeper than the other sections."""
+    import shutil
+
+    train(tiny_config("training.max_steps=4", "health.spike.threshold=7", "health.stall.enabled=false"),
+          tracking_for(tmp_path, "h"))
+    shutil.rmtree(tmp_path / "h" / "checkpoints")
+    point = find_resume_point(tmp_path / "h")
+    assert point.restart
+    health = point.state["config"]["health"]
+    assert health["spike"]["threshold"] == 7 and health["stall"]["enabled"] is False

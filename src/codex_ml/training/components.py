@@ -165,5 +165,13 @@ def _restart_point(root: Path) -> ResumePoint:
     # params.json holds the resolved config flattened (plus facts such as model.num_parameters,
     # which are not config keys and are left out here).
     config = {section: {key: params[f"{section}.{key}"] for key in keys if f"{section}.{key}" in params}
-              for section, keys in schema_sections().items()}
+              for section, keys in schema_sections().items() if section != "health"}
+    # health: is nested one level deeper (health.<rule>.<setting>): rebuild it from its flat keys.
+    config["health"] = {}
+    for flat, value in params.items():
+        parts = flat.split(".")
+        if parts[0] == "health" and len(parts) == 3:
+            config["health"].setdefault(parts[1], {})[parts[2]] = value
+        elif parts[0] == "health" and len(parts) == 2:
+            config["health"][parts[1]] = value
     return ResumePoint(root, None, {"config": checkpoint_config(config), "step": 0})
