@@ -46,6 +46,10 @@ def damage(file: Path) -> str | None:
             if not pickles:
                 return "a zip archive without data.pkl, so not written by torch.save"
             _parse_pickle(archive.read(pickles[0]))
+    # Each one is a way damage shows (tests/training/test_checkpoint_integrity.py makes each happen):
+    # OSError: not a readable file; BadZipFile: a broken central directory; NotImplementedError: a
+    # compression method field zipfile does not know; EOFError: a member size running past the end
+    # of the file; ValueError: a pickle cut short or malformed (pickletools).
     except (OSError, EOFError, ValueError, zipfile.BadZipFile, NotImplementedError) as err:
         return f"unreadable ({why(err)})"
     return None
