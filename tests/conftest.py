@@ -20,6 +20,37 @@ def pytest_configure(config: pytest.Config) -> None:
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
+#: Variables removed for every test. codex_ml itself sets some of them with
+#: ``os.environ.setdefault`` (mlflow_utils.prepare_environment); unsetting them through
+#: monkeypatch also restores the original state afterwards, so tests stay independent.
+_UNSET = (
+    "MLFLOW_TRACKING_URI",
+    "MLFLOW_EXPERIMENT_ID",  # set by mlflow.set_experiment (fluent API)
+    "MLFLOW_RUN_ID",
+    "MLFLOW_ALLOW_FILE_STORE",
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT",
+    "WANDB_PROJECT",
+    "WANDB_DIR",
+)
+
+
+def unset_env(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    """Remove ``name`` for this test and restore whatever it was (even if unset) afterwards."""
+    monkeypatch.setenv(name, "")  # records the original value, set or not
+    monkeypatch.delenv(name)
+
+
+@pytest.fixture
+def clean_backend_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No inherited MLflow settings; W&B offline and quiet, project unset."""
+    for name in _UNSET:
+        unset_env(monkeypatch, name)
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+
+
 @pytest.fixture(autouse=True)
 def _no_inherited_wandb_service() -> None:
     """Drop WANDB_SERVICE before each test.

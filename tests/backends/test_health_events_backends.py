@@ -33,13 +33,9 @@ NAN_STEP = 3
 
 
 @pytest.fixture(autouse=True)
-def _clean_backend_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Nothing inherited: the run's own MLflow store, W&B offline and quiet."""
-    for name in ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_ID", "MLFLOW_RUN_ID", "WANDB_PROJECT", "WANDB_DIR"):
-        monkeypatch.delenv(name, raising=False)
+def _backend_env(clean_backend_env: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The suite's clean backend environment; MlflowClient reads the run's file store back here too."""
     monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
-    monkeypatch.setenv("WANDB_MODE", "offline")
-    monkeypatch.setenv("WANDB_SILENT", "true")
 
 
 def _train(run: Any, extra: HealthEvent | None = None) -> None:

@@ -19,22 +19,14 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from codex_ml.backends.prometheus import PrometheusSink
 from codex_ml.tracking import start_run
+from exporter_helpers import exporter_port
 
-WAIT = 5.0
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
 def _event(rule: str, step: int | None = 7, value: float | None = math.nan) -> dict[str, Any]:
     return {"time": time.time(), "step": step, "rule": rule, "severity": "critical", "metric": "train/loss",
             "value": value, "threshold": None, "message": f"{rule} fired", "action": "log"}  # fmt: skip
-
-
-def _port(sink: PrometheusSink) -> int:
-    deadline = time.monotonic() + WAIT
-    while sink.bound_address is None:
-        assert time.monotonic() < deadline, "the exporter did not start within 5 s"
-        time.sleep(0.01)
-    return sink.bound_address[1]
 
 
 def _scrape(port: int) -> tuple[str, Samples]:
@@ -56,7 +48,7 @@ def served(tmp_path: Path) -> Iterator[tuple[Any, PrometheusSink, int]]:
     sink = PrometheusSink(0, health_active_seconds=0.5)
     run = start_run("events", output_root=tmp_path, flush_interval=0.05, sinks=[sink])
     try:
-        yield run, sink, _port(sink)
+        yield run, sink, exporter_port(sink)
     finally:
         run.close()
 
@@ -123,7 +115,7 @@ def test_events_are_pushed_to_the_pushgateway_payload(tmp_path: Path) -> None:
 
     sink = PrometheusSink(0)
     with start_run("pushed", output_root=tmp_path, flush_interval=0.05, sinks=[sink]):
-        _port(sink)
+        exporter_port(sink)
         sink.write_event(_event("grad_explosion"))
         payload = generate_latest(sink.registry).decode()
     assert 'codex_health_events_total{rule="grad_explosion",run="pushed"} 1.0' in payload

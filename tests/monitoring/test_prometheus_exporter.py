@@ -29,18 +29,11 @@ from codex_ml.backends.prometheus import (
 )
 from codex_ml.tracking import RunInfo, Sink, start_run
 from codex_ml.rundir.reader import metric_series
+from exporter_helpers import exporter_port
 
 WAIT = 5.0
 NAME_RULE = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*\Z")
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
-
-
-def _port(sink: PrometheusSink) -> int:
-    deadline = time.monotonic() + WAIT
-    while sink.bound_address is None:
-        assert time.monotonic() < deadline, "the exporter did not start within 5 s"
-        time.sleep(0.01)
-    return sink.bound_address[1]
 
 
 def _scrape_text(port: int) -> str:
@@ -135,7 +128,7 @@ def test_serves_latest_scalars_and_system_gauges_with_run_label(tmp_path: Path, 
     for step in range(20):
         run.log_metrics({"train/loss": 2.0 - step * 0.05, "train/lr": 1e-3}, step=step)
     run.log_system_metrics({"system/cpu/percent": 37.5, "system/memory/used_bytes": 2**30}, sample_index=0)
-    port = _port(sink)
+    port = exporter_port(sink)
 
     samples = _wait_for(port, lambda s: s.get(_key("codex_train_loss", run="exp-1")) == pytest.approx(2.0 - 19 * 0.05))
     assert samples[_key("codex_train_lr", run="exp-1")] == 1e-3
@@ -152,7 +145,7 @@ def test_runs_in_one_process_keep_separate_registries(tmp_path: Path, open_runs:
     for value, (name, sink) in enumerate(sinks.items()):
         _start(tmp_path, open_runs, name, sink).log_metric("train/loss", float(value))
     for value, (name, sink) in enumerate(sinks.items()):
-        samples = _wait_for(_port(sink), lambda s, n=name: _key("codex_train_loss", run=n) in s)
+        samples = _wait_for(exporter_port(sink), lambda s, n=name: _key("codex_train_loss", run=n) in s)
         assert {dict(labels)["run"] for _, labels in samples} == {name}
         assert samples[_key("codex_train_loss", run=name)] == value
 
@@ -164,7 +157,7 @@ def test_colliding_names_are_reported_once_and_both_exported(
     run = _start(tmp_path, open_runs, "clash", sink)
     for step in range(5):  # each key arrives five times; the clash is reported once
         run.log_metrics({"train/loss": 1.0, "train.loss": 2.0, "tracker/queue_depth": 3.0}, step=step)
-    port = _port(sink)
+    port = exporter_port(sink)
     samples = _wait_for(port, lambda s: sum(n.startswith("codex_train_loss") for n, _ in s) == 2)
 
     hashed = {n: v for (n, _), v in samples.items() if re.fullmatch(r"codex_train_loss_[0-9a-f]{8}", n)}
@@ -184,7 +177,7 @@ def _hashed_name_in_a_fresh_run(tmp_path: Path, key: str) -> str:
     sink = PrometheusSink(0)
     with start_run("clash-again", output_root=tmp_path, flush_interval=0.05, sinks=[sink]) as run:
         run.log_metrics({"train/loss": 0.0, key: 0.0})
-        samples = _wait_for(_port(sink), lambda s: sum(n.startswith("codex_train_loss") for n, _ in s) == 2)
+        samples = _wait_for(exporter_port(sink), lambda s: sum(n.startswith("codex_train_loss") for n, _ in s) == 2)
     return next(n for n, _ in samples if n.startswith("codex_train_loss_"))
 
 
@@ -192,7 +185,7 @@ def test_non_finite_values_are_exported_as_nan_and_inf(tmp_path: Path, open_runs
     sink = PrometheusSink(0)
     run = _start(tmp_path, open_runs, "nonfinite", sink)
     run.log_metrics({"a": float("nan"), "b": float("inf"), "c": float("-inf"), "d": 0.5})
-    port = _port(sink)
+    port = exporter_port(sink)
     samples = _wait_for(port, lambda s: _key("codex_d", run="nonfinite") in s)
     assert math.isnan(samples[_key("codex_a", run="nonfinite")])
     assert samples[_key("codex_b", run="nonfinite")] == math.inf
@@ -215,7 +208,7 @@ def test_health_metrics_are_read_live(tmp_path: Path, open_runs: list[Any]) -> N
     sink = PrometheusSink(0)
     run = _start(tmp_path, open_runs, "health", sink, _NeverStarts(), close_timeout=1.0)
     run.log_metrics({"train/loss": 1.0}, step=0)
-    port = _port(sink)
+    port = exporter_port(sink)
     written = _key("codex_tracker_records_written_total", run="health")
     delivered = _key("codex_tracker_sink_delivered_total", run="health", sink="prometheus")
     first = _wait_for(port, lambda s: s.get(delivered, 0) >= 1)
@@ -276,7 +269,7 @@ def _non_loopback_ipv4() -> str | None:
 def test_binds_loopback_only_by_default(tmp_path: Path, open_runs: list[Any]) -> None:
     sink = PrometheusSink(0)
     _start(tmp_path, open_runs, "local", sink)
-    port = _port(sink)
+    port = exporter_port(sink)
     assert sink.bound_address == ("127.0.0.1", port)
     _scrape_text(port)
     address = _non_loopback_ipv4()
@@ -290,7 +283,7 @@ def test_all_interfaces_only_when_asked_and_with_a_warning(
 ) -> None:
     sink = PrometheusSink(0, addr="0.0.0.0")
     _start(tmp_path, open_runs, "wide", sink).log_metric("train/loss", 0.5)
-    port = _port(sink)
+    port = exporter_port(sink)
     assert sink.bound_address == ("0.0.0.0", port)
     _wait_for(port, lambda s: _key("codex_train_loss", run="wide") in s)
     warnings = _lines(capsys.readouterr().err, "[monitoring] prometheus: serving /metrics on all interfaces")
@@ -301,7 +294,7 @@ def test_close_stops_the_server_and_frees_the_port(tmp_path: Path) -> None:
     sink = PrometheusSink(0)
     with start_run("closing", output_root=tmp_path, flush_interval=0.05, sinks=[sink]) as run:
         run.log_metric("train/loss", 0.1)
-        port = _port(sink)
+        port = exporter_port(sink)
         _wait_for(port, lambda s: _key("codex_train_loss", run="closing") in s)
     assert not any(t.name == "codex-sink-prometheus" and t.is_alive() for t in threading.enumerate())
     with pytest.raises(ConnectionRefusedError):
@@ -313,7 +306,7 @@ def test_close_stops_the_server_and_frees_the_port(tmp_path: Path) -> None:
     again = PrometheusSink(port)  # the next run can reuse the port at once
     with start_run("closing-2", output_root=tmp_path, flush_interval=0.05, sinks=[again]) as run:
         run.log_metric("train/loss", 0.2)
-        assert _port(again) == port
+        assert exporter_port(again) == port
 
 
 # -- Pushgateway -----------------------------------------------------------------------------
@@ -376,7 +369,7 @@ def test_unreachable_pushgateway_is_reported_and_training_goes_on(
     with start_run("no-gateway", output_root=tmp_path, flush_interval=0.05, sinks=[sink], close_timeout=1.0) as run:
         for step in range(10):
             run.log_metric("train/loss", 1.0, step=step)
-        _wait_for(_port(sink), lambda s: s.get(_key("codex_train_loss", run="no-gateway")) == 1.0)
+        _wait_for(exporter_port(sink), lambda s: s.get(_key("codex_train_loss", run="no-gateway")) == 1.0)
     errors = _lines(capsys.readouterr().err, "[monitoring-error] prometheus:")
     assert len(errors) == 1 and f"push to the Pushgateway at {url} failed" in errors[0]
     assert len(metric_series(run.paths.metrics)["train/loss"]) == 10

@@ -21,12 +21,7 @@ from codex_ml.monitoring.runs import UnknownFormatError
 from codex_ml.tracking import start_run
 
 
-@pytest.fixture(autouse=True)
-def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_ID", "MLFLOW_RUN_ID", "WANDB_PROJECT", "WANDB_DIR"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("WANDB_MODE", "offline")
-    monkeypatch.setenv("WANDB_SILENT", "true")
+pytestmark = pytest.mark.usefixtures("clean_backend_env")
 
 
 def _log(run: Any, steps: range) -> None:

@@ -21,19 +21,18 @@ from codex_ml.errors import CodexMLError
 from codex_ml.health.config import HealthConfig
 from codex_ml.health.events import HealthEvent, read_events
 from codex_ml.health.monitor import HealthMonitor
-from codex_ml.rundir.encoding import decode_metrics_values, decode_number
+from codex_ml.rundir.encoding import decode_metrics_values
 from codex_ml.rundir.paths import CHECKPOINTS_DIR, RunPaths
 from codex_ml.rundir.reader import ReadReport, iter_records
 from codex_ml.rundir.records import METRICS, SYSTEM
 from codex_ml.rundir.rewinds import Rewind, read_rewinds, superseded
 from codex_ml.rundir.run_files import read_json
+from codex_ml.rundir.system_samples import flatten_sample
 
 __all__ = ["BacktestInputError", "BacktestReport", "backtest", "backtest_report", "system_file"]
 
 #: run.json's list of system-metrics paths (codex_ml.tracking.system_files.RUN_KEY).
 _RUN_KEY = "system_metrics"
-#: Keys of a system sample that describe it rather than measure (as the sampler flattens it).
-_NOT_METRICS = frozenset({"v", "time", "sample", "rank", "processes", "index", "nvml_index", "pid"})
 
 
 class BacktestInputError(CodexMLError, ValueError):
@@ -145,27 +144,6 @@ def _system_records(path: Path, read: ReadReport, report: BacktestReport) -> Ite
             wall_time = float(raw["time"])
         except (KeyError, TypeError, ValueError):
             continue
-        flat: dict[str, float] = {}
-        for group, value in raw.items():
-            if group not in _NOT_METRICS:
-                _flatten(f"system/{group}", value, flat)
+        flat = flatten_sample(raw)  # named as the sampler names them live
         report.system_samples += 1
         yield wall_time, 2 * order + 1, (SYSTEM, raw.get("sample", order), wall_time, flat)
-
-
-def _flatten(prefix: str, value: Any, flat: dict[str, float]) -> None:
-    """A sample's nested groups as flat ``system/...`` numbers, named as the sampler names them
-    live (codex_ml.monitoring.system_metrics.flatten_sample)."""
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if key not in _NOT_METRICS:
-                _flatten(f"{prefix}/{key}", item, flat)
-    elif isinstance(value, list):
-        for position, item in enumerate(value):
-            key = item.get("index", position) if isinstance(item, dict) else position
-            _flatten(f"{prefix}/{key}", item, flat)
-    elif isinstance(value, (int, float, str)) and not isinstance(value, bool):
-        try:
-            flat[prefix] = float(decode_number(value))
-        except ValueError:
-            pass  # a label such as a GPU's name

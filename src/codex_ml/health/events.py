@@ -15,10 +15,13 @@ from typing import Any
 from codex_ml.rundir.encoding import decode_number, encode_number
 from codex_ml.rundir.reader import ReadReport, iter_records
 
-__all__ = ["ACTIONS", "SEVERITIES", "HealthEvent", "read_events"]
+__all__ = ["ACTIONS", "IN_LOOP_ACTIONS", "SEVERITIES", "HealthEvent", "read_events"]
 
 #: What a rule may ask for when it fires (docs/health.md, "Actions").
 ACTIONS = ("log", "stop", "skip", "rollback")
+#: The actions the training loop takes itself, before the optimizer step (the writer thread leaves
+#: rules with these to it).
+IN_LOOP_ACTIONS = ("skip", "rollback")
 SEVERITIES = ("warning", "critical")
 
 

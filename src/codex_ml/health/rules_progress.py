@@ -193,11 +193,6 @@ class MemoryLeak(Rule):
         self.seen = 0
         self.origin: float | None = None
         self.fired = False
-        self.last_step: int | None = None
-
-    def on_metrics(self, step: int, wall_time: float, metrics: Mapping[str, float]) -> list[HealthEvent]:
-        self.last_step = step  # system samples have no step; the event names the last one seen
-        return NONE
 
     def on_system(self, index: int, wall_time: float, values: Mapping[str, float]) -> list[HealthEvent]:
         rss = values.get(self.metric)
@@ -219,7 +214,8 @@ class MemoryLeak(Rule):
         if self.fired or slope <= threshold or growth < self.settings["min_growth_mb"]:
             return NONE
         self.fired = True
-        return [self.event(wall_time, self.last_step, self.metric, slope, threshold,
+        # Step None: system samples have none; the monitor names the last training step it saw.
+        return [self.event(wall_time, None, self.metric, slope, threshold,
                            f"resident memory grows {slope:.1f} MiB/min over the last {len(self.points)} samples "
                            f"(+{growth:.0f} MiB; threshold {fmt(threshold)} MiB/min)")]
 

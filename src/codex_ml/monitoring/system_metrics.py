@@ -24,7 +24,8 @@ from typing import Any
 import orjson
 
 from codex_ml.monitoring.collectors.selection import collectors_by_name, default_collectors
-from codex_ml.rundir.encoding import decode_number, encode_number
+from codex_ml.rundir.encoding import encode_number
+from codex_ml.rundir.system_samples import flatten_sample
 from codex_ml.rundir.paths import SYSTEM_METRICS_FILE
 from codex_ml.tracking.reporting import Reporter
 
@@ -40,8 +41,6 @@ AUTO_FILE = SYSTEM_METRICS_FILE
 PSUTIL_MISSING = (
     "psutil is not installed; pip install 'codex-ml[system]' (training continues without system metrics)"
 )
-#: Record keys that describe a sample rather than measure something; never flattened.
-_NOT_METRICS = frozenset({"v", "time", "sample", "rank", "processes", "index", "nvml_index", "pid"})
 
 
 def resolve_system_metrics_path(value: str | None, checkpoint_dir: str | os.PathLike[str]) -> Path | None:
@@ -64,37 +63,6 @@ def start_for_run(config: Any, run: Any, checkpoint_dir: Path) -> SystemMetricsL
     record_system_metrics_file(run.paths, path)
     return SystemMetricsLogger(path, config.system_metrics_interval, run=run,
                                collector_names=config.system_metrics_collectors).start()  # fmt: skip
-
-
-def flatten_sample(record: dict[str, Any]) -> dict[str, float]:
-    """One sample as flat ``system/<group>/<field>`` numbers (what sinks and exporters get).
-
-    Nested groups add levels (``system/pressure/io/some_avg10``), GPUs are keyed by their
-    index (``system/gpu/0/utilization_percent``) and per-core values by core number
-    (``system/cpu/per_core/3``). Per-process rows are left out (pids come and go, so they
-    would make unbounded metric names); their totals are in ``system/process/...``.
-    """
-    flat: dict[str, float] = {}
-    for group, value in record.items():
-        if group not in _NOT_METRICS:
-            _flatten(f"system/{group}", value, flat)
-    return flat
-
-
-def _flatten(prefix: str, value: Any, flat: dict[str, float]) -> None:
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if key not in _NOT_METRICS:
-                _flatten(f"{prefix}/{key}", item, flat)
-    elif isinstance(value, list):
-        for position, item in enumerate(value):
-            key = item.get("index", position) if isinstance(item, dict) else position
-            _flatten(f"{prefix}/{key}", item, flat)
-    elif isinstance(value, (int, float, str)) and not isinstance(value, bool):
-        try:
-            flat[prefix] = float(decode_number(value))  # "NaN" etc. from a file read back
-        except ValueError:
-            pass  # a label such as a GPU's name
 
 
 class SystemMetricsLogger:

@@ -20,7 +20,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-from codex_ml.health.events import HealthEvent, read_events
+from codex_ml.health.events import IN_LOOP_ACTIONS, HealthEvent, read_events
 from codex_ml.health.monitor import HealthMonitor
 from codex_ml.health.stacks import dump_stacks
 from codex_ml.rundir.paths import RunPaths
@@ -154,7 +154,7 @@ def open_health(paths: RunPaths, health: Any, reporter: Reporter, dispatcher: An
         config = health
     else:
         config = HealthConfig.from_mapping(health)
-    in_loop = [name for name, rule in config.active().items() if rule.get("action") in ("skip", "rollback")]
+    in_loop = [name for name, rule in config.active().items() if rule.get("action") in IN_LOOP_ACTIONS]
     monitor = HealthMonitor(config, exclude=in_loop)
 
     def enqueue(record: Record) -> None:

@@ -237,8 +237,6 @@ def _check_health(data: Any, problems: list[str]) -> dict[str, Any]:
         health_config(data)
     except HealthConfigError as exc:
         problems.extend(exc.problems)
-    except CodexMLError as exc:
-        problems.append(str(exc))
     return dict(data) if isinstance(data, Mapping) else {}
 
 

@@ -73,9 +73,8 @@ class Stepper:
         loss = forward_backward()
         compute_end = time.perf_counter()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.params, self.max_norm)
-        applied = True
-        if self.guard is not None:  # decided on the values before they touch the weights
-            applied = self.guard(step, loss.item(), float(grad_norm))
+        # The guard decides on the values before they touch the weights.
+        applied = self.guard is None or self.guard(step, loss.item(), float(grad_norm))
         if applied:
             self.optimizer.step()
         else:

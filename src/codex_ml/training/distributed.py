@@ -85,6 +85,9 @@ class NullRun:
     """The run a non-zero rank logs to: accepts every call, writes nothing."""
 
     system_metrics: Any = None
+    #: No health wiring and never a stop request: rank 0's run decides, every rank agrees (GracefulStop).
+    health_link: Any = None
+    health_stop: Any = None
 
     def log_metrics(self, metrics: dict[str, Any], step: int | None = None) -> None:
         """Discard scalars."""

@@ -16,6 +16,7 @@ from typing import Any
 
 from codex_ml.errors import CodexMLError
 from codex_ml.health.config import HealthConfig
+from codex_ml.health.events import IN_LOOP_ACTIONS
 from codex_ml.health.monitor import HealthMonitor
 from codex_ml.rundir.records import METRICS
 
@@ -23,7 +24,6 @@ __all__ = ["HealthGuard", "HealthStopError", "health_config", "rewind_event", "s
 
 #: The exit status of a run a health rule stopped (1 is a crash, 2 a user error).
 EXIT_HEALTH_STOP = 3
-IN_LOOP_ACTIONS = ("skip", "rollback")
 
 
 class HealthStopError(CodexMLError, RuntimeError):

@@ -32,6 +32,7 @@ from codex_ml.training.core import Stepper, due, named
 from codex_ml.training.distributed import DistInfo, all_reduce_mean, cleanup, init_distributed
 from codex_ml.training.errors import TrainingError
 from codex_ml.training.faults import parse_faults
+from codex_ml.health.events import IN_LOOP_ACTIONS
 from codex_ml.training.health_guard import HealthGuard, HealthStopError, health_config, rewind_event
 from codex_ml.training.observe import estimate_loss, generate_sample, log_histograms, val_metrics
 from codex_ml.training.run_setup import open_run, run_name_for
@@ -110,7 +111,7 @@ class Trainer:
         self.faults = parse_faults(t.fault)
         # Health rules: most run on the tracking writer thread; `skip` ones in this loop (health_guard.py).
         self.health = health_config(config.health)
-        if info.enabled and any(r.get("action") in ("skip", "rollback") for r in self.health.active().values()):
+        if info.enabled and any(r.get("action") in IN_LOOP_ACTIONS for r in self.health.active().values()):
             raise TrainingError("health actions 'skip' and 'rollback' are not supported with several ranks yet (each "
                                 "rank would judge its own loss); use action stop or log under torchrun")
         self.guard: HealthGuard | None = None
@@ -193,7 +194,7 @@ class Trainer:
         try:
             with stop:
                 result = self._loop(run, stop)
-            if getattr(run, "health_link", None) is not None:
+            if run.health_link is not None:
                 run.health_link.stop()  # training is over: the final checkpoint and close are not a stall
             status = "FAILED" if stop.health else "KILLED" if stop.asked else "FINISHED"
         except KeyboardInterrupt:
@@ -249,7 +250,7 @@ class Trainer:
             val_loss, sample = self._periodic(run, step, end, val_loss, sample)
             if self.evaluated_step == step:  # the bar must not end on the val loss of an earlier step
                 bar.set_postfix(loss=f"{loss:.4f}", val=f"{val_loss:.4f}", refresh=False)
-            if getattr(run, "health_stop", None) is not None:  # a rule with action stop fired (rank 0 knows)
+            if run.health_stop is not None:  # a rule with action stop fired (rank 0 knows; NullRun says None)
                 stop.request_health_stop()
             if stop.agreed(self.info, self.device):
                 end = self._stop_at(run, step, stop)
