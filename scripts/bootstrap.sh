@@ -26,5 +26,8 @@ if [ -f "$stamp" ]; then
 fi
 echo "Installing codex-ml[${extras}] into .venv (pinned by constraints.txt)..."
 .venv/bin/python -m pip install --disable-pip-version-check -q -c constraints.txt -e ".[${extras}]"
+# Hydra's Optuna sweeper declares optuna<3, whose storages break on SQLAlchemy 2 (MLflow's);
+# it runs on the Optuna the sweep extra installs, so it goes in without its declared deps.
+.venv/bin/python -m pip install --disable-pip-version-check -q -c constraints.txt --no-deps hydra-optuna-sweeper
 rm -f .venv/.codex-ml-installed-*
 touch "$stamp"

@@ -52,6 +52,10 @@ from codex_ml.monitoring.cli import app as monitoring_app  # noqa: E402  (light:
 
 app.add_typer(monitoring_app, name="monitoring")
 
+from codex_ml.cli.runs_app import app as runs_app  # noqa: E402  (light: Typer only)
+
+app.add_typer(runs_app, name="runs")
+
 
 @app.command("train-model")
 @with_tracking_options

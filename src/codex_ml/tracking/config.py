@@ -68,6 +68,11 @@ class TrackingConfig:
     #: Names of registered sink plugins to add (``codex-ml plugins list sinks``); the
     #: built-ins tensorboard/mlflow/wandb/prometheus are the same as their enable flags.
     extra_sinks: list[str] = field(default_factory=list)
+    #: The sweep this run is a trial of (docs/sweeps.md), None outside a sweep. Sinks group
+    #: the trials by it: MLflow nests them under one parent run, W&B puts them in one group.
+    sweep: str | None = None
+    #: This run's trial name inside ``sweep`` (e.g. ``trial-003``); a Prometheus ``trial`` label.
+    trial: str | None = None
 
     def __post_init__(self) -> None:
         self.extra_sinks = _sink_names(self.extra_sinks)
