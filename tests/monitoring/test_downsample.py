@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from codex_ml.monitoring.downsample import minmax_downsample, minmax_indices
+from codex_ml.monitoring.downsample import drawable_points, minmax_downsample, minmax_indices
 
 
 def test_short_series_is_kept_whole() -> None:
@@ -46,3 +46,12 @@ def test_non_finite_values_are_never_chosen_as_extremes() -> None:
 def test_too_few_points_is_an_error() -> None:
     with pytest.raises(ValueError, match="max_points must be >= 4"):
         minmax_indices(np.arange(100.0), 3)
+
+
+def test_drawable_points_drop_non_finite_and_keep_the_spike() -> None:
+    values = np.ones(100_000)
+    values[[10, 20]] = [np.nan, np.inf]
+    values[54_321] = 9.0
+    x, y, non_finite = drawable_points(np.arange(len(values)), values, 200)
+    assert non_finite == 2 and np.isfinite(y).all() and len(y) <= 200
+    assert 54_321 in x and 9.0 in y

@@ -4,7 +4,13 @@ A plot of a million points is a few thousand pixels wide. Picking every n-th poi
 drop a one-step loss spike; averaging would flatten it. Instead the series is cut into
 equal buckets and each bucket keeps the points holding its minimum and its maximum (in
 their original order), plus the very first and last points. Non-finite values are never
-picked as a bucket's extreme; keep them out before calling if they should not be drawn.
+picked as a bucket's extreme; keep them out before calling if they should not be drawn
+(:func:`drawable_points` does).
+
+Measured against ``tsdownsample`` 0.1.5 (MinMaxLTTB, MinMax; docs/runs.md): on 1M points to
+2,000 it takes ~4 ms against ~1 ms, both far below loading the points, and it keeps as many
+one-step spikes as MinMax and more than MinMaxLTTB (whose LTTB pass keeps one point of a
+bucket's min/max pair), so the project keeps its own.
 """
 
 from __future__ import annotations
@@ -43,3 +49,16 @@ def minmax_downsample(x: np.ndarray, y: np.ndarray, max_points: int) -> tuple[np
     """``(x, y)`` reduced to at most ``max_points`` points with :func:`minmax_indices`."""
     index = minmax_indices(y, max_points)
     return np.asarray(x)[index], np.asarray(y)[index]
+
+
+def drawable_points(x: np.ndarray, y: np.ndarray, max_points: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """The points of a curve worth drawing: ``(x, y, non_finite)``.
+
+    NaN/Inf cannot be drawn, so they are left out (and counted, for the panel title) before
+    the min/max downsampling: every spike of the finite values survives. Shared by
+    ``monitoring plot`` and ``runs compare``.
+    """
+    y = np.asarray(y, dtype=np.float64)
+    finite = np.isfinite(y)
+    x, y = minmax_downsample(np.asarray(x)[finite], y[finite], max_points)
+    return x, y, int((~finite).sum())

@@ -19,13 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from codex_ml.errors import MissingExtraError
 from codex_ml.health.events import HealthEvent
 from codex_ml.monitoring import health_events
-from codex_ml.monitoring.downsample import minmax_downsample
-from codex_ml.monitoring.loading import MetricsData, Series, load
+from codex_ml.monitoring.downsample import drawable_points
+from codex_ml.monitoring.loading import MetricsData, load
 from codex_ml.monitoring.runs import SYSTEM, MonitoringInputError, resolve
 
 MAX_PANELS = 24
@@ -50,7 +48,8 @@ class Drawing:
     marks: list[int] = field(default_factory=list)
 
 
-def _pyplot() -> Any:
+def pyplot() -> Any:
+    """matplotlib.pyplot on the Agg backend (files only), or a MissingExtraError naming the extra."""
     try:
         import matplotlib
     except ImportError as exc:
@@ -82,7 +81,7 @@ def plot(paths: list[str | Path], output: str | Path, *, patterns: list[str] | N
     drawing = draw(paths, patterns=patterns, max_points=max_points, system=system)
     Path(output).parent.mkdir(parents=True, exist_ok=True)
     drawing.figure.savefig(output, dpi=100)
-    _pyplot().close(drawing.figure)
+    pyplot().close(drawing.figure)
     return len(drawing.panels)
 
 
@@ -97,7 +96,7 @@ def draw(paths: list[str | Path], *, patterns: list[str] | None = None, max_poin
     if not panels:
         raise MonitoringInputError(", ".join(map(str, paths)), f"no metric matches {patterns} (available: {', '.join(all_keys[:20])})")
     panels = panels[:MAX_PANELS]
-    plt = _pyplot()
+    plt = pyplot()
     cols = 1 if len(panels) == 1 else 2
     rows = math.ceil(len(panels) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(7 * cols, 3 * rows), squeeze=False)
@@ -191,9 +190,9 @@ def _draw_panel(ax: Any, kind: str, key: str, runs: list[tuple[Any, list[Any]]],
         series = data.series.get(key)
         if series is None:
             continue
-        x, y, skipped = _xy(series, kind, start)
+        x, y, skipped = drawable_points(series.steps if kind == "metric" else series.times - start, series.values,
+                                        max_points)
         bad += skipped
-        x, y = minmax_downsample(x, y, max_points)
         ax.plot(x, y, linewidth=1.0, label=label)
         drawn += 1
     ax.set_title(key + (f"  ({bad} NaN/Inf not drawn)" if bad else ""), fontsize=9)
@@ -202,12 +201,6 @@ def _draw_panel(ax: Any, kind: str, key: str, runs: list[tuple[Any, list[Any]]],
         ax.yaxis.set_major_formatter(_mib_formatter())
     ax.grid(True, alpha=0.3)
     return drawn
-
-
-def _xy(series: Series, kind: str, start: float) -> tuple[np.ndarray, np.ndarray, int]:
-    finite = np.isfinite(series.values)
-    x = series.steps if kind == "metric" else series.times - start
-    return x[finite], series.values[finite], int((~finite).sum())
 
 
 def _mib_formatter() -> Any:
