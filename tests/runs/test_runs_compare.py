@@ -160,3 +160,31 @@ def test_console_script_error(runs: list[Path]) -> None:
     assert done.returncode == 2 and done.stdout == ""
     missing = runs[0].parent / "missing"
     assert done.stderr.strip().splitlines() == [f"error: runs compare: {missing}: no such run directory"]
+
+
+def test_non_finite_points_and_a_metric_only_some_runs_have(tmp_path: Path) -> None:
+    with start_run("odd", output_root=tmp_path, flush_interval=0.05) as run:
+        for step, value in enumerate([1.0, math.inf, 0.5, math.nan]):
+            run.log_metrics({"train/loss": value, "grad/norm": 2.0 * step}, step=step)
+    other = _run(tmp_path, "other", {}, steps=3)
+    result = _cli(run.paths.root, other, "--json", "-m", "train/loss", "-m", "grad/*")
+    metrics = json.loads(result.output)["metrics"]
+    assert metrics["train/loss"]["odd"] == {"last": "NaN", "last_step": 3, "min": 0.5, "max": 1.0, "points": 4,
+                                            "non_finite": 2}  # fmt: skip
+    assert list(metrics["grad/norm"]) == ["odd"]  # the other run never logged it
+    curves = plot_data(open_runs([run.paths.root, other]), ["train/loss"])["train/loss"]
+    assert curves[0].x.tolist() == [0, 2] and curves[0].non_finite == 2
+    table = _cli(run.paths.root, other, "-m", "grad/norm").output
+    assert [line.split("│")[1:-1][1].strip() for line in table.splitlines() if line.startswith("│ other")] == ["—"]
+
+
+def test_unreadable_lines_are_a_warning_on_stderr(runs: list[Path], tmp_path: Path) -> None:
+    broken = _run(tmp_path, "broken", {}, steps=5)
+    with open(broken / "metrics.ndjson", "ab") as handle:
+        handle.write(b"not json\n")
+    script = Path(sys.executable).with_name("codex-ml")
+    done = subprocess.run([script, "runs", "compare", broken, runs[1], "--json"], capture_output=True, text=True,
+                          timeout=60)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["metrics"]["train/loss"]["broken"]["points"] == 5
+    assert done.stderr.startswith(f"warning: {broken / 'metrics.ndjson'}:6: not JSON")

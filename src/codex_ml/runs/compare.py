@@ -9,10 +9,11 @@ The params that differ between the runs, each compared metric's last / min / max
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 from codex_ml.rundir.encoding import json_safe
-from codex_ml.runs.compare_data import CompareError, comparison, open_runs, pick_metrics
+from codex_ml.runs.compare_data import CompareError, ComparedRun, comparison, open_runs, pick_metrics
 
 __all__ = ["CompareError", "compare_command"]
 
@@ -21,6 +22,7 @@ def compare_command(runs: list[Path], *, metrics: list[str], out: Path | None, j
     """Print the differing params and a last/min/max table per metric (or, with ``json_output``, the
     same as JSON); with ``out``, also write the overlaid curves there. User errors raise CompareError."""
     opened = open_runs(runs)
+    _warn_unreadable(opened)
     chosen, left_out = pick_metrics(opened, metrics)
     result = comparison(opened, chosen, left_out)
     panels = None
@@ -36,3 +38,14 @@ def compare_command(runs: list[Path], *, metrics: list[str], out: Path | None, j
     from codex_ml.runs.compare_render import render
 
     render(opened, result, panels)
+
+
+def _warn_unreadable(runs: list[ComparedRun]) -> None:
+    """One stderr line per run whose metrics file had lines the loader skipped (stdout stays clean for --json).
+    A torn last line is not reported: a running run's file usually ends mid-write."""
+    for run in runs:
+        bad = run.data.report.bad_lines if run.data is not None else []
+        if bad:
+            line, why = bad[0]
+            more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+            print(f"warning: {run.data.path}:{line}: {why}; skipped{more}", file=sys.stderr)
