@@ -6,6 +6,7 @@ fluent state, so several runs can coexist in one process). A resumed run reopens
 MLflow run id. MLflow has no histogram type: histograms stay in the NDJSON log and
 TensorBoard/W&B. A health event sets the run tag ``codex.health.last`` (its message) and is
 stored as text like on every sink. Credentials in the tracking URI never reach run.json (see mlflow_utils).
+A trial of a sweep (``TrackingConfig.sweep``) is nested under the sweep's parent run (see mlflow_sweep).
 """
 
 from __future__ import annotations
@@ -19,11 +20,14 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 from codex_ml.backends import NOT_STARTED, quote
+from codex_ml.backends import mlflow_sweep as ms
 from codex_ml.backends import mlflow_utils as mu
 from codex_ml.errors import CodexMLError, MissingExtraError
 from codex_ml.secrets.credentials import MLFLOW_ENV, credentials_for, split_credentials
 from codex_ml.backends.names import KeyMapper, mlflow_name
 from codex_ml.rundir.paths import RunPaths
+from codex_ml.rundir.run_files import read_run_json
+from codex_ml.rundir.sweep_dir import sweep_lock
 from codex_ml.rundir.sink import MetricPoint, RunInfo, Sink
 
 
@@ -51,11 +55,19 @@ class MlflowSink(Sink):
 
     name = "mlflow"
 
-    def __init__(self, tracking_uri: str | None = None, experiment: str = "codex_ml") -> None:
+    def __init__(self, tracking_uri: str | None = None, experiment: str = "codex_ml", sweep: str | None = None,
+                 trial: str | None = None) -> None:
         self._requested_uri = tracking_uri
         self._experiment = experiment
+        self._sweep = sweep
+        self._trial = trial
         self.tracking_uri: str | None = None
         self.run_id: str | None = None
+        #: The sweep's parent run (a trial of a sweep only) and the experiment both live in.
+        self.parent_run_id: str | None = None
+        self._experiment_id: str | None = None
+        self._sweep_dir: Path | None = None
+        self._parent_opened = False
         self._client: Any = None
         self._entities: Any = None
         self._params: dict[str, str] = {}
@@ -68,8 +80,8 @@ class MlflowSink(Sink):
 
     @classmethod
     def from_config(cls, config: Any) -> MlflowSink:
-        """The sink a TrackingConfig asks for: its tracking URI and experiment."""
-        return cls(config.mlflow_tracking_uri, config.mlflow_experiment)
+        """The sink a TrackingConfig asks for: its tracking URI, experiment, and sweep and trial if any."""
+        return cls(config.mlflow_tracking_uri, config.mlflow_experiment, config.sweep, config.trial)
 
     def start(self, run: RunInfo) -> None:
         """Connect, then reopen the run saved in run.json or create a new one."""
@@ -78,10 +90,11 @@ class MlflowSink(Sink):
 
         self._entities = entities
         self._warn = lambda message: run.warn(self.name, message)
-        self.tracking_uri = mu.resolve_tracking_uri(self._requested_uri, run.paths.root)
+        self._sweep_dir = ms.store_dir(run.paths.root, self._sweep)
+        self.tracking_uri = mu.resolve_tracking_uri(self._requested_uri, self._sweep_dir)
         mu.prepare_environment(self.tracking_uri)
         if run.resumed:  # a crash may have left a metric file half-written (this process holds the run)
-            mu.repair_torn_metric_files(self.tracking_uri)
+            _repair(self.tracking_uri, run.backends.get(self.name, {}), self._sweep)
         self._client = MlflowClient(tracking_uri=self.tracking_uri)
         try:
             self._open(run)
@@ -102,9 +115,14 @@ class MlflowSink(Sink):
             self.run_id = self._reopen(saved["run_id"])
         if self.run_id is None:
             self.run_id = self._create(run)
-        experiment_id = self._client.get_run(self.run_id).info.experiment_id
+        found = self._client.get_run(self.run_id)
+        experiment_id = self._experiment_id = found.info.experiment_id
+        self.parent_run_id = found.data.tags.get(ms.PARENT_RUN_ID_TAG) if self._sweep else None
+        if self.parent_run_id and not self._parent_opened:  # a reopened trial
+            ms.resume_parent(self._client, self.parent_run_id, self._sweep_dir)
         run.remember(self.name, {"run_id": self.run_id, "tracking_uri": self.tracking_uri,
-                                 "experiment": self._experiment, "experiment_id": experiment_id})  # fmt: skip
+                                 "experiment": self._experiment, "experiment_id": experiment_id,
+                                 **({"parent_run_id": self.parent_run_id} if self.parent_run_id else {})})  # fmt: skip
 
     def _reopen(self, run_id: str) -> str | None:
         try:
@@ -116,8 +134,16 @@ class MlflowSink(Sink):
         return run_id
 
     def _create(self, run: RunInfo) -> str:
-        experiment = self._client.get_experiment_by_name(self._experiment)
-        experiment_id = experiment.experiment_id if experiment else self._client.create_experiment(self._experiment)
+        if not self._sweep:
+            return self._create_in(ms.experiment_id_for(self._client, self._experiment), run, {})
+        # Under the sweep's lock, the child included: see mlflow_sweep.open_parent.
+        with sweep_lock(self._sweep_dir):
+            experiment_id, parent = ms.open_parent(self._client, self._experiment, self._sweep, self._sweep_dir,
+                                                   self.tracking_uri)  # fmt: skip
+            self._parent_opened = True
+            return self._create_in(experiment_id, run, ms.child_tags(self._sweep, self._trial, parent))
+
+    def _create_in(self, experiment_id: str, run: RunInfo, extra_tags: dict[str, str]) -> str:
         if run.resumed:
             # A crash before run.json recorded the MLflow run (or a replay that created it):
             # find it by our run id tag rather than start a second MLflow run for one codex_ml run.
@@ -125,7 +151,7 @@ class MlflowSink(Sink):
                                              max_results=1, order_by=["attributes.start_time ASC"])  # fmt: skip
             if found:
                 return self._reopen(found[0].info.run_id) or found[0].info.run_id
-        tags = {"codex_ml.run_id": run.run_id, "codex_ml.run_dir": str(run.paths.root)}
+        tags = {"codex_ml.run_id": run.run_id, "codex_ml.run_dir": str(run.paths.root), **extra_tags}
         return self._client.create_run(experiment_id, run_name=run.name, tags=tags).info.run_id
 
     def write_metrics(self, points: list[MetricPoint]) -> None:
@@ -201,14 +227,25 @@ class MlflowSink(Sink):
         super().write_event(event)
 
     def close(self, status: str) -> None:
-        """Mark the MLflow run FINISHED, FAILED or KILLED."""
+        """Mark the MLflow run FINISHED, FAILED or KILLED; the last trial of a sweep to end also ends its parent."""
         if self._client is not None and self.run_id is not None:
             self._client.set_terminated(self.run_id, status)
+            if self.parent_run_id and self._sweep_dir is not None:
+                ms.finish_parent_if_idle(self._client, self._experiment_id, self.parent_run_id, self._sweep_dir)
 
     def _warn_once(self, topic: str, message: str) -> None:
         if topic not in self._warned:
             self._warned.add(topic)
             self._warn(message)
+
+
+def _repair(uri: str, saved: dict[str, Any], sweep: str | None) -> None:
+    """Cut torn metric files after a crash; in a sweep's shared store only those of this trial's own run
+    (other trials may be writing theirs now), and none while its id is unknown."""
+    own = saved.get("run_id") if split_credentials(saved.get("tracking_uri") or "")[0] == uri else None
+    if sweep and own is None:
+        return
+    mu.repair_torn_metric_files(uri, own if sweep else None)
 
 
 class History:
@@ -221,9 +258,11 @@ class History:
             raise MissingExtraError("replay into MLflow", "mlflow", "mlflow") from exc
 
         saved = info.backends.get("mlflow", {})
-        self.uri = mu.resolve_tracking_uri(tracking_uri or saved.get("tracking_uri"), info.paths.root)
+        recorded = read_run_json(info.paths)  # a trial of a sweep: start_run recorded sweep and trial
+        sweep, trial = recorded.get("sweep"), recorded.get("trial")
+        self.uri = mu.resolve_tracking_uri(tracking_uri or saved.get("tracking_uri"), ms.store_dir(info.paths.root, sweep))
         mu.prepare_environment(self.uri)
-        mu.repair_torn_metric_files(self.uri)  # MLflow refuses a whole metric whose file a crash cut
+        _repair(self.uri, saved, sweep)  # MLflow refuses a whole metric whose file a crash cut
         self.experiment = experiment or saved.get("experiment") or "codex_ml"
         self.client = MlflowClient(tracking_uri=self.uri)
         same_store = saved.get("tracking_uri") == self.uri
@@ -233,7 +272,7 @@ class History:
         self.run_id = self._find_run(saved.get("run_id") if same_store else None, info.run_id)
         state = {"run_id": self.run_id, "tracking_uri": self.uri, "experiment": self.experiment, "key_map": key_map}
         self.info = replace(info, backends={**info.backends, "mlflow": state})
-        self.sink = MlflowSink(self.uri, self.experiment)
+        self.sink = MlflowSink(self.uri, self.experiment, sweep, trial)
         self.target = f"{self.uri}, experiment {self.experiment!r}" + (f", run {self.run_id}" if self.run_id else ", new run")
 
     def _find_run(self, saved_id: str | None, codex_run_id: str) -> str | None:

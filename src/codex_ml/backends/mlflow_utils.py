@@ -66,20 +66,22 @@ def prepare_environment(uri: str) -> None:
         os.environ.setdefault(name, value)
 
 
-def repair_torn_metric_files(uri: str) -> int:
+def repair_torn_metric_files(uri: str, run_id: str | None = None) -> int:
     """Cut what a crash left half-written in a local file store's metric files; returns files fixed.
 
     MLflow's file store appends ``"<time> <value> <step>\\n"`` per point. A SIGKILL between
     creating a metric file and writing it, or in the middle of a line, leaves a file MLflow
     refuses as a whole ("malformed"), which would stop back-fill and the resumed sink. Only
     called where this process holds the run (resume, replay): a live writer is never cut.
-    The points cut off are still in the NDJSON log, so back-fill sends them again.
+    The points cut off are still in the NDJSON log, so back-fill sends them again. With
+    ``run_id`` only that MLflow run's files are looked at (a sweep's store is shared by trials
+    that may be writing at this moment).
     """
     if not is_file_store(uri):
         return 0
     root = Path(unquote(urlparse(uri).path)) if urlparse(uri).scheme == "file" else Path(uri)
     fixed = 0
-    for path in root.glob("*/*/metrics/**/*"):
+    for path in root.glob(f"*/{run_id or '*'}/metrics/**/*"):
         if not path.is_file():
             continue
         data = path.read_bytes()

@@ -472,8 +472,11 @@ def start_run(
     system telemetry sampler writes next to ``checkpoint_dir`` (default: the run directory)
     and forwards its samples to the sinks; close() stops it. ``health`` configures the health
     rules (a HealthConfig, a ``health:`` mapping, False for none; None: the defaults, docs/health.md).
+    A trial of a sweep (``config.sweep``/``config.trial``) gets the tags ``sweep`` and ``trial`` (a tag
+    given in ``tags`` wins) and both in run.json.
     """
     config = (config or TrackingConfig()).replace(**options) if options else (config or TrackingConfig())
+    tags = {**sweep_fields(config), **(tags or {})}
     # `is None`, not `or`: an empty name is a mistake to report, not a request for a default.
     name = run_name if run_name is not None else config.run_name
     name = default_run_name() if name is None else name
@@ -549,6 +552,7 @@ def _run_info(paths: RunPaths, name: str, previous: dict[str, Any], config: Trac
             "backends": previous.get("backends", {}),
             # Every backend any session wrote to: resume back-fills those (see _backfill_sinks).
             "sinks": _sinks_used(previous.get("sinks", []), config),
+            **sweep_fields(config),
         },
     )
     reporter = Reporter(name)
@@ -561,6 +565,11 @@ def _run_info(paths: RunPaths, name: str, previous: dict[str, Any], config: Trac
 
     info = RunInfo(name, run_id, paths, bool(previous), dict(state.get("backends", {})), remember, reporter.warn)
     return info, reporter
+
+
+def sweep_fields(config: TrackingConfig) -> dict[str, str]:
+    """``{"sweep": ..., "trial": ...}`` for a trial of a sweep (the ones set), {} outside a sweep."""
+    return {key: value for key, value in (("sweep", config.sweep), ("trial", config.trial)) if value}
 
 
 def _sinks_used(before: list[str], config: TrackingConfig) -> list[str]:
