@@ -62,7 +62,7 @@ def query_runs(
 @app.command("compare")
 def compare_runs(
     runs: Annotated[list[Path], typer.Argument(help="Two or more run directories.")],
-    metric: Annotated[Optional[list[str]], typer.Option("--metric", "-m", help="Metric to plot (repeatable; default: those all runs share).")] = None,
+    metric: Annotated[Optional[list[str]], typer.Option("--metric", "-m", help="Metric to compare, a name or a glob such as 'val/*' (repeatable; default: those every run logged, losses first, at most 6).")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write the overlaid curves to this image (e.g. cmp.png).")] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the comparison as JSON instead of tables.")] = False,
 ) -> None:
