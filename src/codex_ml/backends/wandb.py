@@ -6,7 +6,8 @@ back-fill, replay and tests), its history reader and its view line. Needs the ``
 the run directory (``runs/<run>/wandb/``). Steps are sent as a ``step`` metric that every
 other metric uses as its x-axis, so resumed or out-of-order steps are never dropped by
 W&B's monotonic-step rule. A health event is logged as text ``health/<rule>`` and, on a run
-that talks to W&B live, also raised with ``run.alert``.
+that talks to W&B live, also raised with ``run.alert``. The trials of a sweep share the W&B group
+``<sweep>`` (job type ``trial``), so W&B's runs table groups them.
 
 A W&B offline run file (``run-<id>.wandb``) is read with W&B's own record protobufs. The file is
 W&B's 7-byte header (``:W&B``, magic 0xBEE1, version 0) followed by a LevelDB log: 32 KiB blocks
@@ -30,6 +31,7 @@ from codex_ml import env
 from codex_ml.backends import NOT_STARTED, quote, undelivered
 from codex_ml.errors import MissingExtraError
 from codex_ml.rundir.paths import RunPaths
+from codex_ml.rundir.run_files import read_run_json
 from codex_ml.rundir.records import Histogram
 from codex_ml.secrets.redaction import redacted_argv
 from codex_ml.rundir.sink import MetricPoint, RunInfo, Sink
@@ -60,15 +62,19 @@ class WandbSink(Sink):
     #: run.log costs about 0.4 ms a row: keep one call short enough for close() to stop between calls.
     points_per_call = 250
 
-    def __init__(self, project: str) -> None:
+    #: The job type of a sweep's trials (W&B shows it inside the sweep's group).
+    TRIAL_JOB_TYPE = "trial"
+
+    def __init__(self, project: str, group: str | None = None) -> None:
         self._project = project
+        self._group = group
         self._wandb: Any = None
         self.run: Any = None
 
     @classmethod
     def from_config(cls, config: Any) -> WandbSink:
-        """The sink a TrackingConfig asks for: its W&B project."""
-        return cls(config.resolved_wandb_project())
+        """The sink a TrackingConfig asks for: its W&B project, and its sweep as the W&B group."""
+        return cls(config.resolved_wandb_project(), config.sweep)
 
     def start(self, run: RunInfo) -> None:
         """``wandb.init`` in the run directory, offline unless ``WANDB_MODE`` says otherwise."""
@@ -78,15 +84,18 @@ class WandbSink(Sink):
         saved = run.backends.get(self.name, {})
         run_id = saved.get("run_id") or run.run_id[:16]
         settings = wandb.Settings(console="off", silent=True, x_disable_stats=True, disable_git=True, save_code=False)
+        grouping = {"group": self._group, "job_type": self.TRIAL_JOB_TYPE} if self._group else {}
         with redacted_argv():  # W&B records the command line, which may hold a password or token
             self.run = wandb.init(project=self._project, name=run.name, id=run_id, dir=str(run.paths.wandb),
-                                  mode=wandb_mode(), resume="allow", reinit="create_new", settings=settings)  # fmt: skip
+                                  mode=wandb_mode(), resume="allow", reinit="create_new", settings=settings,
+                                  **grouping)  # fmt: skip
         self.run.define_metric(STEP_KEY)
         self.run.define_metric(SYSTEM_STEP_KEY)
         # System telemetry has its own x-axis; W&B uses the most specific matching glob.
         self.run.define_metric("system/*", step_metric=SYSTEM_STEP_KEY)
         self.run.define_metric("*", step_metric=STEP_KEY)
-        run.remember(self.name, {"run_id": run_id, "project": self._project, "dir": str(getattr(self.run, "dir", ""))})
+        run.remember(self.name, {"run_id": run_id, "project": self._project, "dir": str(getattr(self.run, "dir", "")),
+                                 **({"group": self._group} if self._group else {})})  # fmt: skip
 
     def write_metrics(self, points: list[MetricPoint]) -> None:
         """One ``run.log`` per step, with the step as a metric."""
@@ -277,7 +286,7 @@ class History:
         saved = info.backends.get("wandb", {})
         project = saved.get("project") or os.environ.get(env.WANDB_PROJECT) or "codex_ml"
         self.info = info
-        self.sink = WandbSink(project)
+        self.sink = WandbSink(project, saved.get("group") or read_run_json(info.paths).get("sweep"))
         self.target = f"{Path(info.paths.wandb) / 'wandb'}, project {project!r}, id {saved.get('run_id') or info.run_id[:16]}"
 
     def name(self, key: str) -> str:
