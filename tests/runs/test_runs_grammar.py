@@ -110,6 +110,8 @@ PARSES = [
     ("params.amp != FALSE", "(!= param:amp bool:False)"),
     ("params.name = 'gpt'", "(= param:name 'gpt')"),
     ("name = 7", "(= name 7.0)"),
+    ("run_id ~ '^sweeps/lr/'", "(~ run_id '^sweeps/lr/')"),
+    ("sinks ~ 'mlflow'", "(~ sinks 'mlflow')"),
     # start and duration
     ("start >= '2026-12-03'", "(>= start date:2026-12-03)"),
     ("start < '2026-12-03 14:05'", "(< start time:2026-12-03T14:05:00)"),

@@ -15,12 +15,12 @@ from codex_ml.runs.grammar import parse_sort, parse_where  # noqa: E402
 from codex_ml.runs.sql import compile_query  # noqa: E402
 
 NAN = math.nan
-# run_id, name, status, start, duration (s)
+# run_id, name, status, start, duration (s), sinks
 RUNS = [
-    ("a", "pretrain-a", "FINISHED", datetime(2026, 12, 1, 10, 0), 100.0),
-    ("b", "pretrain-b", "FINISHED", datetime(2026, 12, 2, 9, 30), 400.0),
-    ("c", "sft-c", "FAILED", datetime(2026, 12, 3, 23, 59), 7200.0),
-    ("d", "it's d", "RUNNING", None, None),
+    ("a", "pretrain-a", "FINISHED", datetime(2026, 12, 1, 10, 0), 100.0, ""),
+    ("b", "pretrain-b", "FINISHED", datetime(2026, 12, 2, 9, 30), 400.0, "mlflow,tensorboard"),
+    ("c", "sft-c", "FAILED", datetime(2026, 12, 3, 23, 59), 7200.0, ""),
+    ("d", "it's d", "RUNNING", None, None, ""),
 ]
 # run_id, key, value, num  (d has no params at all; c's lr is text, not a number)
 PARAMS = [
@@ -46,7 +46,7 @@ def con():
     con = duckdb.connect()
     con.execute("CREATE TABLE runs(run_id VARCHAR, name VARCHAR, status VARCHAR, start TIMESTAMP, duration DOUBLE, "
                 "path VARCHAR, sinks VARCHAR)")
-    con.executemany("INSERT INTO runs VALUES (?, ?, ?, ?, ?, '', '')", RUNS)
+    con.executemany("INSERT INTO runs VALUES (?, ?, ?, ?, ?, '', ?)", RUNS)
     con.execute("CREATE TABLE params(run_id VARCHAR, key VARCHAR, value VARCHAR, num DOUBLE)")
     con.executemany("INSERT INTO params VALUES (?, ?, ?, ?)", PARAMS)
     con.execute("CREATE TABLE tags(run_id VARCHAR, key VARCHAR, value VARCHAR)")
@@ -109,6 +109,7 @@ CASES = [
     # start (UTC) by day or by time, duration in seconds
     ("start >= '2026-12-02'", "bc"), ("start = '2026-12-03'", "c"), ("start < '2026-12-02 10:00'", "ab"),
     ("start < '2026-12-02T10:00+02:00'", "a"), ("start is null", "d"),
+    ("run_id in ('a', 'c')", "ac"), ("sinks ~ 'mlflow'", "b"), ("sinks = ''", "acd"),
     ("duration > 5m", "bc"), ("duration <= 100", "a"), ("duration >= 2h", "c"),
     # user text never reaches the SQL: quotes and SQL in a value are just characters
     ("name = 'it''s d'", "d"), ("name = 'x'' OR 1=1 --'", ""), ("params.\"x') OR TRUE --\" is null", "abcd"),

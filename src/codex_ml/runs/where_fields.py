@@ -11,16 +11,17 @@ from dataclasses import dataclass
 
 from codex_ml.runs.where_tokens import QueryError, Token
 
-RUN_FIELDS = ("name", "status", "start", "duration")
+#: Columns of the runs table (run_id: the run's path under the root; sinks: a comma list, e.g. "mlflow,tensorboard").
+RUN_FIELDS = ("name", "status", "start", "duration", "run_id", "path", "sinks")
 #: The last segment of a metrics field names its aggregate when it is one of these.
 AGGREGATES = ("last", "min", "max", "mean", "count")
-FIELDS_HELP = ("name, status, start, duration, params.<key>, tags.<key>, "
+FIELDS_HELP = ("name, status, start, duration, run_id, sinks, params.<key>, tags.<key>, "
                "metrics.<key>[.last|.min|.max|.mean|.count], metrics.<key>@<step>")
 
 
 @dataclass(frozen=True)
 class Field:
-    """A parsed field. ``root``: name|status|start|duration|params|tags|metrics; ``key``: the
+    """A parsed field. ``root``: one of RUN_FIELDS, params, tags or metrics; ``key``: the
     param/tag/metric key; ``agg``: the metric aggregate; ``step``: for ``metrics.<key>@<step>``
     (then ``agg`` is None); ``text``/``column``: as written, for messages."""
 
