@@ -9,6 +9,10 @@ The old-style tracking flags (``--enable-wandb``, ``--mlflow-enable``/``--enable
 ``--system-metrics [AUTO|PATH]``, ``--system-metrics-interval S``, ``--prometheus-port P``, ...)
 are taken out of ``sys.argv`` before Hydra parses it; they win over the config's ``tracking``.
 
+With ``-m`` (Hydra multirun: the basic sweeper, or ``hydra/sweeper=optuna``) every job is a trial
+of a sweep, a complete run in ``sweeps/<sweep.name>/trial-<N>`` (codex_ml.sweeps, docs/sweeps.md);
+the job returns the objective (``sweep.objective``, ``sweep.reduce``) and a re-run resumes the sweep.
+
 The config directory is ``$CODEX_ML_CONFIG_DIR``, else ``./configs`` when it has a config.yaml,
 else the ``configs/`` of the source checkout; Hydra's own ``--config-dir`` also works.
 """
@@ -23,12 +27,14 @@ from typing import Any
 
 from codex_ml.config_schema import is_override
 from codex_ml.errors import CodexMLError
+from codex_ml.sweeps.naming import is_multirun, with_sweep_name
 from codex_ml.tracking.config import TrackingConfig
 from codex_ml.tracking.flags import add_tracking_arguments, fill_optional_values, tracking_config_from
 
 __all__ = ["OverrideError", "check_overrides", "config_dir", "main", "split_tracking_flags"]
 
 CONFIG_DIR_ENV = "CODEX_ML_CONFIG_DIR"
+OPTUNA_SWEEPER = "codex_optuna"
 
 
 def config_dir() -> Path:
@@ -64,13 +70,16 @@ def _hydra_override(arg: str) -> str:
         return arg
     if key == "training":
         return f"training@_global_={value}"
-    if "." not in key and (config_dir() / key).is_dir():
-        return arg  # another config group choice, e.g. pipeline=<name>
+    if key == "hydra/sweeper" and value == "optuna":
+        # Ours (configs/hydra/sweeper/codex_optuna.yaml): the stock sweeper plus pruning and resume.
+        return f"{key}={OPTUNA_SWEEPER}"
+    if "." not in key and ("/" in key or (config_dir() / key).is_dir()):
+        return arg  # another config group choice, e.g. pipeline=<name>, hydra/sweeper=optuna
     return f"++{arg}"
 
 
 def _run(cfg: Any, flags: TrackingConfig) -> Any:
-    """Validate the composed config, then train (or run the chosen pipeline)."""
+    """Validate the composed config, then train (or run the chosen pipeline, or a sweep's trial)."""
     from omegaconf import OmegaConf
 
     from codex_ml.cli.train_command import report_result, effective_tracking
@@ -82,18 +91,33 @@ def _run(cfg: Any, flags: TrackingConfig) -> Any:
         raw = OmegaConf.to_container(cfg, resolve=True)
     except OmegaConfBaseException as exc:  # e.g. an override with a broken ${interpolation}
         raise OverrideError(str(exc)) from None
-    schema_part = {k: v for k, v in raw.items() if k not in NON_SCHEMA_KEYS}
+    sweep = raw.get("sweep") or {}  # the sweep settings (config.yaml): not part of the training schema
+    schema_part = {k: v for k, v in raw.items() if k not in (*NON_SCHEMA_KEYS, "sweep")}
     config = validate_config(schema_part, "hydra config " + str(config_dir() / "config.yaml") + " + overrides")
     tracking = effective_tracking(config.tracking_config(), flags)
     if raw.get("pipeline") is not None:
         from codex_ml.pipeline.runner import run_from_hydra
 
         return run_from_hydra(cfg, tracking=tracking)
+    hydra = _multirun_job()
+    if hydra is not None:
+        from codex_ml.sweeps.trial import run_trial
+
+        return run_trial(config, tracking, sweep, hydra)
     from codex_ml.training.trainer import train
 
     result = train(config.with_tracking(tracking), tracking)
     report_result(result)
     return result
+
+
+def _multirun_job() -> Any:
+    """Hydra's config of this job when it is one job of a multirun (a sweep's trial), else None."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    hydra = HydraConfig.get() if HydraConfig.initialized() else None
+    return hydra if hydra is not None and hydra.mode == RunMode.MULTIRUN else None
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -109,6 +133,9 @@ def main(argv: list[str] | None = None) -> None:
     with user_errors():
         flags, rest = split_tracking_flags(sys.argv[1:] if argv is None else argv)
         check_overrides(rest)
+    if is_multirun(rest):  # the sweep directory must be the same when the same command runs again
+        rest, name = with_sweep_name(rest)
+        print(f"[sweep] {name} (re-run this command to resume it)", file=sys.stderr, flush=True)
     if "--help" in rest or "-h" in rest:  # Hydra's help below does not know our flags
         parser = argparse.ArgumentParser(prog="python -m codex_ml.cli.main", add_help=False,
                                          usage="%(prog)s [key=value ...] [tracking flags] [hydra flags]")
@@ -117,10 +144,10 @@ def main(argv: list[str] | None = None) -> None:
     sys.argv = [sys.argv[0], *rest]
 
     @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")
-    def _entry(cfg: Any) -> None:
+    def _entry(cfg: Any) -> Any:
         with user_errors():
             try:
-                _run(cfg, flags)
+                return _run(cfg, flags)  # a sweep's trial returns its objective to the sweeper
             except KeyboardInterrupt:
                 # Ctrl-C: the trainer has checkpointed the last step and closed the run KILLED (or,
                 # at a second Ctrl-C, stopped at once). 128 + SIGINT, as train-model and a shell say.

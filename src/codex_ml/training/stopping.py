@@ -21,11 +21,14 @@ import signal
 import threading
 from typing import Any
 
-__all__ = ["HEALTH_STOP", "GracefulStop"]
+__all__ = ["EARLY_STOP", "HEALTH_STOP", "GracefulStop"]
 
 #: Recorded like a signal number (above every real one) when a health rule with ``action: stop``
 #: fired: the loop stops the same way (agreed by every rank, a checkpoint), then the run ends FAILED.
 HEALTH_STOP = 1000
+#: Recorded the same way when the caller's ``on_eval`` hook asked to stop early (a sweep's pruner):
+#: the loop stops with a checkpoint and the run ends FINISHED; the process goes on.
+EARLY_STOP = 1001
 
 
 class GracefulStop:
@@ -77,6 +80,16 @@ class GracefulStop:
         if self._received is None:
             self._received = HEALTH_STOP
 
+    def request_early_stop(self) -> None:
+        """Stop after this step because the caller's evaluation hook asked to (unless a signal came first)."""
+        if self._received is None:
+            self._received = EARLY_STOP
+
+    @property
+    def early(self) -> bool:
+        """Whether the loop stopped because the evaluation hook asked to."""
+        return self.signum == EARLY_STOP
+
     @property
     def health(self) -> bool:
         """Whether the loop stopped for a health rule rather than a signal."""
@@ -87,6 +100,8 @@ class GracefulStop:
         """``SIGINT``/``SIGTERM`` of :attr:`signum` (empty before one)."""
         if self.signum == HEALTH_STOP:
             return "health stop"
+        if self.signum == EARLY_STOP:
+            return "early stop"
         return signal.Signals(self.signum).name if self.signum else ""
 
     @property
@@ -112,7 +127,7 @@ class GracefulStop:
     def end_process_as_asked(self) -> None:
         """After the checkpoint and the close: re-raise the recorded signal with the previous handlers."""
         self._restore()
-        if self.asked is None or self.asked == HEALTH_STOP:
+        if self.asked is None or self.asked in (HEALTH_STOP, EARLY_STOP):
             return
         signal.raise_signal(self.asked)  # SIGINT: KeyboardInterrupt; SIGTERM: the previous handler
         raise KeyboardInterrupt  # a previous handler that returned: the run is closed, stop anyway

@@ -19,7 +19,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 import torch.distributed as dist
@@ -53,14 +53,23 @@ class TrainResult:
     tokens_per_s: float
     finished: bool  # False when stop_after_steps ended the session before max_steps
     sample: str = ""
+    early_stop: dict[str, str] | None = None  # the tags of an early stop the on_eval hook asked for
+
+
+#: Called on rank 0 after each evaluation but step 0's with ``(step, val_loss)``; a dict it returns
+#: stops training after that step (checkpoint, run FINISHED) and is recorded as the run's tags.
+OnEval = Callable[[int, float], "dict[str, str] | None"]
 
 
 def train(config: TrainConfig, tracking: TrackingConfig | None = None, *,
-          resume: build.ResumePoint | None = None) -> TrainResult:
-    """Train ``config`` (continuing ``resume`` if given), logging per ``tracking``; handles torchrun."""
+          resume: build.ResumePoint | None = None, on_eval: OnEval | None = None) -> TrainResult:
+    """Train ``config`` (continuing ``resume`` if given), logging per ``tracking``; handles torchrun.
+    ``on_eval`` may stop training early (a sweep's pruner, codex_ml.sweeps)."""
     info, device = init_distributed(config.training.device)
     try:
-        return Trainer(config, tracking or config.tracking_config(), info, device, resume).fit()
+        trainer = Trainer(config, tracking or config.tracking_config(), info, device, resume)
+        trainer.on_eval = on_eval
+        return trainer.fit()
     finally:
         cleanup()
 
@@ -117,6 +126,8 @@ class Trainer:
         self.guard: HealthGuard | None = None
         self.rollbacks = 0
         self.stop_reason: dict[str, Any] | None = None  # why the loop stopped itself (too many rollbacks)
+        self.on_eval: OnEval | None = None
+        self.early_stop: dict[str, str] | None = None  # the tags on_eval returned to stop early
         self.batches = self.faults.batches(self.windows) if self.faults else self.windows
         self.forward = self.faults.forward(self.ddp) if self.faults else self.ddp
         if self.faults and info.is_main:
@@ -196,7 +207,7 @@ class Trainer:
                 result = self._loop(run, stop)
             if run.health_link is not None:
                 run.health_link.stop()  # training is over: the final checkpoint and close are not a stall
-            status = "FAILED" if stop.health else "KILLED" if stop.asked else "FINISHED"
+            status = "FAILED" if stop.health else "KILLED" if stop.asked and not stop.early else "FINISHED"
         except KeyboardInterrupt:
             status = "KILLED"
             raise
@@ -252,13 +263,16 @@ class Trainer:
                 bar.set_postfix(loss=f"{loss:.4f}", val=f"{val_loss:.4f}", refresh=False)
             if run.health_stop is not None:  # a rule with action stop fired (rank 0 knows; NullRun says None)
                 stop.request_health_stop()
+            if self.early_stop is not None:
+                stop.request_early_stop()
             if stop.agreed(self.info, self.device):
                 end = self._stop_at(run, step, stop)
                 break
         bar.close()
         done = end == t.max_steps and not stop.signum
         return TrainResult(self.run_dir, end, loss, val_loss, self.best_val,
-                           tokens_per_step * (end - self.start_step) / max(train_time, 1e-9), done, sample)
+                           tokens_per_step * (end - self.start_step) / max(train_time, 1e-9), done, sample,
+                           self.early_stop)
 
     def _rollback(self, run: Any, step: int, stop: GracefulStop) -> int:
         """A rule with ``action: rollback`` refused the update of ``step``: restore the newest
@@ -323,7 +337,10 @@ class Trainer:
         if self.saved_step != step:
             run.flush()
             self._checkpoint(step, False)
-        if self.info.is_main and not stop.health:  # a health stop says why itself (HealthStopError)
+        if self.info.is_main and stop.early:
+            print(f"[train] stopped early after step {step} with a checkpoint of it ({self.early_stop}); "
+                  "the run ends FINISHED", file=sys.stderr, flush=True)
+        elif self.info.is_main and not stop.health:  # a health stop says why itself (HealthStopError)
             print(f"[train] {stop.name}: stopped after step {step} with a checkpoint of it; the run ends KILLED. "
                   f"Continue it with --resume {self.run_dir}", file=sys.stderr, flush=True)
         return step
@@ -357,6 +374,10 @@ class Trainer:
                              t.eval_batches, t.seed + 1, self.device, self._autocast)
         run.log_metrics(val_metrics(loss), step)
         self.evaluated_step = step
+        if self.on_eval is not None and self.info.is_main and step > 0 and self.early_stop is None:
+            self.early_stop = self.on_eval(step, loss)
+            if self.early_stop is not None:
+                run.set_tags(self.early_stop)
         return loss
 
     def _checkpoint(self, step: int, is_best: bool) -> None:

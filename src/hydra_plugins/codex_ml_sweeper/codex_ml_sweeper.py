@@ -1,0 +1,28 @@
+"""``hydra/sweeper=optuna`` for codex_ml: Hydra's Optuna sweeper plus pruning and resume.
+
+Selected by configs/hydra/sweeper/optuna.yaml (our config directory is searched before the
+stock plugin's own ``optuna`` entry). Every option of the stock sweeper is kept; ``pruner`` is
+added. The loop itself is codex_ml.sweeps.optuna_sweep (docs/sweeps.md); this module stays a
+thin adapter so that Hydra's plugin scan (it imports every module under ``hydra_plugins``)
+costs nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hydra_plugins.hydra_optuna_sweeper.optuna_sweeper import OptunaSweeper
+
+
+class CodexOptunaSweeper(OptunaSweeper):
+    """The stock OptunaSweeper with a ``pruner`` and codex_ml's resumable loop."""
+
+    def __init__(self, pruner: Any = None, **options: Any) -> None:
+        super().__init__(**options)
+        self.pruner = pruner
+
+    def sweep(self, arguments: list[str]) -> None:
+        """Run (or continue) the study: see codex_ml.sweeps.optuna_sweep."""
+        from codex_ml.sweeps.optuna_sweep import run_sweep
+
+        run_sweep(self.sweeper, arguments, self.pruner)
