@@ -4,6 +4,16 @@ reader for back-fill and replay, and its view line. Needs the ``tensorboard`` ex
 The sink uses the ``tensorboard`` package's own event writer and protobufs, so neither TensorFlow
 nor torch is needed. Scalars, histograms and text are written in the forms TensorBoard's
 scalar, histogram and text dashboards read; params appear as a markdown table of text.
+
+A trial of a sweep (``TrackingConfig.sweep``) also writes the HParams plugin's session data, so that
+``tensorboard --logdir sweeps/<sweep>`` shows the trials in the HParams tab: ``session_start_info``
+(the flattened params as hparams, the trial as its session group) with the first params, and at close
+``session_end_info`` (FINISHED: success, FAILED: failure). No ``experiment`` summary is written: the
+plugin takes the first one it finds as the whole sweep's, while without one it builds the table from
+every trial's hparams and scalar tags (the metrics), so trials with different params or metrics all
+show. TensorBoard keeps the first value of a tag in a folder, so a KILLED session writes no end (the
+trial is expected to be resumed; the resumed session ends it), and a resumed session that finds the
+start already written (by an earlier session) writes it again harmlessly.
 """
 
 from __future__ import annotations
@@ -27,15 +37,21 @@ class TensorBoardSink(Sink):
     #: EventFileWriter queues events for its own writer thread; close() writes them all out.
     buffered = True
 
-    def __init__(self, flush_secs: float = 5.0) -> None:
+    def __init__(self, flush_secs: float = 5.0, sweep: str | None = None, trial: str | None = None) -> None:
         self._flush_secs = flush_secs
         self._writer: Any = None
         self._pb: Any = None
+        self._sweep = sweep
+        self._trial = trial
+        self._session_group = trial or ""
+        #: The HParams plugin's protobuf modules (a trial of a sweep only), and whether its start is written.
+        self._hp: Any = None
+        self._hparams_started = False
 
     @classmethod
     def from_config(cls, config: Any) -> TensorBoardSink:
-        """The sink a TrackingConfig asks for (it has no settings)."""
-        return cls()
+        """The sink a TrackingConfig asks for: the HParams session data when the run is a trial of a sweep."""
+        return cls(sweep=config.sweep, trial=config.trial)
 
     def start(self, run: RunInfo) -> None:
         """Open a new event file in the run's tensorboard/ folder."""
@@ -43,6 +59,11 @@ class TensorBoardSink(Sink):
         from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
         self._pb = _Protos(event_pb2, summary_pb2, tensor_pb2, tensor_shape_pb2, types_pb2)
+        if self._sweep:
+            from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
+
+            self._hp = (api_pb2, metadata, plugin_data_pb2)
+            self._session_group = self._trial or run.name
         run.paths.tensorboard.mkdir(parents=True, exist_ok=True)
         # A unique suffix: event file names only hold the second and host, so a resumed
         # session in the same second would otherwise reopen (and overwrite) the last file.
@@ -99,6 +120,40 @@ class TensorBoardSink(Sink):
         """Params as a markdown table in the text dashboard (tag ``params``)."""
         rows = "\n".join(f"| {k} | {_md(v)} |" for k, v in sorted(params.items()))
         self._add(0, None, self._text_summary("params", "| param | value |\n|---|---|\n" + rows))
+        if self._hp is not None and not self._hparams_started:
+            self._write_session_start(params)
+
+    def _write_session_start(self, params: dict[str, Any]) -> None:
+        """The HParams plugin's ``session_start_info``: every param as an hparam of this trial."""
+        import time
+
+        _, metadata, plugin_data_pb2 = self._hp
+        info = plugin_data_pb2.SessionStartInfo(group_name=self._session_group, start_time_secs=time.time())
+        for key, value in sorted(params.items()):
+            if value is not None:  # no type to give it; the plugin types a column by its values
+                _set_hparam(info.hparams[key], value)
+        data = plugin_data_pb2.HParamsPluginData(session_start_info=info)
+        self._add(0, None, self._hparams_summary(metadata.SESSION_START_INFO_TAG, data))
+        self._hparams_started = True
+
+    def _write_session_end(self, status: str) -> None:
+        """``session_end_info`` with the run's status (KILLED writes none: see the module doc)."""
+        import time
+
+        api_pb2, metadata, plugin_data_pb2 = self._hp
+        if not self._hparams_started:  # a trial that logged no params still shows in the table
+            self._write_session_start({})
+        code = {"FINISHED": api_pb2.STATUS_SUCCESS, "FAILED": api_pb2.STATUS_FAILURE}.get(status)
+        if code is not None:
+            info = plugin_data_pb2.SessionEndInfo(status=code, end_time_secs=time.time())
+            data = plugin_data_pb2.HParamsPluginData(session_end_info=info)
+            self._add(0, None, self._hparams_summary(metadata.SESSION_END_INFO_TAG, data))
+
+    def _hparams_summary(self, tag: str, data: Any) -> Any:
+        metadata = self._hp[1]
+        value = self._pb.summary_pb2.Summary.Value(tag=tag, metadata=metadata.create_summary_metadata(data),
+                                                   tensor=metadata.NULL_TENSOR)  # fmt: skip
+        return self._pb.summary_pb2.Summary(value=[value])
 
     def _text_summary(self, name: str, text: str) -> Any:
         pb = self._pb
@@ -125,8 +180,10 @@ class TensorBoardSink(Sink):
             self._writer.flush()
 
     def close(self, status: str) -> None:
-        """Close the event file (TensorBoard has no notion of run status)."""
+        """Close the event file; a trial of a sweep first ends its HParams session with the status."""
         if self._writer is not None:
+            if self._hp is not None:
+                self._write_session_end(status)
             self._writer.close()
             self._writer = None
 
@@ -140,6 +197,19 @@ class _Protos:
         self.tensor_pb2 = tensor_pb2
         self.tensor_shape_pb2 = tensor_shape_pb2
         self.types_pb2 = types_pb2
+
+
+def _set_hparam(slot: Any, value: Any) -> None:
+    """One hparam value: bools and finite numbers as themselves, anything else as text (JSON for lists)."""
+    import json
+    import math
+
+    if isinstance(value, bool):
+        slot.bool_value = value
+    elif isinstance(value, (int, float)) and math.isfinite(value):
+        slot.number_value = float(value)
+    else:
+        slot.string_value = value if isinstance(value, str) else json.dumps(value, default=str)
 
 
 def _md(value: Any) -> str:
