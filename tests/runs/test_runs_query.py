@@ -90,7 +90,7 @@ def test_a_running_run_shows_its_current_values(tmp_path: Path, capsys: pytest.C
 
 
 def test_errors_come_before_the_runs_are_read(tmp_path: Path) -> None:
-    with pytest.raises(QueryError, match=r"^--where: unknown field 'lr' .*at column 1: lr < 1$"):
+    with pytest.raises(QueryError, match=r"^--where: unknown field 'lr': did you mean params.lr.*at column 1: lr < 1$"):
         query_command(tmp_path / "missing", where="lr < 1", sort=None, limit=None, json_output=False,
                       csv_output=False, columns=None)
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Union
 
 from codex_ml.runs.where_fields import Field, parse_field
-from codex_ml.runs.where_literals import Literal, parse_literal
+from codex_ml.runs.where_literals import NUMBER, Literal, parse_literal
 from codex_ml.runs.where_tokens import QueryError, Token, tokenize
 
 __all__ = ["And", "Compare", "Expr", "Field", "InList", "IsNull", "Literal", "Not", "Or", "QueryError",
@@ -174,6 +174,9 @@ class _Parser:
 
     def predicate(self) -> Expr:
         token = self.tok
+        if token.kind == "string" or (token.kind == "word" and NUMBER.fullmatch(token.text)):
+            raise self.fail(f"expected a field, got the value {token.text!r}: the field goes on the left "
+                            f"(params.x > 5, not 5 < params.x)")
         if token.kind != "word" or token.lower() in KEYWORDS:
             shown = token.text if token.kind != "string" else repr(token.text)
             raise self.fail(f"expected a field (name, status, start, duration, params.*, tags.*, metrics.*)"

@@ -57,7 +57,8 @@ def parse_field(token: Token, expr: str, option: str = "--where") -> Field:
     root = segments[0]
     name = root.text.lower()
     if root.quoted or name not in RUN_FIELDS + ("params", "tags", "metrics"):
-        raise QueryError(f"unknown field {token.text!r} (fields: {FIELDS_HELP})", token.column, expr, option)
+        raise QueryError(f"unknown field {token.text!r}{_guess(token.text)} (fields: {FIELDS_HELP})",
+                         token.column, expr, option)
     for seg in segments[1:]:
         if not seg.text:
             raise QueryError(f"empty key segment in {token.text!r} (quote keys holding dots: "
@@ -110,6 +111,14 @@ def _split(token: Token) -> tuple[list[_Segment], _Segment | None]:
         seg.text += ch
         seg.quoted = seg.quoted or quoted
     return segments, step
+
+
+def _guess(text: str) -> str:
+    """A hint for a key written without its prefix (``lr``, ``val/loss``, ``training.lr``)."""
+    if not text or not (text[0].isalnum() or text[0] == "_") or any(q in text for q in "'\"@"):
+        return ""
+    order = ("metrics", "params", "tags") if "/" in text else ("params", "tags", "metrics")
+    return ": did you mean " + ", ".join(f"{p}.{text}" for p in order[:2]) + f" or {order[2]}.{text}?"
 
 
 def _join(segments: list[_Segment]) -> str:
