@@ -197,7 +197,7 @@ def print_report(args: argparse.Namespace, ctx: dict, codex: dict, mlflow: dict,
     gen = "reused" if ctx["generate_s"] is None else f"written in {ctx['generate_s']:.1f} s"
     imp = f"{ctx['import_s']:.1f} s" + (" (reused store; time of its import)" if ctx["import_reused"] else "")
     print(f"- data: {args.runs:,} runs x {args.steps:,} steps x {args.metrics} metrics = "
-          f"{args.runs * args.steps * args.metrics:,} points, {ctx['bytes'] / 1e9:.2f} GB on disk ({gen}); "
+          f"{args.runs * args.steps * args.metrics:,} points, {ctx['bytes'] / 1e6:,.1f} MB on disk ({gen}); "
           f"MLflow sqlite import of params + last values: {imp}")
     print(f"- codex_ml: `codex-ml runs query ROOT --json --where \"{data.codex_where()}\"`")
     print(f"- MLflow: {mlflow['calls']} x `search_runs` (AND-only, last values), united: "
