@@ -32,6 +32,7 @@ from codex_ml.errors import CodexMLError
 from codex_ml.rundir.paths import METRICS_FILE
 from codex_ml.runs.cache import load_entries, save_entries
 from codex_ml.runs.discover import find_runs, run_id_of
+from codex_ml.runs.scan import scan_runs
 from codex_ml.runs.summary import signature, summarise
 
 __all__ = ["STALE_RUNNING", "RunIndex", "RunsRootError", "open_index"]
@@ -67,7 +68,8 @@ class RunIndex:
 
         from codex_ml.runs.tables import create_tables
 
-        con = duckdb.connect(config={"autoinstall_known_extensions": False})
+        con = duckdb.connect(config={"autoinstall_known_extensions": False})  # never fetch an extension at run time
+        con.execute("SET enable_progress_bar = false")  # DuckDB would draw one on stdout for a long scan
         create_tables(con, self)
         return con
 
@@ -121,9 +123,8 @@ def _summarise_all(todo: list[tuple[str, Path, Any]], progress: Any) -> dict[str
     size = sum(_metrics_size(run_dir) for _, run_dir, _ in todo)
     many = len(todo) > _MANY_RUNS and size > _MANY_BYTES
     with (progress(f"indexing {len(todo)} runs ({size / 1e6:,.0f} MB of metrics)") if many and progress else nullcontext()):
-        if many and (os.cpu_count() or 1) > 1:
-            return _in_pool(todo)
-        return {run_id: summarise(run_dir, old) for run_id, run_dir, old in todo}
+        scanned = scan_runs(d for _, d, old in todo if old is None or not old.get("complete")) if many else {}
+        return {run_id: summarise(run_dir, old, scanned.get(run_dir)) for run_id, run_dir, old in todo}
 
 
 def _in_pool(todo: list[tuple[str, Path, Any]]) -> dict[str, dict[str, Any]]:

@@ -49,12 +49,15 @@ def signature(run_dir: Path) -> dict[str, list[int] | None]:
     return sig
 
 
-def summarise(run_dir: Path, old: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The entry of ``run_dir``; ``old`` (its previous entry) lets a grown metrics file be read from where it stopped."""
+def summarise(run_dir: Path, old: dict[str, Any] | None = None, scanned: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The entry of ``run_dir``; ``old`` (its previous entry) lets a grown metrics file be read from where it
+    stopped; ``scanned`` is the metrics part ``codex_ml.runs.scan`` computed, used if the file is unchanged since."""
     sig = signature(run_dir)
     entry: dict[str, Any] = {"sig": sig, **_metadata(run_dir)}
     if old is not None and _only_grew(old, sig):
         entry.update(_grow(run_dir, old, sig[METRICS_FILE][0]))
+    elif scanned is not None and scanned["sig"] == sig[METRICS_FILE]:
+        entry.update({k: v for k, v in scanned.items() if k != "sig"})
     else:
         entry.update(_full(run_dir, sig[METRICS_FILE]))
     if entry["start"] is None and entry["first_time"] is not None:
