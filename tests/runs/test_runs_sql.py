@@ -106,6 +106,7 @@ CASES = [
     ("metrics.val/loss@150 < 2.5", "a"), ("metrics.val/loss@150 = 2", "a"), ("metrics.val/loss@499 = 3.1", "b"),
     ("metrics.val/loss@500 = 2.4", "b"), ("metrics.val/loss@1000 < 2", "a"), ("metrics.val/loss@0 >= 3", "ab"),
     ("metrics.val/loss@150 is null", "cd"),
+    ("metrics.val/loss@100 = 2 and metrics.val/loss@0 = 3 and not metrics.val/loss@99 != 3", "a"),
     # start (UTC) by day or by time, duration in seconds
     ("start >= '2026-12-02'", "bc"), ("start = '2026-12-03'", "c"), ("start < '2026-12-02 10:00'", "ab"),
     ("start < '2026-12-02T10:00+02:00'", "a"), ("start is null", "d"),
@@ -147,3 +148,9 @@ def test_parameterised_and_points_only_when_needed() -> None:
     # one join per key, however often it is named
     query = compile_query(parse_where("metrics.l.max < 1 or metrics.l.min > 0 or metrics.l < 3"), parse_sort("metrics.l"))
     assert query.sql.count("LEFT JOIN") == 1
+
+
+def test_values_at_steps_read_the_points_once() -> None:
+    query = compile_query(parse_where("metrics.a@5 < 1 or metrics.b@7 > 2 or metrics.a@5 > 9"), parse_sort("metrics.a@9"))
+    assert query.sql.count("FROM points") == 1
+    assert query.params == ["a", 5, "b", 7, "a", 9, "a", "b", 9, 1.0, 2.0, 9.0]

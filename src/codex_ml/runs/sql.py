@@ -35,6 +35,7 @@ def compile_query(where: Expr | None, sort: tuple[Field, bool] | None = None, li
     comp = _Compiler()
     condition = comp.expr(where) if where is not None else "TRUE"
     order = comp.order(*sort) if sort is not None else ["r.start ASC NULLS LAST"]
+    comp.join_points()
     sql = (f"SELECT r.run_id FROM runs AS r{''.join(comp.joins)}\nWHERE {condition}\n"
            f"ORDER BY {', '.join(order + ['r.run_id'])}")
     params = comp.join_params + comp.where_params
@@ -46,12 +47,14 @@ def compile_query(where: Expr | None, sort: tuple[Field, bool] | None = None, li
 
 @dataclass
 class _Compiler:
-    """Collects one LEFT JOIN per distinct param/tag/metric a query names, and the WHERE text."""
+    """Collects one LEFT JOIN per distinct param/tag/metric a query names (one for all its
+    values at a step), and the WHERE text."""
 
     joins: list[str] = dc_field(default_factory=list)
     join_params: list[Any] = dc_field(default_factory=list)
     where_params: list[Any] = dc_field(default_factory=list)
     aliases: dict[tuple, str] = dc_field(default_factory=dict)
+    steps: dict[tuple[str, int], str] = dc_field(default_factory=dict)  # (key, step) -> column of fp
     needs_points: bool = False
 
     # -- boolean structure ------------------------------------------------------------------
@@ -141,11 +144,8 @@ class _Compiler:
         """``alias.<aggregate>`` for metrics.<key>.<agg>, ``alias.v`` for metrics.<key>@<step>."""
         if field.step is not None:
             self.needs_points = True
-            # The value at a step is the one logged last at or before it (steps are not all logged).
-            alias = self.join(("points", field.key, field.step), (
-                "SELECT run_id, arg_max(value, step) AS v FROM points WHERE key = ? AND step <= ? "
-                "GROUP BY run_id"), [field.key, field.step])
-            return f"{alias}.v"
+            column = self.steps.setdefault((field.key, field.step), f"v{len(self.steps)}")
+            return f"fp.{column}"
         assert field.agg in AGGREGATES  # the column name below comes from this fixed list
         cols = ", ".join(f"any_value({agg}) AS {agg}" for agg in AGGREGATES)
         alias = self.join(("metric_stats", field.key),
@@ -160,6 +160,21 @@ class _Compiler:
             self.joins.append(f"\nLEFT JOIN ({select}) AS {alias} ON {alias}.run_id = r.run_id")
             self.join_params.extend(params)
         return self.aliases[ident]
+
+    def join_points(self) -> None:
+        """One LEFT JOIN ``fp`` for every metrics.<key>@<step> named: the points are read once per
+        query (from the NDJSON files: the slow part), however many steps or keys it names."""
+        if not self.steps:
+            return
+        # The value at a step is the one logged last at or before it (not every step is logged).
+        columns = ", ".join(f"arg_max(value, step) FILTER (WHERE key = ? AND step <= ?) AS {column}"
+                            for column in self.steps.values())
+        keys = sorted({key for key, _ in self.steps})
+        self.joins.append(f"\nLEFT JOIN (SELECT run_id, {columns} FROM points WHERE key IN "
+                          f"({', '.join('?' * len(keys))}) AND step <= ? GROUP BY run_id) AS fp ON fp.run_id = r.run_id")
+        for key, step in self.steps:
+            self.join_params.extend([key, step])
+        self.join_params.extend([*keys, max(step for _, step in self.steps)])
 
     # -- --sort -----------------------------------------------------------------------------
     def order(self, field: Field, descending: bool) -> list[str]:
