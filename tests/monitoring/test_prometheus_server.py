@@ -7,108 +7,27 @@ and says to run ``scripts/install_system_deps.sh``. The server is our own instan
 
 from __future__ import annotations
 
-import json
-import subprocess
 import time
-import urllib.parse
-import urllib.request
 from pathlib import Path
-from typing import Any
-
-import pytest
 
 from codex_ml.backends.prometheus import PrometheusSink
 from codex_ml.monitoring.ui import free_port
 from codex_ml.tracking import start_run
+from exporter_helpers import (
+    prometheus_query as _query,
+    require_prometheus as _require_prometheus,
+    start_prometheus as _start_prometheus,
+    stop_prometheus as _stop,
+    wait_for_value as _wait_for_value,
+    write_prometheus_config as _write_config,
+)
 
-PROMETHEUS = Path("/usr/bin/prometheus")
-READY_TIMEOUT = 20.0
-QUERY_TIMEOUT = 30.0
 RUN = "prom-e2e"
 STEPS = 50
 
 
 def _loss(step: int) -> float:
     return round(3.0 * 0.95**step, 6)
-
-
-def _get_json(url: str) -> Any:
-    with urllib.request.urlopen(url, timeout=2) as response:
-        return json.load(response)
-
-
-def _ready(base: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{base}/-/ready", timeout=1) as response:
-            return response.status == 200
-    except OSError:
-        return False
-
-
-def _query(base: str, promql: str) -> list[dict[str, Any]]:
-    answer = _get_json(f"{base}/api/v1/query?{urllib.parse.urlencode({'query': promql})}")
-    assert answer["status"] == "success", answer
-    return answer["data"]["result"]
-
-
-def _write_config(path: Path, target_port: int) -> None:
-    path.write_text(
-        "global:\n"
-        "  scrape_interval: 1s\n"
-        "  scrape_timeout: 1s\n"
-        "scrape_configs:\n"
-        "  - job_name: codex_ml\n"
-        "    static_configs:\n"
-        f"      - targets: ['127.0.0.1:{target_port}']\n"
-    )
-
-
-def _stop(process: subprocess.Popen) -> None:
-    if process.poll() is not None:
-        return
-    process.terminate()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=10)
-
-
-def _require_prometheus() -> None:
-    if not PROMETHEUS.exists():
-        pytest.fail(f"{PROMETHEUS} is missing: run scripts/install_system_deps.sh (as root) to install Prometheus")
-
-
-def _start_prometheus(base: str, config: Path) -> subprocess.Popen:
-    root = config.parent
-    log = open(root / "prometheus.log", "wb")  # noqa: SIM115 - kept open for the child's lifetime
-    command = [
-        str(PROMETHEUS),
-        f"--config.file={config}",
-        f"--storage.tsdb.path={root / 'tsdb'}",
-        f"--web.listen-address={base.removeprefix('http://')}",
-        "--log.level=warn",
-    ]
-    process = subprocess.Popen(command, cwd=root, stdout=log, stderr=subprocess.STDOUT)
-    log.close()
-    deadline = time.monotonic() + READY_TIMEOUT
-    while not _ready(base):
-        if process.poll() is not None or time.monotonic() > deadline:
-            _stop(process)
-            pytest.fail(f"prometheus did not become ready:\n{(root / 'prometheus.log').read_text()[-4000:]}")
-        time.sleep(0.1)
-    return process
-
-
-def _wait_for_value(base: str, promql: str, expected: float) -> list[dict[str, Any]]:
-    deadline = time.monotonic() + QUERY_TIMEOUT
-    result: list[dict[str, Any]] = []
-    while time.monotonic() < deadline:
-        result = _query(base, promql)
-        if result and float(result[0]["value"][1]) == expected:
-            return result
-        time.sleep(0.25)
-    pytest.fail(f"{promql} did not return {expected} within {QUERY_TIMEOUT:.0f}s; last answer: {result}")
 
 
 def test_prometheus_scrapes_a_training_run(tmp_path: Path) -> None:

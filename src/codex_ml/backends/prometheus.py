@@ -1,7 +1,8 @@
 """Prometheus backend (extra ``prometheus``): a sink that serves ``/metrics`` and, for short jobs, pushes to a Pushgateway.
 
 Every training scalar and system gauge is exported as a gauge holding its latest value
-(``train/loss`` -> ``codex_train_loss``), labelled ``run="<run name>"``, next to the tracker's
+(``train/loss`` -> ``codex_train_loss``), labelled ``run="<run name>"`` (a trial of a sweep adds
+``sweep`` and ``trial`` to every series, so one label set per exporter), next to the tracker's
 own health (``codex_tracker_*``), which is read from ``RunInfo.health()`` at scrape time, and the
 run's health events (``codex_health_events_total{rule}``, ``codex_health_active{rule}``). The
 collector lives in a private ``CollectorRegistry`` so several runs (and tests) can coexist in
@@ -34,10 +35,11 @@ __all__ = [
     "PrometheusBindError",
     "PrometheusSink",
     "PushgatewayError",
+    "RunLabels",
     "prometheus_name",
 ]
 
-#: The ``job`` label of pushed metrics; the grouping key adds ``run=<run name>``.
+#: The ``job`` label of pushed metrics; the grouping key adds ``run=<run name>`` (and ``sweep``, ``trial`` for a trial).
 PUSH_JOB = "codex_ml"
 #: Pushes triggered by incoming records happen at most this often (seconds); close() always pushes.
 PUSH_INTERVAL = 10.0
@@ -176,17 +178,31 @@ class _Collector:
     def collect(self) -> Iterator[Any]:
         from prometheus_client.core import GaugeMetricFamily
 
-        run = self._sink.run_name
+        run = self._sink.labels()
         values, last_step, last_time = self._sink.snapshot()
         for name, (key, kind, value) in sorted(values.items()):
-            family = GaugeMetricFamily(name, f"Latest value of the {kind} {key!r}.", labels=["run"])
-            family.add_metric([run], value)
+            family = GaugeMetricFamily(name, f"Latest value of the {kind} {key!r}.", labels=run.names)
+            family.add_metric(run.values, value)
             yield family
         yield from _health_families(run, self._sink.health(), last_step, last_time)
         yield from _event_families(run, self._sink.events(), self._sink.active_seconds)
 
 
-def _health_families(run: str, health: dict[str, Any], last_step: int | None, last_time: float | None) -> Iterator[Any]:
+class RunLabels:
+    """The labels every series of one exporter carries: ``run``, and ``sweep``, ``trial`` for a trial."""
+
+    def __init__(self, run: str, sweep: str | None = None, trial: str | None = None) -> None:
+        in_sweep = sweep is not None or trial is not None
+        self.names = ["run", "sweep", "trial"] if in_sweep else ["run"]
+        self.values = [run, sweep or "", trial or ""] if in_sweep else [run]
+
+    def plus(self, name: str) -> list[str]:
+        """The label names with one more (``sink``, ``rule``) after them."""
+        return [*self.names, name]
+
+
+def _health_families(run: RunLabels, health: dict[str, Any], last_step: int | None,
+                     last_time: float | None) -> Iterator[Any]:  # fmt: skip
     from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
     kinds = {"gauge": GaugeMetricFamily, "counter": CounterMetricFamily}
@@ -198,42 +214,42 @@ def _health_families(run: str, health: dict[str, Any], last_step: int | None, la
     }
     for name, kind, help_text in _HEALTH:
         if readings[name] is not None:
-            family = kinds[kind](name, help_text, labels=["run"])
-            family.add_metric([run], float(readings[name]))
+            family = kinds[kind](name, help_text, labels=run.names)
+            family.add_metric(run.values, float(readings[name]))
             yield family
     yield from _sink_families(run, health.get("sinks", {}), health.get("errors", {}))
 
 
-def _sink_families(run: str, sinks: dict[str, dict[str, Any]], errors: dict[str, int]) -> Iterator[Any]:
+def _sink_families(run: RunLabels, sinks: dict[str, dict[str, Any]], errors: dict[str, int]) -> Iterator[Any]:
     from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
     names = sorted(set(sinks) | set(errors))
     if not names:
         return
     for field, help_text in _SINK_COUNTERS:
-        family = CounterMetricFamily(f"codex_tracker_sink_{field}", help_text, labels=["run", "sink"])
+        family = CounterMetricFamily(f"codex_tracker_sink_{field}", help_text, labels=run.plus("sink"))
         for sink in names:
             count = errors.get(sink, 0) if field == "errors" else sinks.get(sink, {}).get(field, 0)
-            family.add_metric([run, sink], float(count))
+            family.add_metric([*run.values, sink], float(count))
         yield family
-    disabled = GaugeMetricFamily(_SINK_DISABLED[0], _SINK_DISABLED[1], labels=["run", "sink"])
+    disabled = GaugeMetricFamily(_SINK_DISABLED[0], _SINK_DISABLED[1], labels=run.plus("sink"))
     for sink in names:
-        disabled.add_metric([run, sink], float(bool(sinks.get(sink, {}).get("disabled", False))))
+        disabled.add_metric([*run.values, sink], float(bool(sinks.get(sink, {}).get("disabled", False))))
     yield disabled
 
 
-def _event_families(run: str, events: dict[str, tuple[int, float]], active_for: float) -> Iterator[Any]:
+def _event_families(run: RunLabels, events: dict[str, tuple[int, float]], active_for: float) -> Iterator[Any]:
     """codex_health_events_total{run,rule} and codex_health_active{run,rule}; nothing before the first event."""
     from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
     if not events:
         return
     now = time.monotonic()
-    counter = CounterMetricFamily(_EVENTS[0], _EVENTS[1], labels=["run", "rule"])
-    active = GaugeMetricFamily(_ACTIVE[0], _ACTIVE[1], labels=["run", "rule"])
+    counter = CounterMetricFamily(_EVENTS[0], _EVENTS[1], labels=run.plus("rule"))
+    active = GaugeMetricFamily(_ACTIVE[0], _ACTIVE[1], labels=run.plus("rule"))
     for rule, (count, last) in sorted(events.items()):
-        counter.add_metric([run, rule], float(count))
-        active.add_metric([run, rule], 1.0 if now - last < active_for else 0.0)
+        counter.add_metric([*run.values, rule], float(count))
+        active.add_metric([*run.values, rule], 1.0 if now - last < active_for else 0.0)
     yield counter
     yield active
 
@@ -257,6 +273,8 @@ class PrometheusSink(Sink):
         pushgateway: str | None = None,
         push_interval: float = PUSH_INTERVAL,
         health_active_seconds: float = HEALTH_ACTIVE_SECONDS,
+        sweep: str | None = None,
+        trial: str | None = None,
     ) -> None:
         if port is None and not pushgateway:
             raise ValueError("PrometheusSink needs a port to serve /metrics on, a pushgateway URL, or both")
@@ -267,6 +285,8 @@ class PrometheusSink(Sink):
         # No scheme means http, as prometheus_client reads it; the credentials stay in memory only.
         self._gateway = take_credentials(pushgateway, default_scheme="http")
         self._push_interval = push_interval
+        self._sweep = sweep
+        self._trial = trial
         self._run: RunInfo | None = None
         self._registry: Any = None
         self._server: Any = None
@@ -284,8 +304,9 @@ class PrometheusSink(Sink):
 
     @classmethod
     def from_config(cls, config: Any) -> PrometheusSink:
-        """The exporter a TrackingConfig asks for: its port, address and Pushgateway."""
-        return cls(config.prometheus_port, config.prometheus_addr, config.prometheus_pushgateway)
+        """The exporter a TrackingConfig asks for: its port, address and Pushgateway, and sweep and trial if any."""
+        return cls(config.prometheus_port, config.prometheus_addr, config.prometheus_pushgateway,
+                   sweep=config.sweep, trial=config.trial)  # fmt: skip
 
     # -- what the collector reads -------------------------------------------------------
     @property
@@ -302,6 +323,10 @@ class PrometheusSink(Sink):
     def run_name(self) -> str:
         """The ``run`` label value (empty before start)."""
         return self._run.name if self._run is not None else ""
+
+    def labels(self) -> RunLabels:
+        """The labels of every series: ``run``, plus ``sweep`` and ``trial`` when the run is a trial."""
+        return RunLabels(self.run_name, self._sweep, self._trial)
 
     def snapshot(self) -> tuple[dict[str, tuple[str, str, float]], int | None, float | None]:
         """A consistent copy of the latest values, last step and its wall time."""
@@ -401,9 +426,14 @@ class PrometheusSink(Sink):
         self._last_push = time.monotonic()
         try:
             push_to_gateway(self._gateway, job=PUSH_JOB, registry=self._registry, handler=self._push_handler(),
-                            grouping_key={"run": self.run_name}, timeout=PUSH_TIMEOUT)
+                            grouping_key=self._grouping_key(), timeout=PUSH_TIMEOUT)
         except Exception as exc:  # noqa: BLE001 - re-raised with the URL and what still works
             raise PushgatewayError(self._gateway, exc) from exc
+
+    def _grouping_key(self) -> dict[str, str]:
+        """``run``, plus ``sweep`` and ``trial`` when set: trials of two sweeps may share a name."""
+        labels = self.labels()
+        return {name: value for name, value in zip(labels.names, labels.values) if value or name == "run"}
 
     def _push_handler(self) -> Callable[..., Any]:
         """prometheus_client's default handler, or its basic-auth one when the URL had credentials."""
