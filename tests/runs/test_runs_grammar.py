@@ -75,6 +75,7 @@ PARSES = [
     ("name ~ '^sft-'", "(~ name '^sft-')"),
     ("name !~ \"lr=1e-3\"", "(!~ name 'lr=1e-3')"),
     ("tags.stage~'s(ft|ft2)'", "(~ tag:stage 's(ft|ft2)')"),
+    ("start ~ '-12-0[1-3] '", "(~ start '-12-0[1-3] ')"),
     # in / not in
     ("status in ('FINISHED', 'RUNNING')", "(in status 'FINISHED' 'RUNNING')"),
     ("params.model.n_layer in (2, 4,8)", "(in param:model.n_layer 2.0 4.0 8.0)"),
@@ -161,6 +162,7 @@ ERRORS = [
     ("name ! 'a'", 6, "unexpected '!'"),
     ("name ~ '(unclosed'", 8, "bad regular expression"),
     ("name ~ 3", 8, "'quoted' regular expression"),
+    ("name ~ ", 8, "'quoted' regular expression, but the expression ended"),
     ("metrics.loss ~ '1'", 1, "is a number"),
     ("metrics.loss = 'a'", 16, "is a number; write the value without quotes"),
     ("metrics.loss = true", 16, "is not true/false"),

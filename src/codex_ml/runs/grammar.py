@@ -197,17 +197,15 @@ class _Parser:
         return self.comparison(field, op)
 
     def comparison(self, field: Field, op: Token) -> Expr:
-        if op.text in ("~", "!~") and field.numeric:
-            raise QueryError(f"~ matches text; {field.text} is a number (use < > =)", field.column, self.expr)
+        if op.text in ("~", "!~"):
+            return Compare(field, op.text, self.regex(field))
         value = self.literal(field)
         if value.kind == "null" and op.text in ("=", "!="):
             # `x = null` reads as `x is null`: what the user means, where SQL would match nothing.
             return IsNull(field, negated=op.text == "!=")
         if value.kind == "null":
             raise QueryError(f"null only goes with =, != or 'is [not] null', not {op.text}", value.column, self.expr)
-        if op.text in ("~", "!~"):
-            self.check_regex(value)
-        elif op.text not in ("=", "!=") and value.kind == "bool":
+        if op.text not in ("=", "!=") and value.kind == "bool":
             raise QueryError(f"true/false only go with = and !=, not {op.text}", value.column, self.expr)
         return Compare(field, op.text, value)
 
@@ -234,10 +232,16 @@ class _Parser:
         self.pos += 1
         return parse_literal(token, field, self.expr)
 
-    def check_regex(self, value: Literal) -> None:
-        if value.kind != "string":
-            raise QueryError("~ takes a 'quoted' regular expression", value.column, self.expr)
+    def regex(self, field: Field) -> Literal:
+        """The quoted pattern after ``~``/``!~``: text as written (for start too: ``start ~ '-12-'``)."""
+        if field.numeric:
+            raise QueryError(f"~ matches text; {field.text} is a number (use < > =)", field.column, self.expr)
+        token = self.tok
+        if token.kind != "string":
+            raise self.fail("~ takes a 'quoted' regular expression")
+        self.pos += 1
         try:
-            re.compile(value.value)
+            re.compile(token.text)
         except re.error as exc:
-            raise QueryError(f"bad regular expression ({exc.msg})", value.column, self.expr) from None
+            raise QueryError(f"bad regular expression ({exc.msg})", token.column, self.expr) from None
+        return Literal("string", token.text, token.text, token.column)
