@@ -204,16 +204,16 @@ def print_report(args: argparse.Namespace, ctx: dict, codex: dict, mlflow: dict,
           + "; ".join(f"`{f}`" for f in data.mlflow_filters()))
     print(f"- times: best / median of {args.repeat} (warm), of {args.cold_repeat} (cold); "
           f"page cache not dropped (cold = no index / a new MLflow process)\n")
-    print("| measure | codex_ml | MLflow search_runs | MLflow / codex_ml | target | result |")
+    print("| measure | codex_ml | MLflow search_runs | MLflow / codex_ml | codex_ml time | ratio |")
     print("|---|---|---|---|---|---|")
     rows = [("warm, in process", codex["in_warm"], mlflow["warm"], WARM_TARGET_S),
             ("warm, new process (index present / new Python)", codex["warm"], mlflow["cold"], WARM_TARGET_S),
             ("cold, new process (index deleted: build included)", codex["cold"], mlflow["cold"], COLD_TARGET_S)]
     for label, ours, theirs, target in rows:
         ratio = statistics.median(theirs) / statistics.median(ours)
-        ok = statistics.median(ours) <= target and ratio >= RATIO_TARGET
-        print(f"| {label} | {_s(ours)} | {_s(theirs)} | {ratio:.2f}x | <= {target:.0f} s, >= {RATIO_TARGET:.0f}x "
-              f"| {'PASS' if ok else 'MISS'} |")
+        fast = "PASS" if statistics.median(ours) <= target else "MISS"
+        print(f"| {label} | {_s(ours)} | {_s(theirs)} | {ratio:.2f}x | {fast} (<= {target:.0f} s) "
+              f"| {'PASS' if ratio >= RATIO_TARGET else 'MISS'} (>= {RATIO_TARGET:.0f}x) |")
     print(f"| cold, in process (index build + query) | {_s(codex['in_cold'])} | | | | |")
     print(f"\nMLflow's new process: open (import + store) {statistics.median(mlflow['cold_open']):.3f} s, "
           f"searches {statistics.median(mlflow['cold_search']):.3f} s (median).\n")
