@@ -1,4 +1,4 @@
-"""optuna-dashboard on a sweep's study storage, in headless system Chromium.
+"""optuna-dashboard on a sweep's study storage: in headless system Chromium, and while the sweep writes.
 
 The study is built the way a sweep builds it: storage ``sqlite:///<sweep dir>/optuna.db``,
 study name = sweep name, params ``training.lr`` and ``model.n_layer``, the validation loss
@@ -6,11 +6,18 @@ reported at each eval step and a real MedianPruner deciding; one trial ends PRUN
 COMPLETE. The test starts the documented command (``optuna-dashboard STORAGE --host 127.0.0.1
 --port PORT``) and checks the study list, the trials with their states and params, and the
 intermediate-values and history plots (Plotly graphs whose data must equal the storage's).
+A second test opens the storage read-only (the URL docs/sweeps.md gives for a running sweep)
+and follows trials as they are written, over the API the study page polls.
 """
 
 from __future__ import annotations
 
+import json
 import re
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,26 +39,43 @@ PLOT_TRACES_JS = """(id) => { const g = document.getElementById(id);
         .map(t => ({name: t.name, x: Array.from(t.x), y: Array.from(t.y)})); }"""
 
 
-def _run_sweep_study(storage_url: str) -> Any:
-    """Ask/report/tell as the sweep's objective does; returns the study read back from storage."""
+def _create_study(storage_url: str) -> Any:
+    """The sweep's study: named after the sweep, minimising val/loss, pruned by the median rule."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     pruner = optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=EVAL_STEPS[1])
-    study = optuna.create_study(study_name=SWEEP, storage=storage_url, direction="minimize", pruner=pruner,
-                                sampler=optuna.samplers.TPESampler(seed=0))  # fmt: skip
-    for lr, n_layer, losses in TRIALS:
-        study.enqueue_trial({"training.lr": lr, "model.n_layer": n_layer})
-        trial = study.ask()
-        trial.suggest_float("training.lr", 1e-4, 1e-1, log=True)
-        trial.suggest_categorical("model.n_layer", [2, 4])
-        for step, loss in zip(EVAL_STEPS, losses):
-            trial.report(loss, step)
-            if trial.should_prune():
-                study.tell(trial, state=optuna.trial.TrialState.PRUNED)
-                break
-        else:
-            study.tell(trial, losses[-1])
+    return optuna.create_study(study_name=SWEEP, storage=storage_url, direction="minimize", pruner=pruner,
+                               sampler=optuna.samplers.TPESampler(seed=0))  # fmt: skip
+
+
+def _run_trial(study: Any, lr: float, n_layer: int, losses: tuple[float, ...],
+               while_running: Callable[[], None] | None = None) -> None:  # fmt: skip
+    """One trial as the sweep's objective runs it: suggest, report each eval, prune or finish.
+    ``while_running`` is called once after the first report, while the trial is RUNNING."""
+    import optuna
+
+    study.enqueue_trial({"training.lr": lr, "model.n_layer": n_layer})  # fixed params: a known picture
+    trial = study.ask()
+    trial.suggest_float("training.lr", 1e-4, 1e-1, log=True)
+    trial.suggest_categorical("model.n_layer", [2, 4])
+    for step, loss in zip(EVAL_STEPS, losses):
+        trial.report(loss, step)
+        if while_running is not None and step == EVAL_STEPS[0]:
+            while_running()
+        if trial.should_prune():
+            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+            return
+    study.tell(trial, losses[-1])
+
+
+def _run_sweep_study(storage_url: str) -> Any:
+    """All of TRIALS in a new study; returns the study read back from storage."""
+    import optuna
+
+    study = _create_study(storage_url)
+    for spec in TRIALS:
+        _run_trial(study, *spec)
     study = optuna.load_study(study_name=SWEEP, storage=storage_url)
     states = [t.state.name for t in study.trials]
     assert states == ["COMPLETE", "COMPLETE", "PRUNED", "COMPLETE"], f"the pruner decided otherwise: {states}"
@@ -116,3 +140,51 @@ def _expect_trials(page: Any, expect: Any, base: str, study: Any) -> None:
     for name, value in (("training.lr", lr), ("model.n_layer", n_layer)):
         param = page.get_by_text(f"{name} {value}", exact=True)
         expect(param, f"no {name} = {value} on the pruned trial's page").to_be_visible(timeout=UI_TIMEOUT_MS)
+
+
+def _api(url: str, method: str = "GET") -> Any:
+    with urllib.request.urlopen(urllib.request.Request(url, method=method), timeout=30) as response:
+        body = response.read()
+    return json.loads(body) if body else None  # DELETE answers 204, no body
+
+
+def _wait_for_trials(detail_url: str, expected: list[tuple[Any, ...]], timeout_s: float = 60.0) -> None:
+    """Poll the study's API until its trials read (number, state, intermediate values) as expected.
+    optuna-dashboard caches a study's trials for 2 s (under 100 trials; 5 s / 10 s for more)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        shown = [(t["number"], t["state"], [(v["step"], v["value"]) for v in t["intermediate_values"]])
+                 for t in _api(detail_url)["trials"]]  # fmt: skip
+        if shown == expected or time.monotonic() > deadline:
+            break
+        time.sleep(0.25)
+    assert shown == expected, f"after {timeout_s:.0f} s the dashboard shows {shown}, the sweep wrote {expected}"
+
+
+def _stored(study: Any) -> list[tuple[Any, ...]]:
+    return [(t.number, t.state.name.capitalize(), sorted(t.intermediate_values.items())) for t in study.get_trials()]
+
+
+def test_read_only_dashboard_follows_a_running_sweep(tmp_path: Path) -> None:
+    """The documented read-only URL (``sqlite:///file:...optuna.db?mode=ro&uri=true``) while the sweep writes:
+    a RUNNING trial shows with its reports so far, finished ones with their states, and a write from the UI
+    (deleting the study) is refused with the storage untouched."""
+    import optuna
+
+    db = tmp_path / "sweeps" / SWEEP / "optuna.db"
+    db.parent.mkdir(parents=True)
+    study = _create_study(f"sqlite:///{db}")
+    _run_trial(study, *TRIALS[0])  # the dashboard opens an existing study, as on a sweep already started
+    with optuna_dashboard(f"sqlite:///file:{db}?mode=ro&uri=true", tmp_path / "optuna-dashboard.log") as (base, _):
+        (summary,) = _api(f"{base}/api/studies")["study_summaries"]
+        assert summary["study_name"] == SWEEP
+        detail_url = f"{base}/api/studies/{summary['study_id']}"  # what the study page polls (Live Update)
+        _run_trial(study, *TRIALS[1], while_running=lambda: _wait_for_trials(detail_url, _stored(study)))
+        for spec in TRIALS[2:]:
+            _run_trial(study, *spec)
+        _wait_for_trials(detail_url, _stored(study))
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            _api(detail_url, method="DELETE")
+        assert refused.value.code == 500  # sqlite refuses the write: "attempt to write a readonly database"
+    assert "StorageInternalError" in (tmp_path / "optuna-dashboard.log").read_text()
+    assert len(optuna.load_study(study_name=SWEEP, storage=f"sqlite:///{db}").trials) == len(TRIALS)
