@@ -39,7 +39,7 @@ __all__ = ["STALE_RUNNING", "RunIndex", "RunsRootError", "open_index"]
 
 #: The status of a run whose run.json says RUNNING but whose writer is gone.
 STALE_RUNNING = "RUNNING?"
-#: Re-reading more than this many runs, or this many bytes, shows progress and uses a process pool.
+#: Re-reading more than this many runs and bytes shows progress and summarises them in one DuckDB query.
 _MANY_RUNS, _MANY_BYTES = 16, 64 << 20
 
 
@@ -125,19 +125,6 @@ def _summarise_all(todo: list[tuple[str, Path, Any]], progress: Any) -> dict[str
     with (progress(f"indexing {len(todo)} runs ({size / 1e6:,.0f} MB of metrics)") if many and progress else nullcontext()):
         scanned = scan_runs(d for _, d, old in todo if old is None or not old.get("complete")) if many else {}
         return {run_id: summarise(run_dir, old, scanned.get(run_dir)) for run_id, run_dir, old in todo}
-
-
-def _in_pool(todo: list[tuple[str, Path, Any]]) -> dict[str, dict[str, Any]]:
-    # Processes, not threads: parsing JSON and building arrays holds the GIL much of the time.
-    # forkserver: forking a parent that runs DuckDB's threads is not safe.
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    workers = os.cpu_count() or 1
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("forkserver")) as pool:
-        chunk = max(1, len(todo) // (workers * 8))
-        done = pool.map(summarise, [d for _, d, _ in todo], [old for _, _, old in todo], chunksize=chunk)
-        return {run_id: entry for (run_id, _, _), entry in zip(todo, done)}
 
 
 def _metrics_size(run_dir: Path) -> int:
