@@ -89,10 +89,30 @@ def test_a_running_run_shows_its_current_values(tmp_path: Path, capsys: pytest.C
     assert names(tmp_path, capsys, "status = 'FINISHED'") == ["live"]
 
 
+def test_nested_root_selects_by_run_id(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A root holding runs/ and sweeps/<sweep>/<trial>: run_id (the path under the root) picks a sweep."""
+    for output_root, name, loss in ((tmp_path / "runs", "base", 2.0), (tmp_path / "sweeps" / "lr", "t0", 1.5),
+                                    (tmp_path / "sweeps" / "lr", "t1", 1.2)):
+        with start_run(name, output_root=output_root, flush_interval=0.05, health=False) as run:
+            run.log_metrics({"val/loss": loss}, step=0)
+    query_command(tmp_path, where="run_id ~ '^sweeps/lr/'", sort="-metrics.val/loss.min", limit=None,
+                  json_output=True, csv_output=False, columns="run_id,metrics.val/loss.min")
+    assert json.loads(capsys.readouterr().out) == [
+        {"run_id": "sweeps/lr/t0", "metrics.val/loss.min": 1.5}, {"run_id": "sweeps/lr/t1", "metrics.val/loss.min": 1.2}]
+
+
 def test_errors_come_before_the_runs_are_read(tmp_path: Path) -> None:
     with pytest.raises(QueryError, match=r"^--where: unknown field 'lr': did you mean params.lr.*at column 1: lr < 1$"):
         query_command(tmp_path / "missing", where="lr < 1", sort=None, limit=None, json_output=False,
                       csv_output=False, columns=None)
+
+
+def test_cli_table(root: Path) -> None:
+    result = runner.invoke(app, ["runs", "query", str(root), "-w", QUESTION], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert f"2 of 5 runs under {root} where" in result.stdout
+    shown = [line.split()[1] for line in result.stdout.splitlines() if line.startswith("│")]
+    assert shown == ["pre-a", "sft-d"]
 
 
 def test_cli_query_and_csv(root: Path) -> None:
