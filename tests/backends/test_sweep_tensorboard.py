@@ -18,6 +18,8 @@ from tensorboard.backend.event_processing import event_accumulator as ea
 from tensorboard.plugins import base_plugin
 from tensorboard.plugins.hparams import api_pb2, backend_context, get_experiment, list_session_groups, metadata
 
+from codex_ml.backends.tensorboard import view_line
+from codex_ml.rundir.paths import RunPaths
 from codex_ml.tracking import TrackingConfig, start_run
 
 PARAMS = {"model": {"name": "tiny", "tied": True}, "layers": [2, 4], "note": None}
@@ -146,6 +148,13 @@ def test_a_run_outside_a_sweep_writes_no_hparams_data(tmp_path: Path) -> None:
     acc = ea.EventAccumulator(str(run.paths.tensorboard), size_guidance={ea.TENSORS: 0})
     acc.Reload()
     assert not [tag for tag in acc.Tags()["tensors"] if tag.startswith("_hparams_/")]
+    assert "HParams" not in view_line(run.paths)
+
+
+def test_a_trials_view_line_names_the_sweep_dir(sweep_dir: Path) -> None:
+    line = view_line(RunPaths(sweep_dir / "trial-0"))
+    assert f"tensorboard --logdir {sweep_dir / 'trial-0' / 'tensorboard'} " in line
+    assert line.endswith(f"all trials (HParams tab): tensorboard --logdir {sweep_dir} --host 127.0.0.1")
 
 
 def _groups_request() -> api_pb2.ListSessionGroupsRequest:

@@ -26,6 +26,7 @@ from codex_ml.backends import NOT_STARTED, quote
 
 from codex_ml.rundir.records import Histogram
 from codex_ml.rundir.paths import RunPaths
+from codex_ml.rundir.run_files import read_run_json
 from codex_ml.rundir.rewinds import REWIND_RULE, read_rewinds, superseded
 from codex_ml.rundir.sink import MetricPoint, RunInfo, Sink
 
@@ -252,8 +253,11 @@ class History:
 
 
 def view_line(paths: RunPaths, saved: dict[str, Any] | None = None) -> str:
-    """The tensorboard command, when the run wrote event files."""
-    return f"  TensorBoard:  {tensorboard_view_line(paths)}"
+    """The tensorboard command, when the run wrote event files; for a trial of a sweep also the sweep's."""
+    line = tensorboard_view_line(paths)
+    if line != NOT_STARTED and read_run_json(paths).get("sweep"):
+        line += f"   all trials (HParams tab): tensorboard --logdir {quote(paths.root.parent)} --host 127.0.0.1"
+    return f"  TensorBoard:  {line}"
 
 
 def tensorboard_view_line(paths: RunPaths) -> str:
