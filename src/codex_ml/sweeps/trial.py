@@ -73,8 +73,8 @@ def _train(config: Any, tracking: Any, resume_dir: Path | None, hook: Any) -> An
 
         check_not_in_use(resume_dir)  # another worker of the same sweep may be training it
         resume = find_resume_point(resume_dir)
-        print(f"[sweep] {resume_dir.name}: interrupted before, resuming from "
-              f"{resume.checkpoint_path.name if not resume.restart else 'step 0'}", file=sys.stderr, flush=True)
+        where = "step 0 (no checkpoint yet)" if resume.restart else f"its checkpoint of step {resume.state['step']}"
+        print(f"[sweep] {resume_dir.name}: interrupted before, resuming from {where}", file=sys.stderr, flush=True)
     return train(config, tracking, resume=resume, on_eval=hook)
 
 
