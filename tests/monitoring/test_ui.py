@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -48,9 +50,42 @@ def test_viewer_serves_the_run_and_stops(tmp_path: Path, kind: str) -> None:
     assert not answers(viewer.url.split("/#")[0] + "/")
 
 
+def test_optuna_viewer_serves_the_sweep_read_only_and_stops(tmp_path: Path) -> None:
+    """optuna-dashboard on a sweep directory (an odd name: the storage URL must not need escaping)."""
+    import optuna
+
+    sweep_dir = tmp_path / "sweeps" / "lr sweep #1 100%"  # a sqlite URI of its absolute path needs escaping
+    sweep_dir.mkdir(parents=True)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(study_name="lr-sweep", storage=f"sqlite:///{sweep_dir / 'optuna.db'}")
+    study.optimize(lambda trial: trial.suggest_float("training.lr", 1e-4, 1e-2), n_trials=2)
+    viewer = start_viewer(sweep_dir, "optuna")
+    try:
+        assert viewer.url.startswith("http://127.0.0.1:") and viewer.url.endswith("/dashboard")
+        assert _fetch(viewer.url)
+        base = viewer.url.removesuffix("/dashboard")
+        (summary,) = json.loads(_fetch(f"{base}/api/studies"))["study_summaries"]
+        assert summary["study_name"] == "lr-sweep"
+        trials = json.loads(_fetch(f"{base}/api/studies/{summary['study_id']}"))["trials"]
+        assert [t["state"] for t in trials] == ["Complete", "Complete"]
+        delete = urllib.request.Request(f"{base}/api/studies/{summary['study_id']}", method="DELETE")
+        with pytest.raises(urllib.error.HTTPError, match="500"):  # read-only storage: the UI cannot delete
+            urllib.request.urlopen(delete, timeout=10)
+    finally:
+        viewer.stop()
+    assert viewer.process is not None and viewer.process.poll() is not None
+    assert not answers(viewer.url)
+    assert len(optuna.load_study(study_name="lr-sweep", storage=f"sqlite:///{sweep_dir / 'optuna.db'}").trials) == 2
+
+
 def test_viewer_choice_and_missing_store_are_clear_errors(tmp_path: Path) -> None:
     with pytest.raises(MonitoringInputError, match="exactly one viewer"):
         pick_viewer(True, True)
+    with pytest.raises(MonitoringInputError, match="--optuna"):
+        pick_viewer(False, False, False)
+    assert pick_viewer(False, False, True) == "optuna"
+    with pytest.raises(MonitoringInputError, match="has no optuna.db"):
+        start_viewer(tmp_path, "optuna")
     with start_run("bare", output_root=tmp_path, flush_interval=0.05) as run:
         run.log_metrics({"x": 1}, step=0)
     with pytest.raises(MonitoringInputError, match="--enable-tensorboard"):

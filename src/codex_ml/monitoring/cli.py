@@ -168,17 +168,18 @@ def plot(
 
 @app.command()
 def ui(
-    path: Annotated[Path, typer.Argument(help="Run directory.")],
+    path: Annotated[Path, typer.Argument(help="Run directory (with --optuna: a sweep directory, sweeps/<sweep>).")],
     tensorboard: Annotated[bool, typer.Option("--tensorboard", help="Start TensorBoard on the run's event files.")] = False,
     mlflow: Annotated[bool, typer.Option("--mlflow", help="Start the MLflow UI on the run's store.")] = False,
+    optuna: Annotated[bool, typer.Option("--optuna", help="Start optuna-dashboard on the sweep's optuna.db (read-only).")] = False,
     port: Annotated[int, typer.Option(min=0, max=65535, help="Port (0: a free one).")] = 0,
     host: Annotated[str, typer.Option(help="Address to bind (local only by default).")] = "127.0.0.1",
 ) -> None:
-    """Start TensorBoard or the MLflow UI for a run on 127.0.0.1, print the URL, wait for Ctrl-C."""
+    """Start TensorBoard or the MLflow UI (a run), or optuna-dashboard (a sweep); print the URL, wait for Ctrl-C."""
     from codex_ml.monitoring import ui as ui_mod
 
     def action() -> None:
-        kind = ui_mod.pick_viewer(tensorboard, mlflow)
+        kind = ui_mod.pick_viewer(tensorboard, mlflow, optuna)
         viewer = None
         # A signal at any point (even while the URL is printed) must still stop the viewer.
         with ui_mod.sigterm_as_interrupt():

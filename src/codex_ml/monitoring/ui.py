@@ -1,15 +1,18 @@
-"""``codex-ml monitoring ui``: TensorBoard or the MLflow UI for one run, on 127.0.0.1.
+"""``codex-ml monitoring ui``: TensorBoard or the MLflow UI for one run, or optuna-dashboard for
+one sweep (``sweeps/<sweep>`` holding ``optuna.db``), on 127.0.0.1.
 
 The viewer runs as a child process in its own process group (so stopping it also stops
 its workers), bound to 127.0.0.1 on a free port unless one is given. ``start_viewer``
 returns once the URL answers HTTP. MLflow 3.13+ refuses file stores unless
 ``MLFLOW_ALLOW_FILE_STORE=true``; ``mlflow_utils.prepare_environment`` sets it. A run
 whose MLflow store is a server (http URI) needs no new process: its URL is printed.
+optuna-dashboard opens the sweep's study storage read-only, so it is safe beside a running sweep.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import signal
 import socket
@@ -23,12 +26,13 @@ from pathlib import Path
 from collections.abc import Iterator
 from typing import Any
 
-from codex_ml.errors import CodexMLError
+from codex_ml.errors import CodexMLError, MissingExtraError
 from codex_ml.monitoring.runs import MonitoringInputError, read_json
 from codex_ml.rundir.paths import RUN_FILE
 
 START_TIMEOUT = 120.0
-VIEWERS = ("tensorboard", "mlflow")
+VIEWERS = ("tensorboard", "mlflow", "optuna")
+OPTUNA_STORAGE = "optuna.db"  # the sweep's study storage, in the sweep directory (configs/hydra/sweeper)
 
 
 class ViewerError(CodexMLError, RuntimeError):
@@ -90,11 +94,12 @@ def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
-def pick_viewer(tensorboard: bool, mlflow: bool) -> str:
-    """The one viewer the flags choose; both or neither is an error saying what to pass."""
-    if tensorboard == mlflow:
-        raise MonitoringInputError("ui", "choose exactly one viewer: --tensorboard or --mlflow")
-    return "tensorboard" if tensorboard else "mlflow"
+def pick_viewer(tensorboard: bool, mlflow: bool, optuna: bool = False) -> str:
+    """The one viewer the flags choose; several or none is an error saying what to pass."""
+    chosen = [kind for kind, flag in zip(VIEWERS, (tensorboard, mlflow, optuna)) if flag]
+    if len(chosen) != 1:
+        raise MonitoringInputError("ui", "choose exactly one viewer: --tensorboard, --mlflow or --optuna")
+    return chosen[0]
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -118,6 +123,8 @@ def start_viewer(run_dir: str | Path, kind: str, *, port: int = 0, host: str = "
         if isinstance(started, Viewer):
             return started
         command, env, path = started
+    elif kind == "optuna":
+        command, env, path = _optuna_command(run_dir, host, port), dict(os.environ), "/dashboard"
     else:
         raise MonitoringInputError("ui", f"unknown viewer {kind!r}; choose one of: {', '.join(VIEWERS)}")
     viewer = _spawn(kind, command, env, run_dir, f"http://{host}:{port}")
@@ -154,6 +161,21 @@ def _mlflow_command(run_dir: Path, host: str, port: int) -> tuple[list[str], dic
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", host, "--port", str(port),
                "--workers", "1"]  # fmt: skip
     return command, dict(os.environ), _run_fragment(saved, run_dir)
+
+
+def _optuna_command(sweep_dir: Path, host: str, port: int) -> list[str]:
+    if not (sweep_dir / OPTUNA_STORAGE).is_file():
+        raise MonitoringInputError(sweep_dir, f"has no {OPTUNA_STORAGE}; give a sweep directory made by "
+                                              "hydra/sweeper=optuna (e.g. sweeps/<sweep>)")  # fmt: skip
+    if importlib.util.find_spec("optuna_dashboard") is None:
+        raise MissingExtraError("monitoring ui --optuna", "optuna-dashboard", "sweep")
+    # Read-only (SQLite URI mode=ro): the dashboard then cannot change a study a sweep is writing (its
+    # delete/note/tell buttons fail). Relative to the sweep directory, the viewer's cwd, so no path escaping.
+    storage = f"sqlite:///file:{OPTUNA_STORAGE}?mode=ro&uri=true"
+    # wsgiref, not the gunicorn it picks when installed: one process that stops at once, and no
+    # gunicorn control socket left in ~/.gunicorn. The code is the package's console script's.
+    return [sys.executable, "-c", "import sys; from optuna_dashboard._cli import main; sys.exit(main())",
+            storage, "--host", host, "--port", str(port), "--server", "wsgiref"]  # fmt: skip
 
 
 def _run_fragment(saved: dict[str, Any], run_dir: Path) -> str:
