@@ -91,8 +91,7 @@ def _run(cfg: Any, flags: TrackingConfig) -> Any:
         raw = OmegaConf.to_container(cfg, resolve=True)
     except OmegaConfBaseException as exc:  # e.g. an override with a broken ${interpolation}
         raise OverrideError(str(exc)) from None
-    sweep = raw.get("sweep") or {}  # the sweep settings (config.yaml): not part of the training schema
-    schema_part = {k: v for k, v in raw.items() if k not in (*NON_SCHEMA_KEYS, "sweep")}
+    schema_part = {k: v for k, v in raw.items() if k not in NON_SCHEMA_KEYS}
     config = validate_config(schema_part, "hydra config " + str(config_dir() / "config.yaml") + " + overrides")
     tracking = effective_tracking(config.tracking_config(), flags)
     if raw.get("pipeline") is not None:
@@ -103,7 +102,7 @@ def _run(cfg: Any, flags: TrackingConfig) -> Any:
     if hydra is not None:
         from codex_ml.sweeps.trial import run_trial
 
-        return run_trial(config, tracking, sweep, hydra)
+        return run_trial(config, tracking, raw.get("sweep") or {}, hydra)
     from codex_ml.training.trainer import train
 
     result = train(config.with_tracking(tracking), tracking)

@@ -32,7 +32,7 @@ __all__ = [
 ]  # fmt: skip
 
 #: Top-level keys Hydra (or the pipeline runner) owns; they are not part of the training schema.
-NON_SCHEMA_KEYS = ("defaults", "hydra", "pipeline")
+NON_SCHEMA_KEYS = ("defaults", "hydra", "pipeline", "sweep")  # sweep: the multirun settings (docs/sweeps.md)
 #: TrackingConfig fields set through the ``system_metrics`` section instead of ``tracking``.
 _SYSTEM_FIELDS = ("system_metrics", "system_metrics_interval", "system_metrics_collectors")
 
