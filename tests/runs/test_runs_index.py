@@ -224,3 +224,21 @@ def test_the_many_runs_scan_equals_load_metrics_or_leaves_the_file_to_it(tmp_pat
     assert repr(scanned[plain]["metrics"]["b"]) == "[nan, None, None, None, 0, 50, 49]"
     assert scanned[inf]["metrics"]["a"] == [2.0, 2.0, 2.0, 2.0, 1, 2, 1]
     assert summarise(others[0])["metrics"]["rare"] == [7.0, 7.0, 7.0, 7.0, 1, 1, 400]
+
+
+@pytest.mark.parametrize("odd", ["Loss", "step"])  # a name differing only in case; a name of the view's own columns
+def test_points_of_chosen_keys_and_of_odd_names(tmp_path: Path, odd: str) -> None:
+    """ensure_points(con, keys) reads only those metrics (from the runs that logged them); names a
+    STRUCT cannot hold are read through a MAP, with the same points."""
+    make_run(tmp_path, "a", [{"loss": 3.0, odd: 1.0}, {"loss": 2.0}])
+    make_run(tmp_path, "b", [{"other": 5.0}])
+    index = open_index(tmp_path)
+    con = index.connect()
+    index.ensure_points(con)
+    assert table(con, "SELECT run_id, key, step, value FROM points ORDER BY run_id, key, step") == sorted([
+        ("a", odd, 0, 1.0), ("a", "loss", 0, 3.0), ("a", "loss", 1, 2.0), ("b", "other", 0, 5.0)])
+    index.ensure_points(con, ["loss"])
+    assert table(con, "SELECT run_id, key, step, value FROM points ORDER BY run_id, step") == [
+        ("a", "loss", 0, 3.0), ("a", "loss", 1, 2.0)]
+    index.ensure_points(con, ["nothing"])
+    assert table(con, "SELECT count(*) FROM points") == [(0,)]

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,11 +73,12 @@ class RunIndex:
         create_tables(con, self)
         return con
 
-    def ensure_points(self, con: Any) -> None:
-        """Create the view ``points(run_id, key, step, value)`` on ``con`` (once)."""
+    def ensure_points(self, con: Any, keys: Iterable[str] | None = None) -> None:
+        """Create the view ``points(run_id, key, step, value)`` on ``con``: every metric (once per
+        connection), or only ``keys``, read from only the runs that logged one (much faster)."""
         from codex_ml.runs.tables import create_points
 
-        create_points(con, self)
+        create_points(con, self, keys)
 
     def duration(self, run_id: str) -> float | None:
         """Seconds from start to end; a run still writing: to now; a dead one: to its last record."""

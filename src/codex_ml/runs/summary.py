@@ -34,6 +34,8 @@ __all__ = ["SIGNED_FILES", "merge_stats", "signature", "stats_of", "summarise"]
 #: The files an entry depends on; metrics.ndjson's inode is kept too (a recreated file is re-read).
 SIGNED_FILES = (METRICS_FILE, RUN_FILE, PARAMS_FILE, TAGS_FILE, SUMMARY_FILE, EVENTS_FILE)
 LAST, MIN, MAX, SUM, FINITE, COUNT, LAST_STEP = range(7)
+#: New bytes of a grown metrics file read line by line; more than this and the whole file is read again.
+_GROW_LIMIT = 8 << 20
 
 
 def signature(run_dir: Path) -> dict[str, list[int] | None]:
@@ -69,7 +71,8 @@ def _only_grew(old: dict[str, Any], sig: dict[str, Any]) -> bool:
     before, now = old["sig"].get(METRICS_FILE), sig[METRICS_FILE]
     if not old.get("complete") or before is None or now is None or old["sig"].get(EVENTS_FILE) != sig[EVENTS_FILE]:
         return False  # a new rewind may supersede records already counted: read it all again
-    return now[2] == before[2] and now[0] >= old["offset"] and now[0] >= before[0]
+    # Past a few MB of new lines the columnar readers of a whole file beat the per-line parser.
+    return now[2] == before[2] and now[0] >= before[0] and old["offset"] <= now[0] < old["offset"] + _GROW_LIMIT
 
 
 # -- metadata -----------------------------------------------------------------------

@@ -5,6 +5,7 @@ Built through Arrow: a few thousand rows load in milliseconds, where row-by-row 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from codex_ml.rundir.paths import METRICS_FILE
@@ -54,50 +55,82 @@ def _add(columns: dict[str, list[Any]], *values: Any) -> None:
         column.append(value)
 
 
-def create_points(con: Any, index: Any) -> None:
+def create_points(con: Any, index: Any, keys: Iterable[str] | None = None) -> None:
     """The view ``points(run_id, key, step, value)``: every point of every run, on its surviving timeline.
 
     Read by DuckDB straight from the NDJSON files when a query uses it; a torn or bad line is
     skipped (``ignore_errors``), and the points a rollback superseded are left out
-    (docs/run-directory.md, "Rewinds"), as every other reader does.
+    (docs/run-directory.md, "Rewinds"), as every other reader does. With ``keys``, only those
+    metrics, and only the files of runs that logged one of them (the index knows which), are
+    read: a query naming one metric parses a fraction of the data. Without, every metric, once
+    per connection.
     """
-    import pyarrow as pa
+    exists = con.execute("SELECT count(*) FROM duckdb_views() WHERE view_name = 'points'").fetchall()[0][0]
+    if exists and keys is None:
+        return
+    wanted = None if keys is None else set(keys)
+    per_run = {run_id: [k for k in entry.get("metrics", {}) if wanted is None or k in wanted]
+               for run_id, entry in index.entries.items()}
+    files = {"filename": [], "run_id": []}
+    for run_id, run_keys in per_run.items():
+        path = index.dirs[run_id] / METRICS_FILE
+        if run_keys and path.is_file():
+            _add(files, str(path), run_id)
+    names = sorted({k for run_keys in per_run.values() for k in run_keys})
+    _register(con, "_points_files", files, {})
+    _register(con, "_points_rewinds", _rewinds(index, files["run_id"]), {"time": "DOUBLE", "step": "BIGINT"})
+    con.execute(f"CREATE OR REPLACE VIEW points AS {_points_sql(files['filename'], names)}")
 
+
+def _rewinds(index: Any, run_ids: list[str]) -> dict[str, list[Any]]:
     from codex_ml.rundir.rewinds import read_rewinds
 
-    if con.sql("SELECT count(*) FROM duckdb_views() WHERE view_name = 'points'").fetchall()[0][0]:
-        return
-    files, rewinds = {"filename": [], "run_id": []}, {"run_id": [], "time": [], "step": []}
-    for run_id, run_dir in index.dirs.items():
-        path = run_dir / METRICS_FILE
-        if path.is_file() and path.stat().st_size:
-            files["filename"].append(str(path))
-            files["run_id"].append(run_id)
-        for rewind in read_rewinds(run_dir):
+    rewinds: dict[str, list[Any]] = {"run_id": [], "time": [], "step": []}
+    for run_id in run_ids:
+        for rewind in read_rewinds(index.dirs[run_id]):
             _add(rewinds, run_id, rewind.time, rewind.step)
-    con.register("_files_arrow", pa.table({k: pa.array(v, pa.string()) for k, v in files.items()}))
-    con.execute("CREATE TABLE _points_files AS SELECT * FROM _files_arrow")
-    con.unregister("_files_arrow")
-    con.register("_rewinds_arrow", pa.table({"run_id": pa.array(rewinds["run_id"], pa.string()),
-                                             "time": pa.array(rewinds["time"], pa.float64()),
-                                             "step": pa.array(rewinds["step"], pa.int64())}))
-    con.execute("CREATE TABLE _points_rewinds AS SELECT * FROM _rewinds_arrow")
-    con.unregister("_rewinds_arrow")
-    if not files["filename"]:
-        con.execute("CREATE VIEW points AS SELECT NULL::VARCHAR AS run_id, NULL::VARCHAR AS key, NULL::BIGINT AS step, "
-                    "NULL::DOUBLE AS value WHERE false")
-        return
-    listing = "[" + ", ".join(_literal(f) for f in files["filename"]) + "]"
-    con.execute(f"""
-        CREATE VIEW points AS
-        WITH raw AS (
-            SELECT f.run_id, r.step, r.time, unnest(map_keys(r.metrics)) AS key, unnest(map_values(r.metrics)) AS value
-            FROM read_ndjson({listing}, filename = true, ignore_errors = true, format = 'newline_delimited',
-                             columns = {{step: 'BIGINT', time: 'DOUBLE', metrics: 'MAP(VARCHAR, DOUBLE)'}}) AS r
-            JOIN _points_files AS f ON r.filename = f.filename
-            WHERE r.step IS NOT NULL AND r.metrics IS NOT NULL)
-        SELECT run_id, key, step, value FROM raw AS p
-        WHERE NOT EXISTS (SELECT 1 FROM _points_rewinds AS w WHERE w.run_id = p.run_id AND p.time < w.time AND p.step > w.step)""")
+    return rewinds
+
+
+def _register(con: Any, name: str, columns: dict[str, list[Any]], types: dict[str, str]) -> None:
+    import pyarrow as pa
+
+    arrow = {"DOUBLE": pa.float64(), "BIGINT": pa.int64()}
+    con.register("_arrow", pa.table({k: pa.array(v, arrow.get(types.get(k, ""), pa.string())) for k, v in columns.items()}))
+    con.execute(f"CREATE OR REPLACE TABLE {name} AS SELECT * FROM _arrow")
+    con.unregister("_arrow")
+
+
+def _points_sql(paths: list[str], names: list[str]) -> str:
+    if not paths:
+        return "SELECT NULL::VARCHAR AS run_id, NULL::VARCHAR AS key, NULL::BIGINT AS step, NULL::DOUBLE AS value WHERE false"
+    listing = "[" + ", ".join(_literal(p) for p in paths) + "]"
+    read = (f"read_ndjson({listing}, filename = true, ignore_errors = true, format = 'newline_delimited', "
+            "columns = {{step: 'BIGINT', time: 'DOUBLE', metrics: {metrics}}})")
+    survivors = ("NOT EXISTS (SELECT 1 FROM _points_rewinds AS w WHERE w.run_id = p.run_id AND p.__time < w.time "
+                 "AND p.step > w.step)")
+    lowered = {n.lower() for n in names}
+    if len(lowered) == len(names) and not lowered & _OWN_COLUMNS and not any("\x00" in n for n in names):
+        # A STRUCT of the metric names, unpivoted: four to five times faster than a MAP, which DuckDB
+        # builds per record. Column names are case-insensitive (and may not repeat the query's own
+        # columns), hence the MAP for "a" beside "A", or a metric called "step".
+        struct = _literal("STRUCT(" + ", ".join(f"{_ident(n)} DOUBLE" for n in names) + ")")
+        columns = ", ".join(f"r.metrics.{_ident(n)} AS {_ident(n)}" for n in names)
+        return (f"SELECT p.run_id, p.key, p.step, p.value FROM (SELECT * FROM (SELECT f.run_id, r.step, r.time AS __time, "
+                f"{columns} FROM {read.format(metrics=struct)} AS r JOIN _points_files AS f ON r.filename = f.filename) "
+                f"UNPIVOT (value FOR key IN ({', '.join(_ident(n) for n in names)}))) AS p WHERE {survivors}")
+    return (f"SELECT p.run_id, p.key, p.step, p.value FROM (SELECT f.run_id, r.step, r.time AS __time, "
+            f"unnest(map_keys(r.metrics)) AS key, unnest(map_values(r.metrics)) AS value "
+            f"FROM {read.format(metrics=_literal('MAP(VARCHAR, DOUBLE)'))} AS r JOIN _points_files AS f "
+            f"ON r.filename = f.filename WHERE r.metrics IS NOT NULL) AS p WHERE {survivors}")
+
+
+#: Columns of the unpivoted select that a metric name must not repeat.
+_OWN_COLUMNS = frozenset({"run_id", "step", "__time", "key", "value", "filename", "metrics", "time"})
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
 
 
 def _literal(text: str) -> str:
