@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import functools
 import logging
+import warnings
 from pathlib import Path
 from typing import Any
 
-__all__ = ["run_sweep"]
+__all__ = ["build_quietly", "run_sweep"]
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,18 @@ def run_sweep(impl: Any, arguments: list[str], pruner: Any) -> None:
     _save_results(impl, study, directions)
 
 
+def build_quietly(node: Any) -> Any:
+    """Instantiate a sampler/pruner config node without Optuna's FutureWarnings about options the
+    stock sweeper's sampler configs still set to their defaults (None stays None)."""
+    if node is None:
+        return None
+    from hydra.utils import instantiate
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        return instantiate(node)
+
+
 def _prefixes(arguments: list[str]) -> dict[str, str]:
     """The ``+``/``++`` of each override's key. The CLI writes plain keys as ``++key=value``
     (codex_ml.cli.main); Optuna's param names leave it out, the jobs' overrides keep it."""
@@ -80,7 +93,9 @@ def _search_space(impl: Any, arguments: list[str]) -> tuple[dict[str, Any], dict
     from hydra_plugins.hydra_optuna_sweeper._impl import create_params_from_overrides
 
     impl._process_searchspace_config()
-    space, fixed = create_params_from_overrides([*impl._parse_sweeper_params_config(), *arguments])
+    with warnings.catch_warnings():  # the stock code builds Optuna 2's distribution classes: see _modern
+        warnings.simplefilter("ignore", FutureWarning)
+        space, fixed = create_params_from_overrides([*impl._parse_sweeper_params_config(), *arguments])
     space = {**(impl.search_space_distributions or {}), **space}
     if isinstance(impl.sampler, functools.partial) and impl.sampler.func == optuna.samplers.GridSampler:
         grid = {name: impl._to_grid_sampler_choices(d) for name, d in space.items()}
@@ -91,7 +106,18 @@ def _search_space(impl: Any, arguments: list[str]) -> tuple[dict[str, Any], dict
         impl.n_trials = min(impl.n_trials, size)
     for name in fixed:
         space.pop(name, None)
-    return space, fixed
+    return {name: _modern(d) for name, d in space.items()}, fixed
+
+
+def _modern(distribution: Any) -> Any:
+    """Optuna 2's UniformDistribution & co. (what the stock sweeper builds) as Float/IntDistribution:
+    the same space, without a FutureWarning each time a trial is stored or read back."""
+    from optuna.distributions import FloatDistribution, IntDistribution
+
+    for kind in (FloatDistribution, IntDistribution):
+        if isinstance(distribution, kind) and type(distribution) is not kind:
+            return kind(distribution.low, distribution.high, log=distribution.log, step=distribution.step)
+    return distribution
 
 
 def _finished(study: Any) -> int:

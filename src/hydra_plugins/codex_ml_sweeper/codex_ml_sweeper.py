@@ -17,9 +17,13 @@ from hydra_plugins.hydra_optuna_sweeper.optuna_sweeper import OptunaSweeper
 class CodexOptunaSweeper(OptunaSweeper):
     """The stock OptunaSweeper with a ``pruner`` and codex_ml's resumable loop."""
 
-    def __init__(self, pruner: Any = None, **options: Any) -> None:
-        super().__init__(**options)
-        self.pruner = pruner
+    def __init__(self, sampler: Any, pruner: Any = None, **options: Any) -> None:
+        from codex_ml.sweeps.optuna_sweep import build_quietly
+
+        # The config says _recursive_: false, so the sampler is built here: the stock TPE config passes
+        # options Optuna 4.9+ deprecates (one FutureWarning each, on every sweep).
+        super().__init__(sampler=build_quietly(sampler), **options)
+        self.pruner = build_quietly(pruner)
 
     def sweep(self, arguments: list[str]) -> None:
         """Run (or continue) the study: see codex_ml.sweeps.optuna_sweep."""
