@@ -39,8 +39,10 @@ __all__ = ["STALE_RUNNING", "RunIndex", "RunsRootError", "open_index"]
 
 #: The status of a run whose run.json says RUNNING but whose writer is gone.
 STALE_RUNNING = "RUNNING?"
-#: Re-reading more than this many runs and bytes shows progress and summarises them in one DuckDB query.
+#: Re-reading more than this many runs, and this many bytes (or ten times the runs), shows progress on stderr.
 _MANY_RUNS, _MANY_BYTES = 16, 64 << 20
+#: From this many runs to read whole, they are summarised by one DuckDB query (codex_ml.runs.scan).
+_SCAN_FROM = 4
 
 
 class RunsRootError(CodexMLError, ValueError):
@@ -122,9 +124,12 @@ def open_index(root: str | os.PathLike[str], *,
 
 def _summarise_all(todo: list[tuple[str, Path, Any]], progress: Any) -> dict[str, dict[str, Any]]:
     size = sum(_metrics_size(run_dir) for _, run_dir, _ in todo)
-    many = len(todo) > _MANY_RUNS and size > _MANY_BYTES
-    with (progress(f"indexing {len(todo)} runs ({size / 1e6:,.0f} MB of metrics)") if many and progress else nullcontext()):
-        scanned = scan_runs(d for _, d, old in todo if old is None or not old.get("complete")) if many else {}
+    slow = len(todo) > _MANY_RUNS and (size > _MANY_BYTES or len(todo) > 10 * _MANY_RUNS)
+    with progress(f"indexing {len(todo)} runs ({size / 1e6:,.0f} MB of metrics)") if slow and progress else nullcontext():
+        # One DuckDB query for the runs read whole: ten times faster than a reader per file for
+        # small files, about three times for large ones. A run that only grew is read from its offset.
+        whole = [d for _, d, old in todo if old is None or not old.get("complete")]
+        scanned = scan_runs(whole) if len(whole) >= _SCAN_FROM else {}
         return {run_id: summarise(run_dir, old, scanned.get(run_dir)) for run_id, run_dir, old in todo}
 
 

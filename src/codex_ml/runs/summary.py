@@ -159,7 +159,7 @@ def _boundary(path: Path, data: Any, before: list[int]) -> tuple[int, bool]:
         tail = handle.read()
     if tail.endswith(b"\n"):
         return before[0], True
-    if data.report.torn_tail:  # the torn bytes were not counted: go on from the line start
+    if data.report.torn_tail and b"\n" in tail:  # the torn bytes were not counted: go on from the line start
         return before[0] - (len(tail) - tail.rfind(b"\n") - 1), True
     return 0, False  # a complete last line without its newline was counted: a read from its start would count it twice
 
