@@ -71,3 +71,13 @@ def test_basic_multirun_runs_each_combination_once(tmp_path: Path) -> None:
     for trial in trials:
         assert (sweep / trial / "metrics.ndjson").stat().st_mtime_ns == stamps[trial]
         assert len(run_json(sweep / trial)["sessions"]) == 1
+
+
+def test_a_trial_dir_of_another_command_is_refused(tmp_path: Path) -> None:
+    """The same sweep.name reused with other values: refused before training, whatever the spelling of the value."""
+    from codex_ml.sweeps.trial import _check_same_trial
+
+    (tmp_path / "params.json").write_text('{"training.lr": 0.001, "model.n_layer": 2, "data.tokenizer": "char"}')
+    _check_same_trial(tmp_path, ["++training.lr=1e-3", "model.n_layer=2", "data.tokenizer='char'", "++x.y=1"])
+    with pytest.raises(SweepError, match=r"trained with training.lr=0.001, this job has training.lr=3e-3"):
+        _check_same_trial(tmp_path, ["++training.lr=3e-3"])
