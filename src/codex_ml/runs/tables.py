@@ -1,6 +1,7 @@
 """The index's DuckDB tables (schema in ``codex_ml.runs.index``), built from its entries.
 
-Built through Arrow: a few thousand rows load in milliseconds, where row-by-row inserts would not.
+Each table is one statement with a list parameter per column: 15,000 rows load in about 20 ms,
+where row-by-row inserts would take seconds.
 """
 
 from __future__ import annotations
@@ -11,26 +12,23 @@ from typing import Any
 from codex_ml.rundir.paths import METRICS_FILE
 from codex_ml.runs.summary import COUNT, FINITE, LAST, LAST_STEP, MAX, MIN, SUM
 
-__all__ = ["create_points", "create_tables"]
+__all__ = ["METRIC_STATS", "PARAMS", "RUNS", "TAGS", "create_points", "create_table", "create_tables"]
 
-_RUNS = ("CREATE TABLE runs AS SELECT run_id::VARCHAR AS run_id, name::VARCHAR AS name, status::VARCHAR AS status, "
-         "CASE WHEN start IS NULL THEN NULL ELSE make_timestamp(CAST(round(start * 1e6) AS BIGINT)) END AS start, "
-         "duration::DOUBLE AS duration, path::VARCHAR AS path, sinks::VARCHAR AS sinks FROM _runs")
-_PARAMS = "CREATE TABLE params AS SELECT run_id::VARCHAR AS run_id, key::VARCHAR AS key, value::VARCHAR AS value, num::DOUBLE AS num FROM _params"
-_TAGS = "CREATE TABLE tags AS SELECT run_id::VARCHAR AS run_id, key::VARCHAR AS key, value::VARCHAR AS value FROM _tags"
-_STATS = ("CREATE TABLE metric_stats AS SELECT run_id::VARCHAR AS run_id, key::VARCHAR AS key, last::DOUBLE AS last, "
-          "min::DOUBLE AS min, max::DOUBLE AS max, mean::DOUBLE AS mean, count::BIGINT AS count, "
-          "last_step::BIGINT AS last_step FROM _stats")
+#: Each table's columns and DuckDB types, in order (the schema codex_ml.runs.sql compiles against).
+RUNS = {"run_id": "VARCHAR", "name": "VARCHAR", "status": "VARCHAR", "start": "DOUBLE", "duration": "DOUBLE",
+        "path": "VARCHAR", "sinks": "VARCHAR"}
+PARAMS = {"run_id": "VARCHAR", "key": "VARCHAR", "value": "VARCHAR", "num": "DOUBLE"}
+TAGS = {"run_id": "VARCHAR", "key": "VARCHAR", "value": "VARCHAR"}
+METRIC_STATS = {"run_id": "VARCHAR", "key": "VARCHAR", "last": "DOUBLE", "min": "DOUBLE", "max": "DOUBLE",
+                "mean": "DOUBLE", "count": "BIGINT", "last_step": "BIGINT"}
 
 
 def create_tables(con: Any, index: Any) -> None:
     """Create runs, params, tags and metric_stats on ``con`` from ``index`` (a RunIndex)."""
-    import pyarrow as pa
-
-    runs: dict[str, list[Any]] = {k: [] for k in ("run_id", "name", "status", "start", "duration", "path", "sinks")}
-    params: dict[str, list[Any]] = {k: [] for k in ("run_id", "key", "value", "num")}
-    tags: dict[str, list[Any]] = {k: [] for k in ("run_id", "key", "value")}
-    stats: dict[str, list[Any]] = {k: [] for k in ("run_id", "key", "last", "min", "max", "mean", "count", "last_step")}
+    runs: dict[str, list[Any]] = {k: [] for k in RUNS}
+    params: dict[str, list[Any]] = {k: [] for k in PARAMS}
+    tags: dict[str, list[Any]] = {k: [] for k in TAGS}
+    stats: dict[str, list[Any]] = {k: [] for k in METRIC_STATS}
     for run_id, entry in index.entries.items():
         _add(runs, run_id, entry["name"], index.status.get(run_id), entry.get("start"), index.duration(run_id),
              str(index.dirs[run_id]), entry.get("sinks") or "")
@@ -39,15 +37,24 @@ def create_tables(con: Any, index: Any) -> None:
         for key, value in entry.get("tags", []):
             _add(tags, run_id, key, value)
         for key, s in entry.get("metrics", {}).items():
-            mean = s[SUM] / s[FINITE] if s[FINITE] else None
-            _add(stats, run_id, key, s[LAST], s[MIN], s[MAX], mean, s[COUNT], s[LAST_STEP])
-    types = {"start": pa.float64(), "duration": pa.float64(), "num": pa.float64(), "last": pa.float64(),
-             "min": pa.float64(), "max": pa.float64(), "mean": pa.float64(), "count": pa.int64(), "last_step": pa.int64()}
-    for name, columns, sql in (("_runs", runs, _RUNS), ("_params", params, _PARAMS), ("_tags", tags, _TAGS), ("_stats", stats, _STATS)):
-        table = pa.table({k: pa.array(v, type=types.get(k, pa.string())) for k, v in columns.items()})
-        con.register(name, table)
-        con.execute(sql)
-        con.unregister(name)
+            _add(stats, run_id, key, s[LAST], s[MIN], s[MAX], s[SUM] / s[FINITE] if s[FINITE] else None, s[COUNT], s[LAST_STEP])
+    create_table(con, "runs", runs, RUNS)
+    # start: epoch seconds in the index, a TIMESTAMP (UTC, no zone) in the table.
+    con.execute("CREATE OR REPLACE TABLE runs AS SELECT * REPLACE (CASE WHEN start IS NULL THEN NULL ELSE "
+                "make_timestamp(CAST(round(start * 1e6) AS BIGINT)) END AS start) FROM runs")
+    create_table(con, "params", params, PARAMS)
+    create_table(con, "tags", tags, TAGS)
+    create_table(con, "metric_stats", stats, METRIC_STATS)
+
+
+def create_table(con: Any, name: str, columns: dict[str, list[Any]], types: dict[str, str]) -> None:
+    """``CREATE OR REPLACE TABLE name`` from Python lists, one per column (typed by ``types``).
+
+    Passed as DuckDB list parameters and unnested side by side: no pyarrow, which would import
+    pandas (0.6 s) on its way to building a table from Python objects.
+    """
+    selects = ", ".join(f"unnest(${i}::{types[k]}[]) AS {k}" for i, k in enumerate(types, start=1))
+    con.execute(f"CREATE OR REPLACE TABLE {name} AS SELECT {selects}", [columns[k] for k in types])
 
 
 def _add(columns: dict[str, list[Any]], *values: Any) -> None:
@@ -77,8 +84,8 @@ def create_points(con: Any, index: Any, keys: Iterable[str] | None = None) -> No
         if run_keys and path.is_file():
             _add(files, str(path), run_id)
     names = sorted({k for run_keys in per_run.values() for k in run_keys})
-    _register(con, "_points_files", files, {})
-    _register(con, "_points_rewinds", _rewinds(index, files["run_id"]), {"time": "DOUBLE", "step": "BIGINT"})
+    create_table(con, "_points_files", files, {"filename": "VARCHAR", "run_id": "VARCHAR"})
+    create_table(con, "_points_rewinds", _rewinds(index, files["run_id"]), {"run_id": "VARCHAR", "time": "DOUBLE", "step": "BIGINT"})
     con.execute(f"CREATE OR REPLACE VIEW points AS {_points_sql(files['filename'], names)}")
 
 
@@ -90,15 +97,6 @@ def _rewinds(index: Any, run_ids: list[str]) -> dict[str, list[Any]]:
         for rewind in read_rewinds(index.dirs[run_id]):
             _add(rewinds, run_id, rewind.time, rewind.step)
     return rewinds
-
-
-def _register(con: Any, name: str, columns: dict[str, list[Any]], types: dict[str, str]) -> None:
-    import pyarrow as pa
-
-    arrow = {"DOUBLE": pa.float64(), "BIGINT": pa.int64()}
-    con.register("_arrow", pa.table({k: pa.array(v, arrow.get(types.get(k, ""), pa.string())) for k, v in columns.items()}))
-    con.execute(f"CREATE OR REPLACE TABLE {name} AS SELECT * FROM _arrow")
-    con.unregister("_arrow")
 
 
 def _points_sql(paths: list[str], names: list[str]) -> str:
