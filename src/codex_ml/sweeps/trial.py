@@ -38,6 +38,8 @@ def run_trial(config: Any, tracking: Any, settings: dict[str, Any], hydra: Any) 
 
     key, reduce = str(settings.get("objective") or ""), str(settings.get("reduce") or "")
     check_objective(key, reduce)
+    if not settings.get("name"):  # a multirun not started with -m (e.g. hydra.mode=MULTIRUN): no name was made
+        raise SweepError("sweep.name is not set: start a sweep with -m, or name it with sweep.name=NAME")
     name, number = str(settings["name"]), int(hydra.job.num)
     trial = trial_name(number)
     sweep_dir = Path(str(settings.get("root") or "sweeps")) / name
