@@ -32,7 +32,6 @@ from codex_ml.errors import CodexMLError
 from codex_ml.rundir.paths import METRICS_FILE
 from codex_ml.runs.cache import load_entries, save_entries
 from codex_ml.runs.discover import find_runs, run_id_of
-from codex_ml.runs.scan import scan_runs
 from codex_ml.runs.summary import signature, summarise
 
 __all__ = ["STALE_RUNNING", "RunIndex", "RunsRootError", "open_index"]
@@ -128,6 +127,8 @@ def _summarise_all(todo: list[tuple[str, Path, Any]], progress: Any) -> dict[str
     with progress(f"indexing {len(todo)} runs ({size / 1e6:,.0f} MB of metrics)") if slow and progress else nullcontext():
         # One DuckDB query for the runs read whole: ten times faster than a reader per file for
         # small files, about three times for large ones. A run that only grew is read from its offset.
+        from codex_ml.runs.scan import scan_runs  # numpy and DuckDB: only when there is something to read
+
         whole = [d for _, d, old in todo if old is None or not old.get("complete")]
         scanned = scan_runs(whole) if len(whole) >= _SCAN_FROM else {}
         return {run_id: summarise(run_dir, old, scanned.get(run_dir)) for run_id, run_dir, old in todo}

@@ -23,8 +23,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from codex_ml.rundir.params import flatten_params
 from codex_ml.rundir.paths import EVENTS_FILE, METRICS_FILE, PARAMS_FILE, RUN_FILE, SUMMARY_FILE, TAGS_FILE
 from codex_ml.rundir.run_files import read_json
@@ -41,9 +39,10 @@ _GROW_LIMIT = 8 << 20
 def signature(run_dir: Path) -> dict[str, list[int] | None]:
     """``file -> [size, mtime_ns(, inode)]`` (None for a missing file) of the files an entry reads."""
     sig: dict[str, list[int] | None] = {}
+    folder = str(run_dir)
     for name in SIGNED_FILES:
         try:
-            st = os.stat(run_dir / name)
+            st = os.stat(os.path.join(folder, name))  # strings: 6 stats a run, Path joins cost more than the stats
         except OSError:
             sig[name] = None
             continue
@@ -188,6 +187,8 @@ def _grow(run_dir: Path, old: dict[str, Any], size: int) -> dict[str, Any]:
 
 def stats_of(data: Any) -> dict[str, list[Any]]:
     """``key -> [last, min, max, sum, finite, count, last_step]`` of loaded ``MetricsData``."""
+    import numpy as np  # here, not at the top: a warm index (nothing to read) never needs it
+
     out: dict[str, list[Any]] = {}
     for key, series in data.series.items():
         values = series.values
