@@ -18,7 +18,13 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from codex_ml.backends import mlflow_sweep as ms
+from codex_ml.rundir.sweep_dir import SWEEP_LOCK, sweep_lock
 from codex_ml.tracking import TrackingConfig, start_run
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(clean_backend_env: None) -> None:
+    """No inherited MLflow settings (tests/conftest.py)."""
 
 
 def _trial(sweep_dir: Path, trial: str, **options: Any):
@@ -116,13 +122,25 @@ def test_resume_keeps_the_same_nested_child(tmp_path: Path) -> None:
     assert parent.info.status == "FINISHED"
 
 
+def test_an_explicit_sqlite_store_nests_the_trials_too(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    sweep_dir = tmp_path / "sweeps" / "sq"
+    for trial in ("a", "b"):
+        with _trial(sweep_dir, trial, mlflow_tracking_uri=uri) as run:
+            run.log_metrics({"val/loss": 1.0}, step=0)
+        assert _mlflow_state(run)["tracking_uri"] == uri
+    assert not (sweep_dir / "mlruns").exists()  # the store is where the URI says
+    client = MlflowClient(tracking_uri=uri)
+    (parent,) = _parents(client)
+    assert [c.info.run_name for c in _children(client, parent.info.run_id)] == ["a", "b"]
+    assert parent.info.status == "FINISHED"
+
+
 _RACER = """
-import sys, time
+import sys
 from pathlib import Path
 from codex_ml.tracking import TrackingConfig, start_run
-import mlflow.tracking  # imported before the start signal: the race is in start_run, not in imports
-sweep_dir, trial, go = Path(sys.argv[1]), sys.argv[2], float(sys.argv[3])
-time.sleep(max(0.0, go - time.time()))
+sweep_dir, trial = Path(sys.argv[1]), sys.argv[2]
 config = TrackingConfig(output_root=str(sweep_dir), sweep=sweep_dir.name, trial=trial, enable_mlflow=True,
                         flush_interval=0.05)
 with start_run(trial, config=config) as run:
@@ -131,20 +149,36 @@ assert run.close_report.complete, run.close_report
 """
 
 
-def test_trials_started_together_in_three_processes_share_one_parent(tmp_path: Path) -> None:
+def test_trials_started_together_in_three_processes_share_one_parent(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """The test holds the sweep's lock while three trial processes start: none may create anything in the
+    store meanwhile, and once it lets go, the three (all waiting on the lock, so racing) make one parent."""
     sweep_dir = tmp_path / "sweeps" / "race"
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-    go = time.time() + 8.0  # every process has imported mlflow by then, even on a busy machine
-    procs = [subprocess.Popen([sys.executable, "-c", _RACER, str(sweep_dir), f"t{i}", str(go)], env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for i in range(3)]  # fmt: skip
+    with sweep_lock(sweep_dir):
+        procs = [subprocess.Popen([sys.executable, "-c", _RACER, str(sweep_dir), f"t{i}"], env=env,
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for i in range(3)]  # fmt: skip
+        # Until the kernel lists all three MLflow sinks as waiting for the lock (or one of them ends).
+        _wait_for(lambda: _lock_waiters(sweep_dir / SWEEP_LOCK) == 3 or any(p.poll() is not None for p in procs),
+                  timeout=90)  # fmt: skip
+        assert not list(sweep_dir.glob("mlruns/*/*/meta.yaml")), "a trial created an MLflow run without the lock"
+        assert all(proc.poll() is None for proc in procs)
     for proc in procs:
         out, _ = proc.communicate(timeout=120)
         assert proc.returncode == 0, out.decode()
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # the racers opted in; this process reads the store
     client = _client(sweep_dir)
     assert [e.name for e in client.search_experiments()].count("codex_ml") == 1
     (parent,) = _parents(client)
     assert [c.info.run_name for c in _children(client, parent.info.run_id)] == ["t0", "t1", "t2"]
     assert client.get_run(parent.info.run_id).info.status == "FINISHED"
+
+
+def _lock_waiters(path: Path) -> int:
+    """How many processes wait for an flock on ``path`` (Linux lists blocked requests in /proc/locks as ``->``)."""
+    inode = path.stat().st_ino
+    lines = Path("/proc/locks").read_text().splitlines()
+    return sum(1 for line in lines if "->" in line and "FLOCK" in line and line.split()[-3].endswith(f":{inode}"))
 
 
 def _wait_for(condition: Any, timeout: float = 10.0) -> None:
