@@ -8,6 +8,7 @@ multiplexer of the whole sweep directory (the experiment and the session groups 
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ from codex_ml.backends.tensorboard import view_line
 from codex_ml.rundir.paths import RunPaths
 from codex_ml.tracking import TrackingConfig, start_run
 
-PARAMS = {"model": {"name": "tiny", "tied": True}, "layers": [2, 4], "note": None}
+PARAMS = {"model": {"name": "tiny", "tied": True}, "layers": [2, 4], "note": None, "seed": 10**400, "eps": math.inf}
 
 
 def _trial(sweep_dir: Path, trial: str, lr: float, losses: list[float], fail: bool = False) -> None:
@@ -84,6 +85,7 @@ def test_each_trial_holds_its_session_start_and_end(sweep_dir: Path) -> None:
     assert hparams["model.tied"].bool_value is True
     assert hparams["layers"].string_value == "[2, 4]"
     assert "note" not in hparams  # None has no type to show
+    assert hparams["seed"].string_value == str(10**400) and hparams["eps"].string_value == "Infinity"
     assert start.start_time_secs > 0
 
     ends = {trial: metadata.parse_session_end_info_plugin_data(_plugin_content(sweep_dir / trial,

@@ -12,8 +12,8 @@ A trial of a sweep (``TrackingConfig.sweep``) also writes the HParams plugin's s
 plugin takes the first one it finds as the whole sweep's, while without one it builds the table from
 every trial's hparams and scalar tags (the metrics), so trials with different params or metrics all
 show. TensorBoard keeps the first value of a tag in a folder, so a KILLED session writes no end (the
-trial is expected to be resumed; the resumed session ends it), and a resumed session that finds the
-start already written (by an earlier session) writes it again harmlessly.
+trial is expected to be resumed; the resumed session ends it); the start a resumed session writes again
+is ignored the same way.
 """
 
 from __future__ import annotations
@@ -207,10 +207,16 @@ def _set_hparam(slot: Any, value: Any) -> None:
 
     if isinstance(value, bool):
         slot.bool_value = value
-    elif isinstance(value, (int, float)) and math.isfinite(value):
-        slot.number_value = float(value)
-    else:
-        slot.string_value = value if isinstance(value, str) else json.dumps(value, default=str)
+        return
+    if isinstance(value, (int, float)):
+        try:
+            number = float(value)
+        except OverflowError:  # an int past float's range: kept exact, as text
+            number = math.nan
+        if math.isfinite(number):
+            slot.number_value = number
+            return
+    slot.string_value = value if isinstance(value, str) else json.dumps(value, default=str)
 
 
 def _md(value: Any) -> str:
