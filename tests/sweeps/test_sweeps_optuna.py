@@ -25,11 +25,12 @@ EVALS = [5, 10, 15, 20, 25, 30]
 
 
 def _training_trial(sweep: Path) -> Path | None:
-    """A trial after the first, still RUNNING with a checkpoint past its first eval (so not the pruned one)."""
+    """A trial after the first, still RUNNING, its newest checkpoint past its first eval (so not the pruned one)."""
     for run in sorted(sweep.glob("trial-*"))[1:]:
         if not (run / "run.json").is_file() or run_json(run).get("status") != "RUNNING":
             continue
-        if any(int(p.stem.split("-")[1]) >= 10 for p in (run / "checkpoints").glob("step-*.pt")):
+        saved = [int(p.stem.split("-")[1]) for p in (run / "checkpoints").glob("step-*.pt")]
+        if saved and 10 <= max(saved) <= 20:  # at least 10 of its 30 steps to go: the kill lands mid-trial
             return run
     return None
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from codex_ml.errors import CodexMLError
 
-__all__ = ["REDUCTIONS", "SweepError", "objective_value"]
+__all__ = ["REDUCTIONS", "SweepError", "check_objective", "objective_value"]
 
 REDUCTIONS = ("min", "max", "last", "mean")
 
