@@ -119,8 +119,9 @@ def _sql(names: tuple[str, ...], paths: list[str]) -> str:
     plain = ", ".join(f"metrics.{_ident(n)} AS c{i}" for i, n in enumerate(names))
     made = ", ".join(f"c{i}, CASE WHEN isfinite(c{i}) THEN c{i} END AS f{i}, CASE WHEN c{i} IS NOT NULL THEN time END AS t{i}"
                      for i in range(len(names)))
-    aggregates = ", ".join(f"count(c{i}), count(f{i}), min(f{i}), max(f{i}), sum(f{i}), arg_max(c{i}, t{i}), "
-                           f"arg_max(step, t{i})" for i in range(len(names)))
+    # The last value and its step from one row (a tie in time cannot pair one row's value with another's step).
+    aggregates = ", ".join(f"count(c{i}), count(f{i}), min(f{i}), max(f{i}), sum(f{i}), "
+                           f"arg_max(struct_pack(v := c{i}, s := step), t{i})" for i in range(len(names)))
     return (f"SELECT filename, count(*), count(v), count(step), count(time), count(metrics), min(time), max(time), "
             f"{aggregates} FROM (SELECT filename, v, step, time, metrics, {made} FROM (SELECT filename, v, step, time, "
             f"metrics IS NOT NULL AS metrics, {plain} FROM read_ndjson({listing}, filename = true, "
@@ -134,11 +135,11 @@ def _part(row: tuple[Any, ...], names: tuple[str, ...], marks: Marks) -> dict[st
     metrics: dict[str, list[Any]] = {}
     values = non_finite = 0
     for i, name in enumerate(names):
-        count, finite, lo, hi, total, last_value, last_step = row[8 + 7 * i: 15 + 7 * i]
+        count, finite, lo, hi, total, last = row[8 + 6 * i: 14 + 6 * i]
         values += count
         non_finite += count - finite
         if count:
-            metrics[name] = [float(last_value), lo, hi, total if finite else None, finite, count, last_step]
+            metrics[name] = [float(last["v"]), lo, hi, total if finite else None, finite, count, last["s"]]
     keys = nv + nstep + ntime + nmetrics + values
     if marks.colons != keys or marks.quotes != 2 * keys + 2 * non_finite:
         return None  # a key the query did not name, a null, a nested object ...
