@@ -1,14 +1,20 @@
 """A sweep in TensorBoard: each trial writes the HParams plugin's session data, so the HParams tab of
 ``tensorboard --logdir sweeps/<sweep>`` lists the trials with their params and metrics.
 
-Read back twice with TensorBoard's own code: the EventAccumulator and the hparams plugin's metadata
-parsers (what each trial's event file holds), and the hparams plugin's request handlers over a
-multiplexer of the whole sweep directory (the experiment and the session groups the HParams tab shows).
+Read back with TensorBoard's own code: the EventAccumulator and the hparams plugin's metadata parsers
+(what each trial's event file holds), the hparams plugin's request handlers over a multiplexer of the
+whole sweep directory (the experiment and the session groups the HParams tab shows), and a real
+``tensorboard --logdir`` server (its default loader) answering the HParams tab's request.
 """
 
 from __future__ import annotations
 
+import json
 import math
+import subprocess
+import sys
+import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +26,7 @@ from tensorboard.plugins import base_plugin
 from tensorboard.plugins.hparams import api_pb2, backend_context, get_experiment, list_session_groups, metadata
 
 from codex_ml.backends.tensorboard import view_line
+from codex_ml.monitoring.ui import free_port, stop_process_group
 from codex_ml.rundir.paths import RunPaths
 from codex_ml.tracking import TrackingConfig, start_run
 
@@ -167,3 +174,56 @@ def _groups_request() -> api_pb2.ListSessionGroupsRequest:
 
 def _metric(group: Any, tag: str) -> float:
     return next(m.value for m in group.metric_values if m.name.tag == tag)
+
+
+def test_a_real_tensorboard_server_shows_the_sweep_in_the_hparams_tab(tmp_path: Path) -> None:
+    """``tensorboard --logdir sweeps/<sweep>`` as documented (its default loader), asked what the HParams tab asks."""
+    sweep_dir = tmp_path / "sweeps" / "lr"
+    _trial(sweep_dir, "t0", 1e-3, [2.0, 1.5])
+    _trial(sweep_dir, "t1", 3e-3, [2.0, 9.0], fail=True)
+    config = TrackingConfig(output_root=str(sweep_dir), sweep="lr", trial="t2", enable_tensorboard=True,
+                            flush_interval=0.05)  # fmt: skip
+    run = start_run("t2", config=config, params={"training": {"lr": 0.1}})
+    run.log_metrics({"val/loss": 5.0}, step=0)
+    run.close("KILLED")
+    with start_run("t2", config=config, resume=True, params={"training": {"lr": 0.1}}) as run:
+        run.log_metrics({"val/loss": 4.0}, step=1)
+
+    port = free_port()
+    command = [sys.executable, "-m", "tensorboard.main", "--logdir", str(sweep_dir), "--host", "127.0.0.1",
+               "--port", str(port)]  # fmt: skip
+    with open(tmp_path / "tensorboard.log", "wb") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        groups = _served_session_groups(f"http://127.0.0.1:{port}", 3, process, tmp_path / "tensorboard.log")
+    finally:
+        stop_process_group(process)
+    by_name = {group["name"]: group for group in groups}
+    assert sorted(by_name) == ["t0", "t1", "t2"]
+    assert {name: g["hparams"]["training.lr"] for name, g in by_name.items()} == {"t0": 1e-3, "t1": 3e-3, "t2": 0.1}
+    assert {name: g["sessions"][0]["status"] for name, g in by_name.items()} == {
+        "t0": "STATUS_SUCCESS", "t1": "STATUS_FAILURE", "t2": "STATUS_SUCCESS"}  # fmt: skip
+    val_loss = {name: next(m["value"] for m in g["metricValues"] if m["name"]["tag"] == "val/loss")
+                for name, g in by_name.items()}  # fmt: skip
+    assert val_loss == {"t0": 1.5, "t1": 9.0, "t2": 4.0}
+
+
+def _served_session_groups(base: str, expected: int, process: subprocess.Popen, log: Path) -> list[dict[str, Any]]:
+    """POST the HParams tab's session_groups request until ``expected`` groups come back (the server loads
+    the logdir in the background)."""
+    body = json.dumps({"startIndex": 0, "sliceSize": 100, "allowedStatuses": [
+        "STATUS_UNKNOWN", "STATUS_SUCCESS", "STATUS_FAILURE", "STATUS_RUNNING"]}).encode()  # fmt: skip
+    deadline, groups = time.monotonic() + 90, []
+    while time.monotonic() < deadline:
+        assert process.poll() is None, log.read_text()[-3000:]
+        request = urllib.request.Request(f"{base}/data/plugin/hparams/session_groups", data=body,
+                                         headers={"Content-Type": "application/json"})  # fmt: skip
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:
+                groups = json.load(response).get("sessionGroups", [])
+        except OSError:
+            groups = []  # not listening yet
+        if len(groups) >= expected:
+            return groups
+        time.sleep(0.2)
+    pytest.fail(f"the HParams tab listed {len(groups)} trials, expected {expected}; log: {log.read_text()[-3000:]}")
