@@ -18,10 +18,11 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import orjson
 
-from codex_ml.monitoring.json_marks import Marks, count_marks, keys_with_values, non_finite_values
-from codex_ml.monitoring.metrics_data import from_table
+from codex_ml.monitoring.json_marks import Marks, count_marks, non_finite_values
+from codex_ml.monitoring.metrics_data import METRICS, MetricsData, Series, time_span
 from codex_ml.rundir.reader import ReadReport
 
 __all__ = ["load_with_duckdb"]
@@ -47,17 +48,16 @@ def load_with_duckdb(path: Path, raw: Any) -> Any | None:
     counter = threading.Thread(target=count_marks, args=(raw, len(raw), marks))
     counter.start()  # numpy counts (GIL released) while DuckDB parses on its own threads
     try:
-        table = _read(duckdb, path, names)
+        columns = _read(duckdb, path, names)
     except duckdb.Error:
-        table = None
+        columns = None
     finally:
         counter.join()
-    if table is None or table.num_rows == 0 or not _names_kept(table, names):
-        return None
-    data = from_table(path, table, False, ReadReport(str(path)), [0], loader="duckdb")
+    data = _to_data(path, columns, names) if columns is not None else None
     if data is None:
         return None
-    keys = keys_with_values(table, data.series)
+    top_level = sum(int(np.count_nonzero(valid)) for valid in columns["valid"].values())
+    keys = top_level + sum(len(s) for s in data.series.values())
     if marks.colons != keys or marks.quotes != 2 * keys + 2 * non_finite_values(data.series):
         return None
     # Names found in the last lines may first appear anywhere: order by first record.
@@ -65,6 +65,23 @@ def load_with_duckdb(path: Path, raw: Any) -> Any | None:
     present = [(int(series.rows[0]), index, name) for index, (name, series) in enumerate(data.series.items()) if len(series)]
     data.series = {name: data.series[name] for _, _, name in sorted(present)}
     return data
+
+
+def _to_data(path: Path, columns: dict[str, Any], names: list[str]) -> MetricsData | None:
+    """The checks of ``metrics_data.from_table`` on numpy columns: every record has a step, a
+    time and a metrics object (else the per-line reader names the bad line)."""
+    valid = columns["valid"]
+    if not len(columns["step"]) or not (valid["step"].all() and valid["time"].all() and valid["metrics"].all()):
+        return None
+    steps, times = columns["step"], columns["time"]
+    series: dict[str, Series] = {}
+    for name, (values, present) in zip(names, columns["metrics"]):
+        if present is None:  # in every record: share the step and time arrays
+            series[name] = Series(steps, times, values, np.arange(len(steps), dtype=np.int64))
+        else:
+            rows = np.flatnonzero(present)
+            series[name] = Series(steps[rows], times[rows], values[rows], rows)
+    return MetricsData(path, METRICS, len(steps), series, ReadReport(str(path)), time_span(times), loader="duckdb")
 
 
 def _probe_names(raw: Any) -> list[str]:
@@ -87,17 +104,47 @@ def _probe_names(raw: Any) -> list[str]:
     return list(names)
 
 
-def _read(duckdb: Any, path: Path, names: list[str]) -> Any:
+def _read(duckdb: Any, path: Path, names: list[str]) -> dict[str, Any] | None:
+    """The file's columns as numpy arrays: ``step``, ``time``, ``metrics`` (one ``(values, valid
+    mask or None)`` per name) and ``valid`` (a mask per top-level field); None when DuckDB
+    changed a metric name.
+
+    Fetched with ``fetchnumpy``, not as an Arrow table: a cold ``inspect`` then never imports
+    pyarrow (~0.1 s). Metrics are selected by position under plain aliases, so a metric
+    named like a top-level field (``step``) cannot clash with it.
+    """
     fields = ", ".join(f"{_identifier(name)} DOUBLE" for name in names)
     columns = {"v": "BIGINT", "step": "BIGINT", "time": "DOUBLE", "metrics": f"STRUCT({fields})"}
     spec = ", ".join(f"{key}: {_literal(kind)}" for key, kind in columns.items())
-    query = (f"SELECT * FROM read_ndjson({_literal(str(path))}, format='newline_delimited', records=true, "
-             f"columns={{{spec}}})")
+    source = (f"read_ndjson({_literal(str(path))}, format='newline_delimited', records=true, "
+              f"columns={{{spec}}})")
+    picks = ", ".join(f"struct_extract_at(metrics, {i + 1}) AS m{i}" for i in range(len(names)))
+    query = f"SELECT v, step, time, metrics IS NOT NULL AS has_metrics, {picks} FROM {source}"
     cursor = _database(duckdb).cursor()  # a cursor per call: connections are not shared across threads
     try:
-        return cursor.sql(query).to_arrow_table()
+        relation = cursor.sql(query)
+        if not _names_kept(cursor.sql(f"SELECT metrics FROM {source} LIMIT 0").types[0], names):
+            return None
+        fetched = relation.fetchnumpy()
     finally:
         cursor.close()
+    plain = {key: _unmask(fetched[key]) for key in ("v", "step", "time")}
+    valid = {key: mask if mask is not None else np.ones(len(values), bool) for key, (values, mask) in plain.items()}
+    valid["metrics"] = np.asarray(fetched["has_metrics"], dtype=bool)
+    return {
+        "step": plain["step"][0].astype(np.int64, copy=False),
+        "time": plain["time"][0].astype(np.float64, copy=False),
+        "metrics": [_unmask(fetched[f"m{i}"]) for i in range(len(names))],
+        "valid": valid,
+    }
+
+
+def _unmask(column: Any) -> tuple[np.ndarray, np.ndarray | None]:
+    """(values, valid mask or None when none is null) of one fetched column."""
+    if isinstance(column, np.ma.MaskedArray):
+        mask = np.ma.getmaskarray(column)
+        return np.ma.getdata(column), (~mask if mask.any() else None)
+    return np.asarray(column), None
 
 
 _DATABASE: list[Any] = []
@@ -113,10 +160,9 @@ def _database(duckdb: Any) -> Any:
         return _DATABASE[0]
 
 
-def _names_kept(table: Any, names: list[str]) -> bool:
+def _names_kept(struct_type: Any, names: list[str]) -> bool:
     # DuckDB may alter a name it cannot hold (a NUL ends it), which would mislabel a metric.
-    field = table.schema.field("metrics").type
-    return [field.field(i).name for i in range(field.num_fields)] == names
+    return [name for name, _ in struct_type.children] == names
 
 
 def _identifier(name: str) -> str:
