@@ -115,3 +115,30 @@ def test_the_console_script(tmp_path: Path) -> None:
     bad = subprocess.run([script, "runs", "list", str(tmp_path / "nope")], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and bad.stdout == ""
     assert bad.stderr.startswith(f"error: {tmp_path / 'nope'}: no such folder") and bad.stderr.count("\n") == 1
+
+
+def test_a_real_pipeline_output_is_one_run_with_its_stages(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A tiny pipeline run (its stage folders under checkpoints/ are not runs) beside a sweep's trial."""
+    from codex_ml.pipeline.config import PipelineConfig, load_config_file
+    from codex_ml.pipeline.example_data import ExampleSpec, write_example_data
+    from codex_ml.pipeline.runner import run_pipeline
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    data = write_example_data(tmp_path / "data", ExampleSpec(corpus_docs=40, demos=60, prefs=80, seed=7))
+    values = load_config_file(REPO / "configs" / "pipeline" / "tiny.yaml")
+    values.update({name: str(path) for name, path in data.items()}, output_dir=str(tmp_path / "out" / "pipe"))
+    run_pipeline(PipelineConfig.from_mapping(values), progress=False)
+    _run(tmp_path / "out" / "sweeps" / "s", "t0", [1.0])
+    assert (tmp_path / "out" / "pipe" / "checkpoints" / "M1").is_dir()
+    result = _list(str(tmp_path / "out"), "--json")
+    assert result.exit_code == 0, result.output
+    by_id = {r["run_id"]: r for r in json.loads(result.output)}
+    assert set(by_id) == {"pipe", "sweeps/s/t0"}
+    pipe = by_id["pipe"]
+    assert pipe["status"] == "FINISHED" and pipe["tags"]["pipeline.stage.M1"] == "trained"
+    assert pipe["metrics"]["m0/train/loss"]["count"] > 0 and "rm/val/accuracy" in pipe["metrics"]
+    assert any(key.startswith("pipeline.") for key in pipe["params"])
+    picked = _list(str(tmp_path / "out"), "--csv", "--columns", "run_id,tags.pipeline.stage.M2,metrics.m2/val/reward.count")
+    pipe_row, trial_row = picked.output.splitlines()[1:]
+    assert pipe_row.startswith("pipe,trained,") and int(pipe_row.rsplit(",", 1)[1]) > 0 and trial_row == "sweeps/s/t0,,"
