@@ -93,3 +93,10 @@ def test_the_default_table_caps_metric_columns(tmp_path: Path, capsys: pytest.Ca
     out = capsys.readouterr().out
     assert f"m{MAX_TABLE_METRICS - 1:02d}" in out and f"m{MAX_TABLE_METRICS:02d}" not in out
     assert "3 more metrics" in out
+
+
+def test_columns_are_checked_against_every_run_not_only_those_shown(con: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    """A query that matched only run b (or none) still takes a column only run a has."""
+    assert rows(con, ["b"], "name,tags.stage") == [{"name": "b", "tags.stage": None}]
+    print_runs(con, [], csv_output=True, columns="name,metrics.odd.max.max")
+    assert capsys.readouterr().out == 'name,"metrics.""odd.max"".max"\n'

@@ -28,7 +28,7 @@ from codex_ml.errors import CodexMLError
 from codex_ml.rundir.encoding import json_safe
 from codex_ml.runs.columns import Column, available, metric_column, param_column, parse_columns, tag_column
 
-__all__ = ["MAX_TABLE_METRICS", "print_runs", "records", "rows"]
+__all__ = ["MAX_TABLE_METRICS", "index_keys", "print_runs", "records", "rows"]
 
 #: Metric columns a default table shows (--columns or --json for the rest).
 MAX_TABLE_METRICS = 8
@@ -83,9 +83,15 @@ def value_of(record: dict[str, Any], column: Column) -> Any:
 
 def rows(con: Any, run_ids: list[str] | None, columns: str | None) -> list[dict[str, Any]]:
     """Flat dicts ``{column: value}`` of the runs, for ``columns`` (None: every column)."""
+    cols = parse_columns(columns, index_keys(con)) if columns else None
     recs = records(con, run_ids)
-    cols = parse_columns(columns, available(recs)) if columns else full_columns(recs)
-    return [{c.text: value_of(r, c) for c in cols} for r in recs]
+    return [{c.text: value_of(r, c) for c in cols or full_columns(recs)} for r in recs]
+
+
+def index_keys(con: Any) -> dict[str, list[str]]:
+    """``{"params": keys, "tags": keys, "metrics": keys}`` of every run in the index (sorted)."""
+    return {section: [row[0] for row in con.execute(f"SELECT DISTINCT key FROM {table} ORDER BY key").fetchall()]
+            for section, table in (("params", "params"), ("tags", "tags"), ("metrics", "metric_stats"))}
 
 
 def full_columns(recs: list[dict[str, Any]]) -> list[Column]:
@@ -116,8 +122,9 @@ def print_runs(con: Any, run_ids: list[str] | None, *, columns: str | None = Non
     if json_output and csv_output:
         raise CodexMLError("--json and --csv are exclusive: choose one")
     out = out or sys.stdout
+    # Columns are checked against every run of the index, so a query matching none still takes them.
+    cols = parse_columns(columns, index_keys(con)) if columns else None
     recs = records(con, run_ids)
-    cols = parse_columns(columns, available(recs)) if columns else None
     if json_output:
         data = [{"run_id": r["run_id"], **{c.text: value_of(r, c) for c in cols}} for r in recs] if cols else recs
         out.write(orjson.dumps(json_safe(data), option=orjson.OPT_INDENT_2).decode() + "\n")  # 10x json.dumps
