@@ -242,3 +242,18 @@ def test_points_of_chosen_keys_and_of_odd_names(tmp_path: Path, odd: str) -> Non
         ("a", "loss", 0, 3.0), ("a", "loss", 1, 2.0)]
     index.ensure_points(con, ["nothing"])
     assert table(con, "SELECT count(*) FROM points") == [(0,)]
+
+
+def test_a_grown_file_is_read_from_where_the_last_read_stopped(tmp_path: Path) -> None:
+    """Only the appended bytes are parsed: an earlier line changed in place (the format forbids it,
+    metrics.ndjson is append-only) is not seen until the file is read whole again."""
+    make_run(tmp_path, "a", [{"loss": 5.0}, {"loss": 4.0}])
+    open_index(tmp_path)
+    metrics = tmp_path / "a" / "metrics.ndjson"
+    text = metrics.read_text()
+    assert '"loss":5.0' in text
+    metrics.write_text(text.replace('"loss":5.0', '"loss":9.0') + '{"v":1,"step":2,"time":1796000000.0,"metrics":{"loss":1.0}}\n')
+    grown = open_index(tmp_path)
+    assert _loss(grown)["a"][:3] == (1.0, 1.0, 5.0)  # max still 5.0: the first line was not read again
+    (tmp_path / INDEX_DIR / INDEX_FILE).unlink()
+    assert _loss(open_index(tmp_path))["a"][:3] == (1.0, 1.0, 9.0)
