@@ -73,6 +73,20 @@ def train_model(
         run_train_model(config, overrides or [], resume, tracking or TrackingConfig(), progress=progress)
 
 
+@app.command("sweep", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def sweep(
+    spec: Annotated[Path, typer.Argument(help="A sweep file, e.g. configs/sweep_files/lr_depth.yaml (docs/sweeps.md).")],
+    args: Annotated[list[str] | None, typer.Argument(metavar="[KEY=VALUE | TRACKING FLAG]...", help="More overrides and tracking flags for every trial (they win over the file).", show_default=False)] = None,
+) -> None:
+    """Run the sweep a file describes: the Hydra multirun python -m codex_ml.cli.main -m ... it stands for."""
+    from codex_ml.cli.main import main as hydra_main
+    from codex_ml.sweeps.spec import spec_arguments
+
+    with user_errors():
+        argv = spec_arguments(spec)
+    hydra_main([*argv, *(args or [])])
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point (``--system-metrics`` with no value means AUTO).
 
