@@ -137,6 +137,7 @@ def test_sort_puts_missing_last(con, sort: str, expected: str) -> None:
 
 def test_limit_and_sort_with_filter(con) -> None:
     assert select(con, "status = 'FINISHED' or status = 'FAILED'", "metrics.val/loss.min", 2) == ["a", "c"]
+    assert select(con, "not name = 'pretrain-a'", None, 2) == ["b", "c"]  # no --sort: run-id order, as runs list
 
 
 def test_parameterised_and_points_only_when_needed() -> None:

@@ -31,10 +31,11 @@ class Query:
 
 def compile_query(where: Expr | None, sort: tuple[Field, bool] | None = None, limit: int | None = None) -> Query:
     """The query for ``where`` (None: every run), sorted by ``sort`` = (field, descending)
-    with runs lacking the field last (default: by start, then run_id), at most ``limit`` rows."""
+    with runs lacking the field last, then by run_id (the only order without ``sort``, as in
+    ``runs list``: a sweep's trials stay together), at most ``limit`` rows."""
     comp = _Compiler()
     condition = comp.expr(where) if where is not None else "TRUE"
-    order = comp.order(*sort) if sort is not None else ["r.start ASC NULLS LAST"]
+    order = comp.order(*sort) if sort is not None else []
     comp.join_points()
     sql = (f"SELECT r.run_id FROM runs AS r{''.join(comp.joins)}\nWHERE {condition}\n"
            f"ORDER BY {', '.join(order + ['r.run_id'])}")
