@@ -59,6 +59,7 @@ PARSES = [
     ("(name = 'a' or name = 'b') and status = 'FINISHED'",
      "(and (or (= name 'a') (= name 'b')) (= status 'FINISHED'))"),
     ("((name = 'a'))", "(= name 'a')"),
+    ("(" * 100 + "name = 'a'" + ")" * 100, "(= name 'a')"),
     ("name='a'OR name='b'", "(or (= name 'a') (= name 'b'))"),  # keywords: any case
     ("name = 'a' AND NOT status = 'x'", "(and (= name 'a') (not (= status 'x')))"),
     # the issue's question
@@ -197,6 +198,8 @@ ERRORS = [
     ("foo.bar = 1", 1, "unknown field 'foo.bar'"),
     ("'x'y = 1", 1, "expected a field"),
     ("name = 'a'\nor bad = 1", 15, "unknown field 'bad'"),
+    ("(" * 101 + "name = 'a'" + ")" * 101, 102, "nested more than 100 deep"),
+    ("not " * 101 + "name = 'a'", 405, "nested more than 100 deep"),
 ]
 
 

@@ -27,6 +27,8 @@ __all__ = ["And", "Compare", "Expr", "Field", "InList", "IsNull", "Literal", "No
            "parse_where", "parse_sort", "COMPARISONS"]
 
 COMPARISONS = ("=", "!=", "<", "<=", ">", ">=", "~", "!~")
+#: Parentheses and 'not's nested deeper than this are refused (Python's recursion limit is near).
+MAX_DEPTH = 100
 KEYWORDS = frozenset({"and", "or", "not", "in", "is", "null", "true", "false"})
 
 
@@ -116,6 +118,7 @@ class _Parser:
         self.expr = expr
         self.tokens = tokens
         self.pos = 0
+        self.depth = 0  # of parentheses and 'not's
 
     @property
     def tok(self) -> Token:
@@ -145,7 +148,7 @@ class _Parser:
             return
         if self.tok.kind == "op" and self.tok.text == ")":
             raise self.fail("unbalanced ')' (no '(' before it)")
-        raise self.fail(f"expected 'and', 'or' or the end, got {self.tok.text or self.tok.kind!r}")
+        raise self.fail(f"expected 'and', 'or' or the end, got {self.tok.text!r}")
 
     def or_expr(self) -> Expr:
         items = [self.and_expr()]
@@ -160,11 +163,18 @@ class _Parser:
         return items[0] if len(items) == 1 else And(tuple(items))
 
     def not_expr(self) -> Expr:
+        if self.depth > MAX_DEPTH:  # a RecursionError would be a traceback, not one error line
+            raise self.fail(f"expression nested more than {MAX_DEPTH} deep")
         if self.take_keyword("not"):
-            return Not(self.not_expr())
+            self.depth += 1
+            inner = self.not_expr()
+            self.depth -= 1
+            return Not(inner)
         opening = self.tok
         if self.take_op("("):
+            self.depth += 1
             inner = self.or_expr()
+            self.depth -= 1
             if not self.take_op(")"):
                 if self.tok.kind == "end":
                     raise QueryError("'(' is never closed", opening.column, self.expr)
@@ -178,9 +188,8 @@ class _Parser:
             raise self.fail(f"expected a field, got the value {token.text!r}: the field goes on the left "
                             f"(params.x > 5, not 5 < params.x)")
         if token.kind != "word" or token.lower() in KEYWORDS:
-            shown = token.text if token.kind != "string" else repr(token.text)
-            raise self.fail(f"expected a field (name, status, start, duration, params.*, tags.*, metrics.*)"
-                            + (f", got {shown}" if shown else ""))
+            raise self.fail("expected a field (name, status, start, duration, params.*, tags.*, metrics.*)"
+                            + (f", got {token.text!r}" if token.text else ""))
         field = parse_field(token, self.expr)
         self.pos += 1
         if self.take_keyword("is"):
