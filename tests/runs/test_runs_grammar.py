@@ -242,3 +242,26 @@ def test_bad_sort_keys(text: str, column: int, words: str) -> None:
         parse_sort(text)
     assert str(caught.value).startswith("--sort: ")
     assert (caught.value.column, words in caught.value.what) == (column, True), str(caught.value)
+
+
+def test_any_input_is_a_tree_or_one_error_line() -> None:
+    """Random strings of the language's pieces: a tree (that compiles to SQL) or a QueryError whose
+    column lies inside the text (or just past its end) -- never another exception."""
+    import random
+
+    from codex_ml.runs.sql import compile_query
+
+    pieces = ["name", "status", "start", "duration", "params.x", "tags.'a b'", "metrics.l", "metrics.l.max",
+              "metrics.l@3", "and", "or", "not", "in", "is", "null", "true", "(", ")", ",", "=", "!=", "<", "<=",
+              ">=", "~", "!~", "'a'", '"b', "1e-3", "5m", "'2026-12-03'", "@", ".", "'", "\\", "!", "-", " ", "\n", "é"]
+    rng = random.Random(16)
+    for _ in range(5000):
+        text = "".join(rng.choice(pieces) + rng.choice(["", " "]) for _ in range(rng.randint(0, 12)))
+        for parse in (parse_where, parse_sort):
+            try:
+                tree = parse(text)
+            except QueryError as error:
+                assert "\n" not in str(error) and 1 <= error.column <= len(text) + 1, (text, str(error))
+            else:
+                if parse is parse_where:
+                    compile_query(tree)
