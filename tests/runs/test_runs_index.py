@@ -8,6 +8,7 @@ fresh build), a running run, a dead one, a torn last line, an unwritable root, t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -257,3 +258,26 @@ def test_a_grown_file_is_read_from_where_the_last_read_stopped(tmp_path: Path) -
     assert _loss(grown)["a"][:3] == (1.0, 1.0, 5.0)  # max still 5.0: the first line was not read again
     (tmp_path / INDEX_DIR / INDEX_FILE).unlink()
     assert _loss(open_index(tmp_path))["a"][:3] == (1.0, 1.0, 9.0)
+
+
+def test_many_runs_show_progress_and_are_summarised_like_one_by_one(tmp_path: Path) -> None:
+    """Past 160 runs to read, progress(message) is entered; the one-query scan gives what each run read alone gives."""
+    for i in range(170):
+        run_dir = tmp_path / f"s{i % 3}" / f"r{i:03d}"
+        run_dir.mkdir(parents=True)
+        lines = [json.dumps({"v": 1, "step": s, "time": 1e9 + s, "metrics": {"loss": 1.0 / (s + i + 1), "x": "NaN"}})
+                 for s in range(5)]
+        (run_dir / "metrics.ndjson").write_text("\n".join(lines) + "\n")
+        (run_dir / "params.json").write_text(json.dumps({"i": i}))
+    messages: list[str] = []
+
+    def progress(message: str) -> Any:
+        messages.append(message)
+        return contextlib.nullcontext()
+
+    index = open_index(tmp_path, progress=progress)
+    assert messages == ["indexing 170 runs (0 MB of metrics)"] and index.reread == 170
+    one = index.entries["s1/r004"]
+    assert repr(one["metrics"]) == repr(summarise(tmp_path / "s1" / "r004")["metrics"])
+    assert one["metrics"]["loss"][:3] == [1.0 / 9, 1.0 / 9, 1.0 / 5] and one["params"] == [["i", "4", 4.0]]
+    assert open_index(tmp_path, progress=progress).reread == 0 and len(messages) == 1
