@@ -154,8 +154,9 @@ def _boundary(path: Path, data: Any, before: list[int]) -> tuple[int, bool]:
     if after != before or data.loader == "legacy":
         return 0, False  # the file moved on while it was read (a live run), or has no records to append to
     with open(path, "rb") as handle:
-        handle.seek(max(0, before[0] - 65536))
-        tail = handle.read()
+        begin = max(0, before[0] - 65536)
+        handle.seek(begin)
+        tail = handle.read(before[0] - begin)
     if tail.endswith(b"\n"):
         return before[0], True
     if data.report.torn_tail and b"\n" in tail:  # the torn bytes were not counted: go on from the line start
@@ -181,7 +182,7 @@ def _grow(run_dir: Path, old: dict[str, Any], size: int) -> dict[str, Any]:
         offset, complete = 0, False
     span = data.time_span
     first = old.get("first_time") if old.get("first_time") is not None else (span[0] if span else None)
-    last = max(filter(None, (old.get("last_time"), span[1] if span else None)), default=None)
+    last = max((t for t in (old.get("last_time"), span[1] if span else None) if t is not None), default=None)
     return {"metrics": metrics, "offset": offset, "complete": complete, "first_time": first, "last_time": last}
 
 
