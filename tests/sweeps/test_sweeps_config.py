@@ -9,6 +9,7 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
 from codex_ml.cli.main import split_tracking_flags
+from codex_ml.sweeps.optuna_sweep import build_quietly
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 PRUNERS = sorted(p.stem for p in (CONFIGS / "hydra" / "sweeper" / "pruner").glob("*.yaml"))
@@ -35,7 +36,7 @@ def test_defaults_tpe_median_storage_in_the_sweep_dir() -> None:
     assert sweeper._target_ == "hydra_plugins.codex_ml_sweeper.codex_ml_sweeper.CodexOptunaSweeper"
     assert (sweeper.storage, sweeper.study_name, sweeper.n_jobs, sweeper.direction) == (
         "sqlite:///sweeps/s/optuna.db", "s", 1, "minimize")
-    assert isinstance(instantiate(sweeper.sampler), optuna.samplers.TPESampler)
+    assert isinstance(build_quietly(sweeper.sampler), optuna.samplers.TPESampler)  # as the sweeper builds it
     assert isinstance(instantiate(sweeper.pruner), optuna.pruners.MedianPruner)
 
 
