@@ -25,26 +25,26 @@ METRIC_STATS = {"run_id": "VARCHAR", "key": "VARCHAR", "last": "DOUBLE", "min": 
 
 def create_tables(con: Any, index: Any) -> None:
     """Create runs, params, tags and metric_stats on ``con`` from ``index`` (a RunIndex)."""
-    runs: dict[str, list[Any]] = {k: [] for k in RUNS}
-    params: dict[str, list[Any]] = {k: [] for k in PARAMS}
-    tags: dict[str, list[Any]] = {k: [] for k in TAGS}
-    stats: dict[str, list[Any]] = {k: [] for k in METRIC_STATS}
+    runs, params, tags, stats = [], [], [], []  # rows as tuples: appending a tuple is the cheapest step per row
     for run_id, entry in index.entries.items():
-        _add(runs, run_id, entry["name"], index.status.get(run_id), entry.get("start"), index.duration(run_id),
-             str(index.dirs[run_id]), entry.get("sinks") or "")
-        for key, value, num in entry.get("params", []):
-            _add(params, run_id, key, value, num)
-        for key, value in entry.get("tags", []):
-            _add(tags, run_id, key, value)
-        for key, s in entry.get("metrics", {}).items():
-            _add(stats, run_id, key, s[LAST], s[MIN], s[MAX], s[SUM] / s[FINITE] if s[FINITE] else None, s[COUNT], s[LAST_STEP])
-    create_table(con, "runs", runs, RUNS)
+        runs.append((run_id, entry["name"], index.status.get(run_id), entry.get("start"), index.duration(run_id),
+                     str(index.dirs[run_id]), entry.get("sinks") or ""))
+        params.extend((run_id, key, value, num) for key, value, num in entry.get("params", []))
+        tags.extend((run_id, key, value) for key, value in entry.get("tags", []))
+        stats.extend((run_id, key, s[LAST], s[MIN], s[MAX], s[SUM] / s[FINITE] if s[FINITE] else None, s[COUNT],
+                      s[LAST_STEP]) for key, s in entry.get("metrics", {}).items())
+    create_table(con, "runs", _columns(runs, RUNS), RUNS)
     # start: epoch seconds in the index, a TIMESTAMP (UTC, no zone) in the table.
     con.execute("CREATE OR REPLACE TABLE runs AS SELECT * REPLACE (CASE WHEN start IS NULL THEN NULL ELSE "
                 "make_timestamp(CAST(round(start * 1e6) AS BIGINT)) END AS start) FROM runs")
-    create_table(con, "params", params, PARAMS)
-    create_table(con, "tags", tags, TAGS)
-    create_table(con, "metric_stats", stats, METRIC_STATS)
+    create_table(con, "params", _columns(params, PARAMS), PARAMS)
+    create_table(con, "tags", _columns(tags, TAGS), TAGS)
+    create_table(con, "metric_stats", _columns(stats, METRIC_STATS), METRIC_STATS)
+
+
+def _columns(rows: list[tuple[Any, ...]], types: dict[str, str]) -> dict[str, list[Any]]:
+    transposed = list(zip(*rows)) or [()] * len(types)
+    return {name: list(column) for name, column in zip(types, transposed)}
 
 
 def create_table(con: Any, name: str, columns: dict[str, list[Any]], types: dict[str, str]) -> None:
