@@ -50,16 +50,14 @@ def run_sweep(impl: Any, arguments: list[str], pruner: Any) -> None:
     for frozen in _interrupted(study, sweep_dir):
         overrides = _prefixed([f"{k}={v}" for k, v in {**frozen.params, **fixed}.items()], prefixes)
         log.info("Resuming trial %d (left RUNNING): %s", frozen.number, " ".join(overrides))
-        _tell_all(impl, study, [frozen.number], impl.launcher.launch([overrides], initial_job_idx=frozen.number),
-                  directions)
+        _tell_all(impl, study, [frozen.number], _launch(impl, [overrides], [frozen.number]), directions)
     to_go = impl.n_trials - _finished(study)
     while to_go > 0:
         batch = min(to_go, impl.n_jobs)
         trials = [study.ask() for _ in range(batch)]
         overrides = [_prefixed(job, prefixes) for job in impl._configure_trials(trials, space, fixed)]
-        # Trial numbers are consecutive inside a batch asked by this one process.
-        returns = impl.launcher.launch(overrides, initial_job_idx=trials[0].number)
-        _tell_all(impl, study, [t.number for t in trials], returns, directions)
+        numbers = [t.number for t in trials]
+        _tell_all(impl, study, numbers, _launch(impl, overrides, numbers), directions)
         to_go -= batch
     _save_results(impl, study, directions)
 
@@ -85,6 +83,16 @@ def _prefixes(arguments: list[str]) -> dict[str, str]:
 def _prefixed(overrides: Any, prefixes: dict[str, str]) -> list[str]:
     """``name=value`` overrides with the prefix the command line gave ``name``."""
     return [prefixes.get(o.split("=")[0], "") + o for o in overrides]
+
+
+def _launch(impl: Any, overrides: list[list[str]], numbers: list[int]) -> list[Any]:
+    """Launch trial ``numbers[i]`` as Hydra job ``numbers[i]`` (its directory is trial-<number>).
+    A launcher numbers a batch consecutively; trials asked while another worker asks too may not be
+    consecutive, and are then launched one by one."""
+    first = numbers[0]
+    if numbers == list(range(first, first + len(numbers))):
+        return list(impl.launcher.launch(overrides, initial_job_idx=first))
+    return [impl.launcher.launch([job], initial_job_idx=n)[0] for job, n in zip(overrides, numbers)]
 
 
 def _search_space(impl: Any, arguments: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
