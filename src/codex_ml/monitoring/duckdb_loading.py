@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 import orjson
 
-from codex_ml.monitoring.json_marks import Marks, count_marks, non_finite_values
-from codex_ml.monitoring.metrics_data import METRICS, MetricsData, Series, time_span
+from codex_ml.monitoring.json_marks import Marks, non_finite_values
+from codex_ml.monitoring.metrics_data import METRICS, MetricsData, Series, count_marks_in_blocks, time_span
 from codex_ml.rundir.reader import ReadReport
 
 __all__ = ["load_with_duckdb"]
@@ -45,7 +45,7 @@ def load_with_duckdb(path: Path, raw: Any) -> Any | None:
     if not names or len({n.lower() for n in names}) != len(names):
         return None  # DuckDB's STRUCT field names are case-insensitive
     marks = Marks()
-    counter = threading.Thread(target=count_marks, args=(raw, len(raw), marks))
+    counter = threading.Thread(target=count_marks_in_blocks, args=(raw, len(raw), marks))
     counter.start()  # numpy counts (GIL released) while DuckDB parses on its own threads
     try:
         columns = _read(duckdb, path, names)
@@ -145,6 +145,27 @@ def _unmask(column: Any) -> tuple[np.ndarray, np.ndarray | None]:
         mask = np.ma.getmaskarray(column)
         return np.ma.getdata(column), (~mask if mask.any() else None)
     return np.asarray(column), None
+
+
+def warm_up_in_background() -> threading.Thread:
+    """Import DuckDB and open this process's database on a daemon thread; returns the thread.
+
+    Opening the database (~40-60 ms) releases the GIL, so it overlaps the caller's own imports
+    and set-up. Join the thread before the process exits (a thread still inside DuckDB at
+    interpreter shutdown is not safe).
+    """
+
+    def work() -> None:
+        try:
+            import duckdb
+
+            _database(duckdb)
+        except Exception:  # noqa: BLE001  (DuckDB missing or failing: the reader falls back by itself)
+            pass
+
+    thread = threading.Thread(target=work, name="duckdb-warm-up", daemon=True)
+    thread.start()
+    return thread
 
 
 _DATABASE: list[Any] = []

@@ -26,9 +26,9 @@ import numpy as np
 import orjson
 
 from codex_ml.monitoring.duckdb_loading import load_with_duckdb
-from codex_ml.monitoring.json_marks import Marks, count_marks, keys_with_values
+from codex_ml.monitoring.json_marks import Marks, keys_with_values
 from codex_ml.monitoring.legacy_format import is_legacy_file, load_legacy
-from codex_ml.monitoring.metrics_data import INF_SENTINEL, NAN_SENTINEL, MetricsData, Series, drop_superseded, from_table
+from codex_ml.monitoring.metrics_data import INF_SENTINEL, NAN_SENTINEL, MetricsData, Series, count_marks_in_blocks, drop_superseded, from_table
 from codex_ml.monitoring.metrics_data import time_span as _span
 from codex_ml.monitoring.runs import METRICS, SYSTEM, EmptyInputError
 from codex_ml.rundir.encoding import decode_number
@@ -101,7 +101,7 @@ def _load_fast(path: Path, raw: Any) -> MetricsData | None:
         return None
     # The swap keeps every ':' where it is, so they can be counted while it runs.
     marks = Marks()
-    counter = threading.Thread(target=count_marks, args=(raw, cut, marks, False))
+    counter = threading.Thread(target=count_marks_in_blocks, args=(raw, cut, marks, False))
     counter.start()
     try:
         table, swaps = _parse_pieces(raw, cut)
