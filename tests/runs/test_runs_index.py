@@ -79,6 +79,9 @@ def test_runs_are_found_at_any_depth_but_not_inside_a_runs_own_folders(tmp_path:
     (tmp_path / "pipe" / "checkpoints" / "old").mkdir(parents=True)
     (tmp_path / "pipe" / "checkpoints" / "old" / "run.json").write_text("{}")  # never a run
     (tmp_path / "empty").mkdir()
+    # A sweep's shared MLflow store (docs/sweeps.md) is not searched, though it is not inside a run.
+    (tmp_path / "sweeps" / "lr" / "mlruns" / "0" / "abc").mkdir(parents=True)
+    (tmp_path / "sweeps" / "lr" / "mlruns" / "0" / "abc" / "run.json").write_text("{}")  # never a run
     index = open_index(tmp_path)
     assert list(index.entries) == ["pipe", "pipe/stages/sft", "sweeps/lr/t0", "sweeps/lr/t1"]
     assert [e["name"] for e in index.entries.values()] == ["pipe", "sft", "t0", "t1"]

@@ -18,6 +18,9 @@ __all__ = ["RUN_OWN_DIRS", "find_runs", "run_id_of"]
 
 #: Folders of a run that are its own files, never other runs (docs/run-directory.md's table).
 RUN_OWN_DIRS = frozenset({CHECKPOINTS_DIR, TOKENIZER_DIR, HEALTH_DIR, "artifacts", "tensorboard", "mlruns", "wandb"})
+#: The viewers' own stores, skipped at any depth: a sweep keeps one MLflow store for all its trials
+#: (``sweeps/<sweep>/mlruns``, docs/sweeps.md), thousands of files that are never a run.
+VIEWER_STORES = frozenset({"tensorboard", "mlruns", "wandb"})
 
 
 def find_runs(root: Path) -> list[Path]:
@@ -39,7 +42,7 @@ def find_runs(root: Path) -> list[Path]:
         if is_run:
             found.append(Path(folder))
         for entry in entries:
-            if entry.name.startswith(".") or (is_run and entry.name in RUN_OWN_DIRS):
+            if entry.name.startswith(".") or entry.name in VIEWER_STORES or (is_run and entry.name in RUN_OWN_DIRS):
                 continue
             if entry.is_dir(follow_symlinks=False):
                 stack.append(entry.path)
