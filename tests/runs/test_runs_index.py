@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any
 
@@ -171,17 +170,6 @@ def test_a_root_that_cannot_be_written_is_indexed_in_memory(tmp_path: Path) -> N
     index = open_index(tmp_path)
     assert not index.saved and _loss(index)["a"][0] == 1.0
     assert (tmp_path / INDEX_DIR).read_text() == "not a folder"
-
-
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes through permission bits")
-def test_a_read_only_root_is_indexed_in_memory(tmp_path: Path) -> None:
-    make_run(tmp_path, "a", [{"loss": 1.0}])
-    tmp_path.chmod(0o555)
-    try:
-        index = open_index(tmp_path)
-    finally:
-        tmp_path.chmod(0o755)
-    assert not index.saved and not (tmp_path / INDEX_DIR).exists() and _loss(index)["a"][0] == 1.0
 
 
 def test_rewound_runs_show_their_surviving_timeline(tmp_path: Path) -> None:
