@@ -110,7 +110,7 @@ def test_tail_plot_and_ui_errors(run_dir: Path, tmp_path: Path) -> None:
     plot = _invoke("plot", str(run_dir), "-o", str(tmp_path / "c.png"), "-m", "train/*")
     assert plot.exit_code == 0 and "1 panels" in plot.output and (tmp_path / "c.png").stat().st_size > 1000
     ui = _invoke("ui", str(run_dir))
-    assert ui.exit_code == 2 and "--tensorboard or --mlflow" in ui.output
+    assert ui.exit_code == 2 and "--tensorboard, --mlflow or --optuna" in ui.output
 
 
 def test_console_script_subprocess(run_dir: Path) -> None:
