@@ -37,8 +37,8 @@ def test_long_parquet_keeps_file_order_and_non_finite(data, tmp_path: Path) -> N
     assert math.isnan(table["value"][2]) and table["value"][6] == 0.5
 
 
-def test_long_layout_grid_and_sort_agree_on_sparse_metrics(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The records x keys grid (small files) and the stable sort (huge ones) give the same rows."""
+def test_long_layout_places_points_in_file_order_like_a_stable_sort(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Placing each point directly (the fast path) gives the rows a stable sort on the record number gives."""
     import numpy as np
 
     from codex_ml.monitoring import export as export_module
@@ -52,10 +52,9 @@ def test_long_layout_grid_and_sort_agree_on_sparse_metrics(monkeypatch: pytest.M
         series[f"m{i}"] = Series(rows * 2, rows * 0.25, rng.random(len(rows)), rows.astype(np.int64))
     data = MetricsData(Path("m.ndjson"), "metrics", records, series, ReadReport("m.ndjson"))
     grid = export_module.long_columns(data)
-    monkeypatch.setattr(export_module, "_GRID_CELLS", 0)
-    by_sort = export_module.long_columns(data)
+    by_sort = export_module._long_by_sort(data, data.keys())
     assert len(grid["value"]) == sum(len(s) for s in series.values())
-    for column in ("step", "time", "code", "value"):
+    for column in ("step", "time", "code", "value", "row"):
         np.testing.assert_array_equal(grid[column], by_sort[column])
     holding_record_0 = [code for code, s in enumerate(series.values()) if s.rows[0] == 0]
     assert list(grid["code"][grid["step"] == 0]) == holding_record_0  # key order kept within a record
