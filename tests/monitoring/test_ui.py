@@ -50,6 +50,21 @@ def test_viewer_serves_the_run_and_stops(tmp_path: Path, kind: str) -> None:
     assert not answers(viewer.url.split("/#")[0] + "/")
 
 
+def test_tensorboard_viewer_on_a_sweep_directory_shows_every_trial(tmp_path: Path) -> None:
+    """A sweep directory has no tensorboard/ of its own: the viewer reads all its trials' event files."""
+    sweep_dir = tmp_path / "sweeps" / "lr"
+    for trial in ("trial-000", "trial-001"):
+        with start_run(trial, output_root=sweep_dir, flush_interval=0.05, enable_tensorboard=True,
+                       sweep="lr", trial=trial) as run:
+            run.log_metrics({"train/loss": 1.5}, step=0)
+    viewer = start_viewer(sweep_dir, "tensorboard")
+    try:
+        runs = json.loads(_fetch(viewer.url.rstrip("/") + "/data/runs"))
+        assert sorted(runs) == ["trial-000/tensorboard", "trial-001/tensorboard"]
+    finally:
+        viewer.stop()
+
+
 def test_optuna_viewer_serves_the_sweep_read_only_and_stops(tmp_path: Path) -> None:
     """optuna-dashboard on a sweep directory (an odd name: the storage URL must not need escaping)."""
     import optuna

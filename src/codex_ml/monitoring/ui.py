@@ -139,7 +139,11 @@ def start_viewer(run_dir: str | Path, kind: str, *, port: int = 0, host: str = "
 
 def _tensorboard_command(run_dir: Path, host: str, port: int) -> list[str]:
     logdir = run_dir / "tensorboard"
-    if not logdir.is_dir():
+    if not logdir.is_dir() and any(run_dir.glob("*/tensorboard")):
+        # A sweep directory (or a folder of runs): one TensorBoard over every run's event files, so the
+        # HParams tab tables the trials side by side (docs/sweeps.md).
+        logdir = run_dir
+    elif not logdir.is_dir():
         raise MonitoringInputError(run_dir, "has no tensorboard/ folder; run with --enable-tensorboard, or "
                                             "replay: codex-ml monitoring export RUN --to tensorboard")  # fmt: skip
     return [sys.executable, "-m", "tensorboard.main", "--logdir", str(logdir), "--host", host, "--port", str(port)]
