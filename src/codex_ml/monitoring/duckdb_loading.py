@@ -6,7 +6,8 @@ pyarrow path nothing is swapped first; it reads a 1,000,000-record file in about
 pyarrow's time. It needs every metric name up front (a STRUCT type), and it quietly skips
 object keys that the type does not name, so the result is checked and rejected unless it
 is exact: the names come from the first and last lines of the file (parsed with
-orjson) and ``codex_ml.monitoring.json_marks`` proves every value was returned.
+orjson) and ``codex_ml.monitoring.json_marks`` proves every value was returned. The
+columns come back as numpy arrays (``fetchnumpy``), so this path never imports pyarrow.
 
 A file this path rejects (or cannot take: a torn last line, a bad line, DuckDB missing)
 goes to the pyarrow path and then to the per-line one, which reports bad lines by number.

@@ -1,5 +1,6 @@
 """What a metrics or system-metrics file loads into (``MetricsData``: one ``Series`` per metric),
-and the step shared by the columnar readers (pyarrow and DuckDB): an Arrow table to MetricsData.
+the pyarrow reader's step from an Arrow table to MetricsData, and what both columnar readers
+(pyarrow and DuckDB) share: Arrow buffers read as numpy, the ``:``/``"`` count in blocks.
 
 Its own module so that the readers (``loading``, ``duckdb_loading``, ``legacy_format``) and the
 tools all import it and none of them imports another reader back.
