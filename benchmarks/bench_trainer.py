@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -172,17 +173,20 @@ def _print_alternate(rows: list[dict], args: argparse.Namespace) -> None:
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
     print(f"\ntorch {torch.__version__}, {rows[0]['threads']} threads ({args.threads}), {os.cpu_count()} CPUs, "
           f"load {load}; blocks of {rows[0]['transition']} untimed + {rows[0]['timed']} timed steps")
-    print(f"{'sinks':12} {'pairs':>5} {'bare tok/s':>11} {'tracked tok/s':>13} {'ratio':>7} {'95% CI':>17} "
-          f"{'+-':>6} {'sd/pair':>7} {'ready s':>7}")
+    print("ratio = tracked tokens/s / bare tokens/s per adjacent pair of blocks (wall clock); 95 % intervals: "
+          "t over pairs for the mean, bootstrap for the 20 %-trimmed mean; cpu = the same from CPU seconds")
+    print(f"{'sinks':12} {'pairs':>5} {'bare tok/s':>10} {'tracked':>8} {'mean +- 95%':>16} "
+          f"{'trimmed [95% CI]':>26} {'cpu mean +- 95%':>17} {'ready s':>7}")
     for r in rows:
-        low, high = r["ratio"] - r["half_width"], r["ratio"] + r["half_width"]
-        print(f"{r['sinks']:12} {r['pairs']:5} {r['bare_tok_s']:11,.0f} {r['tracked_tok_s']:13,.0f} "
-              f"{r['ratio']:7.4f} [{low:.4f}, {high:.4f}] {100 * r['half_width']:5.2f}% {100 * r['sd']:6.2f}% "
-              f"{r['ready_s']:7.2f}")
+        print(f"{r['sinks']:12} {r['pairs']:5} {r['bare_tok_s']:10,.0f} {r['tracked_tok_s']:8,.0f} "
+              f"{r['ratio']:7.4f} +-{100 * r['half_width']:5.2f}% "
+              f"{r['trimmed']:7.4f} [{r['boot_low']:.4f}, {r['boot_high']:.4f}] "
+              f"{r['cpu_ratio']:7.4f} +-{100 * r['cpu_half_width']:5.2f}% {r['ready_s']:7.2f}")
     for r in rows:
-        if not r["half_width"] < 0.01:
-            print(f"{r['sinks']}: the interval is +-{100 * r['half_width']:.2f} %; +-1 % needs about "
-                  f"{alt.pairs_needed(r['sd'], 0.01)} pairs at this spread")
+        half = (r["boot_high"] - r["boot_low"]) / 2
+        if not half < 0.01:
+            print(f"{r['sinks']}: the trimmed mean's interval is +-{100 * half:.2f} % over {r['pairs']} pairs; +-1 % "
+                  f"needs about {math.ceil(r['pairs'] * (half / 0.01) ** 2)} pairs at this spread")
 
 
 def _quick_model() -> list[str]:

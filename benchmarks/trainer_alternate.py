@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import statistics
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,6 +62,24 @@ def mean_ci(values: list[float]) -> tuple[float, float]:
     return statistics.mean(values), t_quantile(len(values)) * statistics.stdev(values) / math.sqrt(len(values))
 
 
+def trimmed_mean(values: list[float], cut: float = 0.2) -> float:
+    """Mean of ``values`` without the lowest and highest ``cut`` fraction (robust to load bursts)."""
+    ordered = sorted(values)
+    k = int(len(ordered) * cut)
+    return statistics.mean(ordered[k:len(ordered) - k] or ordered)
+
+
+def bootstrap_ci(values: list[float], estimator: Any = trimmed_mean, resamples: int = 2000) -> tuple[float, float]:
+    """The percentile 95 % bootstrap interval of ``estimator`` over ``values`` (fixed seed: reproducible)."""
+    import random
+
+    if len(values) < 2:
+        return math.nan, math.nan
+    rng = random.Random(0)
+    stats = sorted(estimator(rng.choices(values, k=len(values))) for _ in range(resamples))
+    return stats[int(0.025 * resamples)], stats[int(0.975 * resamples) - 1]
+
+
 @dataclass
 class Plan:
     """Block sizes in training steps: ``transition`` untimed then ``timed`` timed steps per block.
@@ -71,7 +90,7 @@ class Plan:
     timed: int = 0
     transition_s: float = 1.5  # > the writer's 1 s flush interval plus a sink's delivery of one batch
     timed_s: float = 3.0
-    calibrate: int = 20
+    calibrate: int = 40
     stop_at_width: float = 0.0  # stop early once the 95 % half-width is below this (0: run every pair)
     min_pairs: int = 10
 
@@ -86,6 +105,9 @@ class Outcome:
     plan: Plan
     tracked: list[float] = field(default_factory=list)
     bare: list[float] = field(default_factory=list)
+    #: CPU seconds per block of this process and its children (W&B's service): contention-proof, not wall.
+    tracked_cpu: list[float] = field(default_factory=list)
+    bare_cpu: list[float] = field(default_factory=list)
     sinks: list[str] = field(default_factory=list)
     ready_s: float = math.nan  # first log call -> every sink has delivered the first records (warm-up)
     seconds: float = 0.0
@@ -93,6 +115,10 @@ class Outcome:
     def ratios(self) -> list[float]:
         """Tracked tokens/s over bare tokens/s, one per complete pair."""
         return [b / t for t, b in zip(self.tracked, self.bare)]
+
+    def cpu_ratios(self) -> list[float]:
+        """Bare CPU seconds over tracked CPU seconds per pair (the CPU-cost view of the same blocks)."""
+        return [b / t for t, b in zip(self.tracked_cpu, self.bare_cpu)]
 
 
 class Gate:
@@ -115,6 +141,9 @@ class Gate:
         self._started = False
         self._calibrating = 0
         self._calibrate_from = 0.0
+        self._calibration: list[float] = []
+        self._cpu = CpuClock()
+        self._cpu_from = 0.0
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._run, name)  # flush, health_stop, set_tags, ... go to the run unchanged
@@ -148,17 +177,20 @@ class Gate:
             return
         if self._calibrating:  # tracked steps that size the blocks in steps
             self._calibrating -= 1
+            now = time.perf_counter()
+            self._calibration.append(now - self._calibrate_from)
+            self._calibrate_from = now
             if not self._calibrating:
-                step_s = (time.perf_counter() - self._calibrate_from) / plan.calibrate
+                step_s = statistics.median(self._calibration)  # a burst of other work must not size the blocks
                 plan.transition = plan.transition or math.ceil(plan.transition_s / step_s)
                 plan.timed = plan.timed or math.ceil(plan.timed_s / step_s)
                 self._begin_block()
             return
         self._steps_left -= 1
         if self._steps_left == plan.timed and self._timing_from is None:
-            self._timing_from = time.perf_counter()  # the transition is over
+            self._timing_from, self._cpu_from = time.perf_counter(), self._cpu.seconds()  # the transition is over
         elif self._steps_left == 0:
-            self._end_block(time.perf_counter() - (self._timing_from or math.nan))
+            self._end_block(time.perf_counter() - (self._timing_from or math.nan), self._cpu.seconds() - self._cpu_from)
 
     def _begin_block(self) -> None:
         self._block += 1
@@ -167,18 +199,28 @@ class Gate:
         mode = self._events[self._block][0]
         self._switch(mode == "tracked")
         self._steps_left = self.outcome.plan.transition + self.outcome.plan.timed
-        self._timing_from = None if self.outcome.plan.transition else time.perf_counter()
+        self._timing_from = None
+        if not self.outcome.plan.transition:
+            self._timing_from, self._cpu_from = time.perf_counter(), self._cpu.seconds()
 
-    def _end_block(self, seconds: float) -> None:
+    def _end_block(self, seconds: float, cpu: float) -> None:
         mode = self._events[self._block][0]
         (self.outcome.tracked if mode == "tracked" else self.outcome.bare).append(seconds)
+        (self.outcome.tracked_cpu if mode == "tracked" else self.outcome.bare_cpu).append(cpu)
+        ratios = self.outcome.ratios()
+        if self._block % 2 and len(ratios) % 10 == 0:  # progress for long runs: stderr, every 10 pairs
+            mean, half = mean_ci(ratios)
+            low, high = bootstrap_ci(ratios)
+            print(f"  {self.outcome.selection}: {len(ratios)} pairs, ratio {mean:.4f} +- {half:.4f}, trimmed "
+                  f"{trimmed_mean(ratios):.4f} [{low:.4f}, {high:.4f}]", file=sys.stderr, flush=True)
         self._begin_block()
 
     def _enough(self) -> bool:
         plan, ratios = self.outcome.plan, self.outcome.ratios()
         if self._block % 2 or not plan.stop_at_width or len(ratios) < plan.min_pairs:
             return False
-        return mean_ci(ratios)[1] < plan.stop_at_width
+        low, high = bootstrap_ci(ratios, resamples=500)
+        return (high - low) / 2 < plan.stop_at_width
 
     def _switch(self, tracked: bool) -> None:
         """Turn logging and the sampler on or off (the sink threads stay up either way)."""
@@ -188,6 +230,25 @@ class Gate:
         sampler = getattr(self._run, "system_metrics", None)
         if sampler is not None:
             sampler.start() if tracked else sampler.stop()
+
+
+class CpuClock:
+    """CPU seconds (user + system) of this process and its live children, e.g. W&B's service process."""
+
+    def __init__(self) -> None:
+        import psutil
+
+        self._me = psutil.Process()
+
+    def seconds(self) -> float:
+        """The sum now; a child that exited since is no longer counted (none do while blocks run)."""
+        total = sum(self._me.cpu_times()[:2])
+        for child in self._me.children(recursive=True):
+            try:
+                total += sum(child.cpu_times()[:2])
+            except Exception:  # noqa: BLE001 - it exited between listing and reading
+                continue
+        return total
 
 
 def wait_for_sinks(run: Any, timeout: float = 120.0) -> float:
@@ -244,7 +305,13 @@ def summary_row(outcome: Outcome) -> dict[str, Any]:
     """The figures of one selection: tokens/s of each arm (median block), ratio mean and 95 % half-width."""
     steps, tokens = outcome.plan.timed, outcome.tokens_per_step
     mean, half = mean_ci(outcome.ratios())
+    low, high = bootstrap_ci(outcome.ratios())
+    cpu_mean, cpu_half = mean_ci(outcome.cpu_ratios())
     return {
+        "trimmed": trimmed_mean(outcome.ratios()) if outcome.ratios() else math.nan, "boot_low": low,
+        "boot_high": high, "cpu_ratio": cpu_mean, "cpu_half_width": cpu_half,
+        "blocks": {"tracked": outcome.tracked, "bare": outcome.bare, "tracked_cpu": outcome.tracked_cpu,
+                   "bare_cpu": outcome.bare_cpu},
         "sinks": outcome.selection, "threads": outcome.threads, "pairs": len(outcome.ratios()),
         "bare_tok_s": tokens * steps / statistics.median(outcome.bare) if outcome.bare else math.nan,
         "tracked_tok_s": tokens * steps / statistics.median(outcome.tracked) if outcome.tracked else math.nan,
