@@ -14,7 +14,7 @@ import pytest
 from codex_ml.errors import CodexMLError
 from codex_ml.runs.columns import UnknownColumnError
 from codex_ml.runs.index import open_index
-from codex_ml.runs.render import MAX_TABLE_METRICS, print_runs, records, rows
+from codex_ml.runs.render import MAX_TABLE_METRICS, lead_columns, print_runs, records, rows, table_columns
 from codex_ml.tracking import start_run
 
 
@@ -100,3 +100,19 @@ def test_columns_are_checked_against_every_run_not_only_those_shown(con: Any, ca
     assert rows(con, ["b"], "name,tags.stage") == [{"name": "b", "tags.stage": None}]
     print_runs(con, [], csv_output=True, columns="name,metrics.odd.max.max")
     assert capsys.readouterr().out == 'name,"metrics.""odd.max"".max"\n'
+
+
+def test_the_default_table_leads_with_the_sort_field_then_differing_params_then_losses(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    """A leaderboard shows what it is sorted by and what the runs differ in, before timings."""
+    metrics = {f"time/t{i}": 0.1 for i in range(MAX_TABLE_METRICS)} | {"val/loss": 2.0, "train/loss": 2.5}
+    for name, lr in (("a", 1e-3), ("b", 3e-3)):
+        _run(tmp_path, name, [metrics], params={"training": {"lr": lr, "steps": 10}, "tracking": {"trial": name}})
+    con = open_index(tmp_path).connect()
+    cols = [c.text for c in table_columns(records(con, None), lead_columns("metrics.val/loss.min", con))]
+    assert cols[:7] == ["name", "status", "start", "duration", "metrics.val/loss.min", "params.training.lr",
+                        "train/loss"]  # steps is the same in both runs; tracking.trial is bookkeeping
+    assert len(cols) == 4 + MAX_TABLE_METRICS and "val/loss" not in cols[5:]
+    print_runs(con, None, lead="metrics.val/loss.min")
+    out = capsys.readouterr().out
+    assert "0.003" in out and "0.001" in out and "time/t4" in out and "time/t5" not in out

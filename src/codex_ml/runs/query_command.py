@@ -33,7 +33,8 @@ def query_command(root: Path, *, where: str | None, sort: str | None, limit: int
     try:
         run_ids = select_runs(con, tree, order, limit, index=index, where=where or "")
         title = f"{len(run_ids)} of {len(index.entries)} runs under {root}" + (f" where {where}" if where else "")
-        print_runs(con, run_ids, columns=columns, json_output=json_output, csv_output=csv_output, title=title)
+        print_runs(con, run_ids, columns=columns, json_output=json_output, csv_output=csv_output, title=title,
+                   lead=sort.lstrip("-") if sort else None)
     finally:
         con.close()
 

@@ -8,8 +8,9 @@ the index tables (``codex_ml.runs.index``) and the run ids to show, in order.
   metrics{key: {last, min, max, mean, count}}; a non-finite number is spelled "NaN",
   "Infinity" or "-Infinity", as in metrics.ndjson.
 - ``rows(con, run_ids, columns)``: flat dicts keyed by column name (``codex_ml.runs.columns``).
-- ``print_runs(...)``: the table shows name, status, start, duration and the last value of up to
-  ``MAX_TABLE_METRICS`` metrics (those most runs have); CSV has every column; ``--columns``
+- ``print_runs(...)``: the table shows name, status, start, duration, the sort field, the params
+  that differ between the runs and the last value of the metrics most runs have (losses first,
+  timings last), ``MAX_TABLE_METRICS`` columns in all; CSV has every column; ``--columns``
   picks the columns of all three (JSON then holds flat objects: run_id and those columns).
 """
 
@@ -102,23 +103,52 @@ def full_columns(recs: list[dict[str, Any]]) -> list[Column]:
             *(metric_column(k, agg) for k in keys["metrics"] for agg in _AGGS)]
 
 
-def table_columns(recs: list[dict[str, Any]]) -> list[Column]:
-    """The default table: name, status, start, duration, then the last value of the most common metrics."""
+#: Params the default table shows at most: those whose values differ between the runs shown
+#: (they take the place of metric columns: MAX_TABLE_METRICS bounds all of them together).
+MAX_TABLE_PARAMS = 4
+#: Params that differ between runs for bookkeeping, not as a setting (a trial's own name, a path).
+_BOOKKEEPING_PARAMS = ("tracking.", "system_metrics.", "data.resolved_path")
+
+
+def table_columns(recs: list[dict[str, Any]], lead: list[Column] | tuple[Column, ...] = ()) -> list[Column]:
+    """The default table: name, status, start, duration, the ``lead`` columns (the sort field),
+    the params that differ between the runs, then the last value of the most common metrics
+    (losses first, timings last)."""
     counts: dict[str, int] = {}
     for record in recs:
         for key in record["metrics"]:
             counts[key] = counts.get(key, 0) + 1
-    keys = sorted(counts, key=lambda k: (-counts[k], k))[:MAX_TABLE_METRICS]
+    shown = {(c.kind, c.key) for c in lead}
+
+    def rank(key: str) -> tuple[int, int, str]:
+        kind = 0 if "loss" in key else 2 if key.startswith("time/") else 1
+        return (-counts[key], kind, key)
+
+    params = [param_column(k) for k in _differing_params(recs) if ("param", k) not in shown][:MAX_TABLE_PARAMS]
+    # The lead, params and metrics share MAX_TABLE_METRICS columns, so the table stays readable at 160.
+    room = max(MAX_TABLE_METRICS - len(lead) - len(params), 1)
+    keys = [k for k in sorted(counts, key=rank) if ("metric", k) not in shown][:room]
     # Runs of a nested root (sweeps/<sweep>/<trial>) may share a name: their run id tells them apart.
     nested = any("/" in r["run_id"] for r in recs)
     run = ("run_id", "name", "status", "start", "duration") if nested else ("name", "status", "start", "duration")
     # Headed by the bare key: the table's metric columns are all last values (the caption says so).
-    return [*(Column(k, "run", k) for k in run), *(Column(k, "metric", k, "last") for k in keys)]
+    return [*(Column(k, "run", k) for k in run), *lead, *params, *(Column(k, "metric", k, "last") for k in keys)]
+
+
+def _differing_params(recs: list[dict[str, Any]]) -> list[str]:
+    """The params whose value is not the same in every run (a missing one counts), bookkeeping aside."""
+    if len(recs) < 2:
+        return []
+    keys = sorted({k for r in recs for k in r["params"] if not k.startswith(_BOOKKEEPING_PARAMS)})
+    missing = object()
+    return [k for k in keys if len({repr(r["params"].get(k, missing)) for r in recs}) > 1]
 
 
 def print_runs(con: Any, run_ids: list[str] | None, *, columns: str | None = None, json_output: bool = False,
-               csv_output: bool = False, title: str | None = None, out: Any = None) -> None:  # fmt: skip
-    """Print the runs as a table, JSON or CSV on ``out`` (stdout)."""
+               csv_output: bool = False, title: str | None = None, out: Any = None,
+               lead: str | None = None) -> None:  # fmt: skip
+    """Print the runs as a table, JSON or CSV on ``out`` (stdout). ``lead`` (a field, e.g. the
+    sort key) is shown right after the run's own columns in the default table."""
     if json_output and csv_output:
         raise CodexMLError("--json and --csv are exclusive: choose one")
     out = out or sys.stdout
@@ -131,7 +161,16 @@ def print_runs(con: Any, run_ids: list[str] | None, *, columns: str | None = Non
     elif csv_output:
         _write_csv(out, recs, cols or full_columns(recs))
     else:
-        _print_table(recs, cols or table_columns(recs), title, len(available(recs)["metrics"]), cols is None)
+        _print_table(recs, cols or table_columns(recs, lead_columns(lead, con)), title,
+                     len(available(recs)["metrics"]), cols is None)
+
+
+def lead_columns(lead: str | None, con: Any) -> list[Column]:
+    """The sort field as a table column; none when it is one of the run's own columns."""
+    if not lead:
+        return []
+    cols = parse_columns(lead, index_keys(con))
+    return [c for c in cols if c.kind != "run"]
 
 
 def _write_csv(out: Any, recs: list[dict[str, Any]], cols: list[Column]) -> None:
