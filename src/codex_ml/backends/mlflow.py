@@ -21,6 +21,7 @@ from urllib.parse import unquote, urlparse
 
 from codex_ml.backends import NOT_STARTED, quote
 from codex_ml.backends import mlflow_sweep as ms
+from codex_ml.backends.mlflow_files import FileStoreMetrics, metric_line
 from codex_ml.backends import mlflow_utils as mu
 from codex_ml.errors import CodexMLError, MissingExtraError
 from codex_ml.secrets.credentials import MLFLOW_ENV, credentials_for, split_credentials
@@ -69,6 +70,8 @@ class MlflowSink(Sink):
         self._sweep_dir: Path | None = None
         self._parent_opened = False
         self._client: Any = None
+        #: Metric files of a local file store, written directly (mlflow_files.py); None: log_batch.
+        self._files: FileStoreMetrics | None = None
         self._entities: Any = None
         self._params: dict[str, str] = {}
         self._warned: set[str] = set()
@@ -118,6 +121,7 @@ class MlflowSink(Sink):
         found = self._client.get_run(self.run_id)
         experiment_id = self._experiment_id = found.info.experiment_id
         self.parent_run_id = found.data.tags.get(ms.PARENT_RUN_ID_TAG) if self._sweep else None
+        self._files = FileStoreMetrics.open(self._client, self.run_id)
         if self.parent_run_id and not self._parent_opened:  # a reopened trial
             ms.resume_parent(self._client, self.parent_run_id, self._sweep_dir)
         run.remember(self.name, {"run_id": self.run_id, "tracking_uri": self.tracking_uri,
@@ -155,7 +159,11 @@ class MlflowSink(Sink):
         return self._client.create_run(experiment_id, run_name=run.name, tags=tags).info.run_id
 
     def write_metrics(self, points: list[MetricPoint]) -> None:
-        """All points in ``log_batch`` calls of at most 1,000 metrics."""
+        """All points in ``log_batch`` calls of at most 1,000 metrics; into a local file store,
+        one append per metric instead (mlflow_files.py: the same lines, ~40x faster)."""
+        if self._files is not None:
+            self._write_files(points)
+            return
         metric_cls, key = self._entities.Metric, self._keys
         metrics = [
             metric_cls(key(name), float(value), int(wall_time * 1000), step)
@@ -164,6 +172,17 @@ class MlflowSink(Sink):
         ]
         self._save_key_map()
         self._send_in_chunks(id(points), metrics, "metrics", mu.MAX_METRICS_PER_BATCH)
+
+    def _write_files(self, points: list[MetricPoint]) -> None:
+        files, key = self._files, self._keys
+        lines: dict[str, list[str]] = {}
+        for step, wall_time, values in points:
+            for name, value in values.items():
+                lines.setdefault(key(name), []).append(metric_line(wall_time, value, step))
+        self._save_key_map()
+        files.check_active()
+        # One "chunk" per metric file, so a retry after a failed append skips the files already written.
+        self._send_in_chunks(id(points), list(lines.items()), "", 1, send=lambda part: files.append(*part[0]))
 
     def _keys_collide(self, message: str) -> None:
         self._warn_once("collision", message)
@@ -174,14 +193,15 @@ class MlflowSink(Sink):
             self._saved_renames = len(self._keys.renamed)
             self._remember({"key_map": dict(self._keys.renamed)})
 
-    def _send_in_chunks(self, batch_id: int, items: list[Any], field: str, size: int) -> None:
+    def _send_in_chunks(self, batch_id: int, items: list[Any], field: str, size: int, send: Any = None) -> None:
         # After a failure the worker retries with the same list: skip chunks already sent,
         # so a retry never duplicates points.
         done = self._progress[1] if self._progress[0] == batch_id else 0
+        send = send or (lambda part: self._client.log_batch(self.run_id, **{field: part}))
         for index, part in enumerate(mu.chunks(items, size)):
             if index < done:
                 continue
-            self._client.log_batch(self.run_id, **{field: part})
+            send(part)
             self._progress = (batch_id, index + 1)
         self._progress = (0, 0)
 

@@ -396,9 +396,10 @@ class PrometheusSink(Sink):
         self._maybe_push()
 
     def _update(self, points: list[MetricPoint], kind: str) -> None:
-        names = self._names
-        latest = {names(key): (key, kind, float(value)) for _, _, values in points for key, value in values.items()
-                  if key not in _SKIPPED_KEYS}
+        names, last = self._names, {}
+        for _, _, values in points:  # only the last value of each key is exposed: keep it (C-level update)
+            last.update(values)
+        latest = {names(key): (key, kind, float(value)) for key, value in last.items() if key not in _SKIPPED_KEYS}
         with self._lock:
             self._values.update(latest)
 
