@@ -137,7 +137,7 @@ def run_alternate(args: argparse.Namespace) -> None:
 
 def _shared_args(args: argparse.Namespace) -> list[str]:
     out = ["--data", str(args.data), "--sinks", args.sinks, "--pairs", str(args.pairs),
-           "--stop-at-width", str(args.stop_at_width), "--transition", str(args.transition), "--timed", str(args.timed)]
+           "--stop-at-width", str(args.stop_at_width), "--budget-s", str(args.budget_s), "--transition", str(args.transition), "--timed", str(args.timed)]
     return out + (["--quick"] if args.quick else []) + (["--json", str(args.json)] if args.json else []) + args.overrides
 
 
@@ -150,7 +150,7 @@ def alternate_child(args: argparse.Namespace) -> None:
     if args.threads != "default":
         torch.set_num_threads(int(args.threads))
     plan_args = {"pairs": args.pairs, "transition": args.transition, "timed": args.timed,
-                 "stop_at_width": args.stop_at_width}
+                 "stop_at_width": args.stop_at_width, "budget_s": args.budget_s}
     config = load_config(overrides=[*_overrides(args.data, 0), *alt.measured_overrides(alt.Plan(1)),
                                     *(_quick_model() if args.quick else []), *args.overrides])
     rows = []
@@ -220,6 +220,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--pairs", type=int, default=100, help="pairs of blocks (alternate) or of processes")
     parser.add_argument("--stop-at-width", type=float, default=0.0,
                         help="stop a selection early once its 95%% half-width is below this (e.g. 0.008)")
+    parser.add_argument("--budget-s", type=float, default=0.0,
+                        help="alternate: stop a selection after this many seconds of blocks (0: no limit)")
     parser.add_argument("--transition", type=int, default=0, help="untimed steps per block (0: 1.5 s worth)")
     parser.add_argument("--timed", type=int, default=0, help="timed steps per block (0: 3 s worth)")
     parser.add_argument("--steps", type=int, default=300, help="steps per process (processes) or of the run (quality)")

@@ -93,6 +93,7 @@ class Plan:
     calibrate: int = 40
     stop_at_width: float = 0.0  # stop early once the 95 % half-width is below this (0: run every pair)
     min_pairs: int = 10
+    budget_s: float = 0.0  # stop after this many seconds of blocks, at a pair boundary (0: no limit)
 
 
 @dataclass
@@ -144,6 +145,7 @@ class Gate:
         self._calibration: list[float] = []
         self._cpu = CpuClock()
         self._cpu_from = 0.0
+        self._blocks_from = 0.0
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._run, name)  # flush, health_stop, set_tags, ... go to the run unchanged
@@ -211,12 +213,18 @@ class Gate:
         if self._block % 2 and len(ratios) % 10 == 0:  # progress for long runs: stderr, every 10 pairs
             mean, half = mean_ci(ratios)
             low, high = bootstrap_ci(ratios)
+            cpu, cpu_half = mean_ci(self.outcome.cpu_ratios())
             print(f"  {self.outcome.selection}: {len(ratios)} pairs, ratio {mean:.4f} +- {half:.4f}, trimmed "
-                  f"{trimmed_mean(ratios):.4f} [{low:.4f}, {high:.4f}]", file=sys.stderr, flush=True)
+                  f"{trimmed_mean(ratios):.4f} [{low:.4f}, {high:.4f}], cpu {cpu:.4f} +- {cpu_half:.4f}",
+                  file=sys.stderr, flush=True)
         self._begin_block()
 
     def _enough(self) -> bool:
         plan, ratios = self.outcome.plan, self.outcome.ratios()
+        if self._block == 0:
+            self._blocks_from = time.perf_counter()
+        elif not self._block % 2 and plan.budget_s and time.perf_counter() - self._blocks_from > plan.budget_s:
+            return True
         if self._block % 2 or not plan.stop_at_width or len(ratios) < plan.min_pairs:
             return False
         low, high = bootstrap_ci(ratios, resamples=500)
