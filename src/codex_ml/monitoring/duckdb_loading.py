@@ -151,7 +151,7 @@ def _unmask(column: Any) -> tuple[np.ndarray, np.ndarray | None]:
 def warm_up_in_background() -> threading.Thread:
     """Import DuckDB and open this process's database on a daemon thread; returns the thread.
 
-    Opening the database (~40-60 ms) releases the GIL, so it overlaps the caller's own imports
+    Opening the database (20-60 ms here, by load) releases the GIL, so it overlaps the caller's own imports
     and set-up. Join the thread before the process exits (a thread still inside DuckDB at
     interpreter shutdown is not safe).
     """
