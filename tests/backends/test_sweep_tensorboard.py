@@ -186,6 +186,10 @@ def test_a_real_tensorboard_server_shows_the_sweep_in_the_hparams_tab(tmp_path: 
     run = start_run("t2", config=config, params={"training": {"lr": 0.1}})
     run.log_metrics({"val/loss": 5.0}, step=0)
     run.close("KILLED")
+    # TensorBoard reads a run's event files in name order, and a name starts with the second it was made
+    # in, then the pid and a per-process counter: two sessions in one second of one process can sort
+    # backwards once the counter passes 9 (a long test process). A real resume comes seconds later.
+    time.sleep(1.05 - time.time() % 1)
     with start_run("t2", config=config, resume=True, params={"training": {"lr": 0.1}}) as run:
         run.log_metrics({"val/loss": 4.0}, step=1)
 
@@ -194,23 +198,28 @@ def test_a_real_tensorboard_server_shows_the_sweep_in_the_hparams_tab(tmp_path: 
                "--port", str(port)]  # fmt: skip
     with open(tmp_path / "tensorboard.log", "wb") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    expected = {"t0": (1e-3, "STATUS_SUCCESS", 1.5), "t1": (3e-3, "STATUS_FAILURE", 9.0),
+                "t2": (0.1, "STATUS_SUCCESS", 4.0)}  # t2: its resumed session's last value  # fmt: skip
     try:
-        groups = _served_session_groups(f"http://127.0.0.1:{port}", 3, process, tmp_path / "tensorboard.log")
+        # The server loads event files in the background: t2's second session may come a poll later.
+        groups = _served_session_groups(f"http://127.0.0.1:{port}", 3, process, tmp_path / "tensorboard.log",
+                                        until=lambda got: _table(got) == expected)  # fmt: skip
     finally:
         stop_process_group(process)
-    by_name = {group["name"]: group for group in groups}
-    assert sorted(by_name) == ["t0", "t1", "t2"]
-    assert {name: g["hparams"]["training.lr"] for name, g in by_name.items()} == {"t0": 1e-3, "t1": 3e-3, "t2": 0.1}
-    assert {name: g["sessions"][0]["status"] for name, g in by_name.items()} == {
-        "t0": "STATUS_SUCCESS", "t1": "STATUS_FAILURE", "t2": "STATUS_SUCCESS"}  # fmt: skip
-    val_loss = {name: next(m["value"] for m in g["metricValues"] if m["name"]["tag"] == "val/loss")
-                for name, g in by_name.items()}  # fmt: skip
-    assert val_loss == {"t0": 1.5, "t1": 9.0, "t2": 4.0}
+    assert _table(groups) == expected
 
 
-def _served_session_groups(base: str, expected: int, process: subprocess.Popen, log: Path) -> list[dict[str, Any]]:
+def _table(groups: list[dict[str, Any]]) -> dict[str, tuple[Any, ...]]:
+    """Each session group as (training.lr, its status, its val/loss) by trial name."""
+    return {g["name"]: (g["hparams"].get("training.lr"), g["sessions"][0]["status"],
+                        next((m.get("value") for m in g["metricValues"] if m["name"]["tag"] == "val/loss"), None))
+            for g in groups}  # fmt: skip
+
+
+def _served_session_groups(base: str, expected: int, process: subprocess.Popen, log: Path,
+                           until: Any = None) -> list[dict[str, Any]]:  # fmt: skip
     """POST the HParams tab's session_groups request until ``expected`` groups come back (the server loads
-    the logdir in the background)."""
+    the logdir in the background) and ``until(groups)`` holds; the last answer once 90 s are up."""
     body = json.dumps({"startIndex": 0, "sliceSize": 100, "allowedStatuses": [
         "STATUS_UNKNOWN", "STATUS_SUCCESS", "STATUS_FAILURE", "STATUS_RUNNING"]}).encode()  # fmt: skip
     deadline, groups = time.monotonic() + 90, []
@@ -223,7 +232,9 @@ def _served_session_groups(base: str, expected: int, process: subprocess.Popen, 
                 groups = json.load(response).get("sessionGroups", [])
         except OSError:
             groups = []  # not listening yet
-        if len(groups) >= expected:
+        if len(groups) >= expected and (until is None or until(groups)):
             return groups
         time.sleep(0.2)
+    if len(groups) >= expected:
+        return groups  # never as wanted: the caller's assertion says how it differs
     pytest.fail(f"the HParams tab listed {len(groups)} trials, expected {expected}; log: {log.read_text()[-3000:]}")
