@@ -201,7 +201,7 @@ def print_report(args: argparse.Namespace, ctx: dict, codex: dict, mlflow: dict,
           f"MLflow sqlite import of params + last values: {imp}")
     print(f"- codex_ml: `codex-ml runs query ROOT --json --where \"{data.codex_where()}\"`")
     print(f"- MLflow: {mlflow['calls']} x `search_runs` (AND-only, last values), united: "
-          + "; ".join(f"`{f}`" for f in data.mlflow_filters()))
+          + "; ".join(f"`` {f} ``" for f in data.mlflow_filters()))
     print(f"- times: best / median of {args.repeat} (warm), of {args.cold_repeat} (cold); "
           f"page cache not dropped (cold = no index / a new MLflow process)\n")
     print("| measure | codex_ml | MLflow search_runs | MLflow / codex_ml | codex_ml time | ratio |")
