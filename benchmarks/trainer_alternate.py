@@ -118,8 +118,9 @@ class Outcome:
         return [b / t for t, b in zip(self.tracked, self.bare)]
 
     def cpu_ratios(self) -> list[float]:
-        """Bare CPU seconds over tracked CPU seconds per pair (the CPU-cost view of the same blocks)."""
-        return [b / t for t, b in zip(self.tracked_cpu, self.bare_cpu)]
+        """Bare CPU seconds over tracked CPU seconds per pair (the CPU-cost view of the same blocks); psutil's
+        clock ticks every 10 ms, so a pair with a block below one tick (smoke runs) is left out."""
+        return [b / t for t, b in zip(self.tracked_cpu, self.bare_cpu) if t > 0 and b > 0]
 
 
 class Gate:
