@@ -23,7 +23,7 @@ from wandb.proto import wandb_internal_pb2
 
 from codex_ml.backends import mlflow_utils
 from codex_ml.backends.mlflow import HEALTH_TAG
-from codex_ml.backends.wandb import WandbSink, find_run_files, iter_payloads, read_history
+from codex_ml.backends.wandb import WandbSink, find_run_files, iter_payloads, read_history, records_of
 from codex_ml.health import HealthEvent
 from codex_ml.rundir.paths import RunPaths
 from codex_ml.rundir.sink import RunInfo
@@ -122,10 +122,4 @@ def _kind(payload: bytes) -> str:
 
 
 def _alerts(path: Path) -> list[Any]:
-    found = []
-    for payload in iter_payloads(path):
-        record = wandb_internal_pb2.Record()
-        record.ParseFromString(payload)
-        if record.WhichOneof("record_type") == "alert":
-            found.append(record.alert)
-    return found
+    return records_of(path, "alert")

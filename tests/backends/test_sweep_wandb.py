@@ -10,9 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from wandb.proto import wandb_internal_pb2
 
-from codex_ml.backends.wandb import find_run_files, iter_payloads, read_config
+from codex_ml.backends.wandb import find_run_files, read_config, records_of
 from codex_ml.tracking import TrackingConfig, start_run
 
 
@@ -22,13 +21,7 @@ def _offline(clean_backend_env: None) -> None:
 
 
 def _run_records(path: Path) -> list[Any]:
-    found = []
-    for payload in iter_payloads(path):
-        record = wandb_internal_pb2.Record()
-        record.ParseFromString(payload)
-        if record.WhichOneof("record_type") == "run":
-            found.append(record.run)
-    return found
+    return records_of(path, "run")
 
 
 def _tags(path: Path) -> set[str]:

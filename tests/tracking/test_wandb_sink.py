@@ -9,11 +9,10 @@ from typing import Any
 
 import numpy as np
 import pytest
-from wandb.proto import wandb_internal_pb2
 
 from codex_ml.tracking import start_run
 from codex_ml.rundir.reader import metric_series
-from codex_ml.backends.wandb import find_run_files, iter_payloads, read_config, read_history
+from codex_ml.backends.wandb import find_run_files, read_config, read_history, records_of
 
 
 def _wandb_run(tmp_path: Path, name: str, **options: Any):
@@ -21,13 +20,7 @@ def _wandb_run(tmp_path: Path, name: str, **options: Any):
 
 
 def _records(path: Path, kind: str) -> list[Any]:
-    found = []
-    for payload in iter_payloads(path):
-        record = wandb_internal_pb2.Record()
-        record.ParseFromString(payload)
-        if record.WhichOneof("record_type") == kind:
-            found.append(getattr(record, kind))
-    return found
+    return records_of(path, kind)
 
 
 def _by_step(rows: list[dict[str, Any]], key: str) -> dict[int, Any]:

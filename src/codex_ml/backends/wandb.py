@@ -235,17 +235,24 @@ def iter_payloads(path: str | os.PathLike[str]) -> Iterator[bytes]:
             parts = []
 
 
-def read_history(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """The ``run.log`` rows of a .wandb file, as dicts of decoded JSON values."""
+def records_of(path: str | os.PathLike[str], kind: str) -> list[Any]:
+    """The records of one type (``"run"``, ``"history"``, ``"alert"``, ...) of a .wandb file, as
+    W&B's own protobuf messages (``record.<kind>``), in file order."""
     from wandb.proto import wandb_internal_pb2
 
-    rows = []
+    found = []
     for payload in iter_payloads(path):
         record = wandb_internal_pb2.Record()
         record.ParseFromString(payload)
-        if record.WhichOneof("record_type") == "history":
-            rows.append({_key(item): json.loads(item.value_json) for item in record.history.item})
-    return rows
+        if record.WhichOneof("record_type") == kind:
+            found.append(getattr(record, kind))
+    return found
+
+
+def read_history(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """The ``run.log`` rows of a .wandb file, as dicts of decoded JSON values."""
+    return [{_key(item): json.loads(item.value_json) for item in history.item}
+            for history in records_of(path, "history")]  # fmt: skip
 
 
 def read_config(path: str | os.PathLike[str]) -> dict[str, Any]:
