@@ -65,6 +65,13 @@ def mlflow_filters() -> list[str]:
     return [*branch_one, f"tags.stage = '{STAGE}' and metrics.`train/grad_norm` > {GN_MIN}"]
 
 
+def mlflow_branches() -> list[tuple[list[str], str, str, float]]:
+    """The same question for MLflow's history path: per OR branch, its AND-only params/tags
+    filters (one per lr value below the bound), the aggregated metric, min|max and the bound."""
+    return [([f"params.`training.lr` = '{lr}'" for lr in LR_GRID if lr < LR_MAX], "val/loss", "min", VAL_MAX),
+            ([f"tags.stage = '{STAGE}'"], "train/grad_norm", "max", GN_MIN)]
+
+
 def expected_ids(facts: list[dict], aggregate: bool = True) -> set[str]:
     """The run ids (paths relative to the root) that answer the question, from the generator's facts."""
     lo, hi = ("val_min", "gn_max") if aggregate else ("val_last", "gn_last")

@@ -14,8 +14,14 @@ so the question becomes one AND-only ``search_runs`` per branch and per lr value
 bound (runs_query_data.mlflow_filters), paged through, then united. It answers a weaker
 question: the last value, not "at any point".
 
-Run as a script (``python runs_query_mlflow.py search URI``) it is the cold measurement: a
-new process imports mlflow, opens the store, runs the searches and prints one JSON line.
+The same question (``same_question``): search_runs on each OR branch's params/tags part, then
+``get_metric_history`` of the aggregated metric per candidate run and min/max in Python; it
+needs the full curves, which ``add_histories`` bulk-loads into a copy of the store's
+``metrics`` table (only the two aggregated metrics).
+
+Run as a script (``python runs_query_mlflow.py search|history URI``) it is the cold
+measurement: a new process imports mlflow, opens the store, runs the weaker searches
+(``search``) or the same question (``history``) and prints one JSON line.
 """
 
 from __future__ import annotations
@@ -117,21 +123,126 @@ def quiet() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
-def _cold_main(uri: str) -> None:
+# -- the same question: full curves of the aggregated metrics + get_metric_history ----------
+HISTORY_KEYS = ("val/loss", "train/grad_norm")  # the two metrics the question aggregates
+
+
+def add_histories(root: Path, db: Path, keys: tuple[str, ...] = HISTORY_KEYS) -> tuple[float, int]:
+    """Bulk-load every point of ``keys`` into the store's own ``metrics`` table; (seconds, rows).
+
+    log_batch of 20 M points would take hours, so the rows go straight into MLflow's table
+    (key, value, timestamp ms, run_uuid, step, is_nan), one transaction, read out of the
+    NDJSON by DuckDB in (key, timestamp) order -- the primary key's order, so the B-tree
+    grows at its end -- with the two run_uuid indexes dropped and rebuilt after (a sort
+    instead of 20 M random inserts). The rows the import logged (the last values) are
+    replaced by the same points; ``latest_metrics`` already holds each key's last step,
+    which is what MLflow keeps there, so it stays consistent.
+    """
+    import sqlite3
+
+    import duckdb
+
+    began = time.perf_counter()
+    conn = sqlite3.connect(db, isolation_level=None)
+    uuids = conn.execute("SELECT value, run_uuid FROM tags WHERE key = ?", (RUN_ID_TAG,)).fetchall()
+    duck = duckdb.connect()
+    duck.execute("CREATE TABLE run_map (path VARCHAR, run_uuid VARCHAR)")
+    duck.executemany("INSERT INTO run_map VALUES (?, ?)",
+                     [(str(root / rel / "metrics.ndjson"), uuid) for rel, uuid in uuids])
+    selects = " UNION ALL ".join(
+        f"SELECT '{k}' AS key, m.run_uuid, j.step, j.time, j.metrics['{k}'] AS v "
+        f"FROM j JOIN run_map m ON j.filename = m.path" for k in keys)
+    duck.execute(f"""CREATE TEMP VIEW j AS SELECT * FROM read_json(
+        '{root}/**/metrics.ndjson', format='newline_delimited', filename=true,
+        columns={{'step': 'BIGINT', 'time': 'DOUBLE', 'metrics': 'STRUCT({", ".join(f'"{k}" DOUBLE' for k in keys)})'}})""")
+    # MLflow stores NaN as value 0 with is_nan = 1 (SqlMetric); the timestamp is int(time * 1000)
+    duck.execute(f"""SELECT key, CASE WHEN isnan(v) THEN 0 ELSE v END, CAST(floor(time * 1000) AS BIGINT),
+        run_uuid, step, CAST(isnan(v) AS INTEGER) FROM ({selects}) WHERE v IS NOT NULL
+        ORDER BY key, 3, step, run_uuid""")
+    indexes = conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'metrics' "
+                           "AND sql IS NOT NULL").fetchall()
+    conn.execute("PRAGMA journal_mode = OFF")  # a scratch copy: no rollback journal needed
+    conn.execute("PRAGMA synchronous = OFF")
+    conn.execute("BEGIN")
+    for name, _ in indexes:
+        conn.execute(f'DROP INDEX "{name}"')
+    marks = ",".join("?" * len(keys))
+    conn.execute(f'DELETE FROM metrics WHERE "key" IN ({marks})', keys)
+    rows = 0
+    while batch := duck.fetchmany(200_000):
+        conn.executemany("INSERT INTO metrics (key, value, timestamp, run_uuid, step, is_nan) "
+                         "VALUES (?, ?, ?, ?, ?, ?)", batch)
+        rows += len(batch)
+    for _, sql in indexes:
+        conn.execute(sql)
+    conn.execute("COMMIT")
+    conn.close()
+    return time.perf_counter() - began, rows
+
+
+def check_history(client, root: Path, run_id: str, keys: tuple[str, ...] = HISTORY_KEYS) -> None:
+    """MLflow's get_metric_history of one run must be the curve codex_ml reads from its files."""
+    from codex_ml.rundir.reader import metric_series
+
+    codex_id = client.get_run(run_id).data.tags[RUN_ID_TAG]
+    series = metric_series(root / codex_id / "metrics.ndjson")
+    for key in keys:
+        got = sorted((m.step, m.value) for m in client.get_metric_history(run_id, key))
+        want = [(int(s), float(v)) for s, v in series[key]]
+        if got != want:
+            raise SystemExit(f"MLflow get_metric_history({codex_id}, {key}) differs from the run's curve "
+                             f"({len(got)} vs {len(want)} points)")
+
+
+def same_question(client, exp_id: str, branches: list[tuple[list[str], str, str, float]]) -> tuple[set[str], int]:
+    """The whole question in MLflow: (codex run ids, get_metric_history calls).
+
+    ``branches``: (AND-only param/tag filters, metric key, "min"|"max", bound). Per branch,
+    search_runs on the params/tags part (one call per filter, united, since MLflow has no
+    OR and no ``<`` on params), then per candidate run get_metric_history of the key and the
+    aggregate client-side (``min < bound`` / ``max > bound``). A run an earlier branch already
+    matched is not fetched again (a user's short-circuit OR).
+    """
+    found: dict[str, str] = {}  # MLflow run uuid -> codex run id
+    calls = 0
+    for filters, key, how, bound in branches:
+        for filter_string in filters:
+            token = None
+            while True:
+                page = client.search_runs([exp_id], filter_string, max_results=1000, page_token=token)
+                for run in page:
+                    uuid = run.info.run_id
+                    if uuid in found:
+                        continue
+                    values = [m.value for m in client.get_metric_history(uuid, key)]
+                    calls += 1
+                    if values and (min(values) < bound if how == "min" else max(values) > bound):
+                        found[uuid] = run.data.tags[RUN_ID_TAG]
+                token = page.token
+                if not token:
+                    break
+    return set(found.values()), calls
+
+
+def _cold_main(mode: str, uri: str) -> None:
     """One cold search in this new process: import, open, search; print one JSON line."""
     began = time.perf_counter()
     quiet()
     client, exp_id = open_store(uri)
     opened = time.perf_counter()
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from runs_query_data import mlflow_filters
+    from runs_query_data import mlflow_branches, mlflow_filters
 
-    ids = search(client, exp_id, mlflow_filters())
+    calls = 0
+    if mode == "history":
+        ids, calls = same_question(client, exp_id, mlflow_branches())
+    else:
+        ids = search(client, exp_id, mlflow_filters())
     done = time.perf_counter()
-    print(json.dumps({"ids": sorted(ids), "open_s": opened - began, "search_s": done - opened}))
+    print(json.dumps({"ids": sorted(ids), "open_s": opened - began, "search_s": done - opened, "calls": calls}))
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 3 or sys.argv[1] != "search":
-        sys.exit("usage: runs_query_mlflow.py search URI")
-    _cold_main(sys.argv[2])
+    if len(sys.argv) != 3 or sys.argv[1] not in ("search", "history"):
+        sys.exit("usage: runs_query_mlflow.py search|history URI")
+    _cold_main(sys.argv[1], sys.argv[2])

@@ -38,7 +38,7 @@ def test_generated_runs_read_back_as_the_generator_says(tmp_path: Path) -> None:
 
 
 def test_quick_benchmark_runs_and_its_answers_agree(tmp_path: Path) -> None:
-    """--quick prints the table, and codex_ml, MLflow and the generator agree on both questions."""
+    """--quick prints the table, and codex_ml, MLflow (both paths) and the generator agree on both questions."""
     out = tmp_path / "out.json"
     done = subprocess.run(
         [sys.executable, str(REPO / "benchmarks" / "bench_runs_query.py"), "--quick", "--repeat", "1",
@@ -54,3 +54,7 @@ def test_quick_benchmark_runs_and_its_answers_agree(tmp_path: Path) -> None:
     assert set(raw["mlflow"]["names"]) == set(raw["codex"]["names_last"]) == {
         by_id[i] for i in data.expected_ids(facts, aggregate=False)}
     assert set(raw["codex"]["names"]) != set(raw["mlflow"]["names"])
+    # the same question in MLflow (search_runs + get_metric_history over the bulk-loaded curves)
+    assert set(raw["mlflow_history"]["names"]) == set(raw["codex"]["names"])
+    assert raw["history_rows"] == 50 * 200 * 2 and raw["mlflow_history"]["calls"] > 0
+    assert "| warm, in process | same question (search_runs + get_metric_history) |" in done.stdout
