@@ -19,7 +19,9 @@ The same question (``same_question``): search_runs on each OR branch's params/ta
 needs the full curves, which ``add_histories`` bulk-loads into a copy of the store's
 ``metrics`` table (only the two aggregated metrics).
 
-Run as a script (``python runs_query_mlflow.py search|history URI``) it is the cold
+``python runs_query_mlflow.py sample URI N`` estimates one same-question pass from N sampled
+get_metric_history calls (the full-size store needs ~17 min per pass). Run as a script
+(``python runs_query_mlflow.py search|history URI``) it is the cold
 measurement: a new process imports mlflow, opens the store, runs the weaker searches
 (``search``) or the same question (``history``) and prints one JSON line.
 """
@@ -214,7 +216,8 @@ def same_question(client, exp_id: str, branches: list[tuple[list[str], str, str,
                     uuid = run.info.run_id
                     if uuid in found:
                         continue
-                    values = [m.value for m in client.get_metric_history(uuid, key)]
+                    # codex_ml's min/max skip NaN; a careful MLflow user does the same
+                    values = [m.value for m in client.get_metric_history(uuid, key) if m.value == m.value]
                     calls += 1
                     if values and (min(values) < bound if how == "min" else max(values) > bound):
                         found[uuid] = run.data.tags[RUN_ID_TAG]
@@ -222,6 +225,41 @@ def same_question(client, exp_id: str, branches: list[tuple[list[str], str, str,
                 if not token:
                     break
     return set(found.values()), calls
+
+
+def sample_cost(client, exp_id: str, branches: list, sample: int, seed: int = 0) -> dict:
+    """The same question's cost without running it all: exact candidate count, and
+    get_metric_history timed on ``sample`` random candidates (for the full-size store, where
+    one pass takes many minutes). Candidates are counted once per run (a lower bound on calls)."""
+    import random
+    import statistics
+
+    began = time.perf_counter()
+    calls: dict[str, str] = {}
+    for filters, key, _, _ in branches:
+        for filter_string in filters:
+            for run in client.search_runs([exp_id], filter_string, max_results=50_000):
+                calls.setdefault(run.info.run_id, key)
+    search_s = time.perf_counter() - began
+    picked = random.Random(seed).sample(sorted(calls.items()), min(sample, len(calls)))
+    per = []
+    for uuid, key in picked:
+        began = time.perf_counter()
+        client.get_metric_history(uuid, key)
+        per.append(time.perf_counter() - began)
+    median = statistics.median(per)
+    return {"search_s": search_s, "candidates": len(calls), "sample": len(per), "per_call_median_s": median,
+            "per_call_min_s": min(per), "per_call_max_s": max(per), "estimate_s": search_s + len(calls) * median}
+
+
+def _sample_main(uri: str, sample: int) -> None:
+    """``sample URI N``: sample_cost on the store at ``uri``, one JSON line."""
+    quiet()
+    client, exp_id = open_store(uri)
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from runs_query_data import mlflow_branches
+
+    print(json.dumps(sample_cost(client, exp_id, mlflow_branches(), sample)))
 
 
 def _cold_main(mode: str, uri: str) -> None:
@@ -243,6 +281,9 @@ def _cold_main(mode: str, uri: str) -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 3 or sys.argv[1] not in ("search", "history"):
-        sys.exit("usage: runs_query_mlflow.py search|history URI")
-    _cold_main(sys.argv[1], sys.argv[2])
+    if len(sys.argv) == 4 and sys.argv[1] == "sample":
+        _sample_main(sys.argv[2], int(sys.argv[3]))
+    elif len(sys.argv) == 3 and sys.argv[1] in ("search", "history"):
+        _cold_main(sys.argv[1], sys.argv[2])
+    else:
+        sys.exit("usage: runs_query_mlflow.py search|history URI | sample URI N")
