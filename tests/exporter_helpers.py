@@ -64,7 +64,7 @@ def start_prometheus(base: str, config: Path) -> subprocess.Popen:
     process = subprocess.Popen(command, cwd=root, stdout=log, stderr=subprocess.STDOUT)
     log.close()
     deadline = time.monotonic() + READY_TIMEOUT
-    while not _ready(base):
+    while not is_ready(base):
         if process.poll() is not None or time.monotonic() > deadline:
             stop_prometheus(process)
             pytest.fail(f"prometheus did not become ready:\n{(root / 'prometheus.log').read_text()[-4000:]}")
@@ -104,7 +104,8 @@ def wait_for_value(base: str, promql: str, expected: float) -> list[dict[str, An
     pytest.fail(f"{promql} did not return {expected} within {QUERY_TIMEOUT:.0f}s; last answer: {result}")
 
 
-def _ready(base: str) -> bool:
+def is_ready(base: str) -> bool:
+    """Whether the Prometheus-style server at ``base`` answers /-/ready (Prometheus, Alertmanager)."""
     try:
         with urllib.request.urlopen(f"{base}/-/ready", timeout=1) as response:
             return response.status == 200

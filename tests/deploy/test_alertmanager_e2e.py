@@ -13,7 +13,6 @@ threshold and its ``for`` shortened (a small templating step below), and every i
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import subprocess
@@ -30,6 +29,15 @@ import yaml
 from codex_ml.backends.prometheus import PrometheusSink
 from codex_ml.monitoring.ui import free_port
 from codex_ml.tracking import start_run
+from exporter_helpers import (
+    READY_TIMEOUT,
+    exporter_port,
+    is_ready,
+    require_prometheus,
+    start_prometheus,
+    stop_prometheus,
+    wait_for_value,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 ALERTMANAGER = Path("/usr/bin/prometheus-alertmanager")
@@ -45,16 +53,6 @@ NONFINITE_BOUND = FLUSH + SCRAPE + EVALUATION + 0 + GROUP_WAIT + SLACK  # `for: 
 STALL_BOUND = STALL_AFTER + EVALUATION + math.ceil(STALL_FOR / EVALUATION) * EVALUATION + GROUP_WAIT + SLACK
 
 
-def _load_server_helpers() -> Any:
-    """The Prometheus helpers of tests/monitoring/test_prometheus_server.py (start, wait, query, stop)."""
-    path = ROOT / "tests" / "monitoring" / "test_prometheus_server.py"
-    spec = importlib.util.spec_from_file_location("_prometheus_server_helpers", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)  # type: ignore[union-attr]
-    return module
-
-
-server = _load_server_helpers()
 
 
 # -- the webhook receiver --------------------------------------------------------------------
@@ -152,40 +150,32 @@ def alertmanager(tmp_path: Path) -> Iterator[tuple[str, Receiver]]:
     )  # fmt: skip
     log.close()
     try:
-        deadline = time.monotonic() + server.READY_TIMEOUT
-        while not server._ready(f"http://{address}"):
+        deadline = time.monotonic() + READY_TIMEOUT
+        while not is_ready(f"http://{address}"):
             if process.poll() is not None or time.monotonic() > deadline:
                 pytest.fail(f"alertmanager did not become ready:\n{(root / 'alertmanager.log').read_text()[-4000:]}")
             time.sleep(0.1)
         yield address, receiver
     finally:
-        server._stop(process)
+        stop_prometheus(process)
         receiver.server.shutdown()
-
-
-def _exporter_port(sink: PrometheusSink) -> int:
-    deadline = time.monotonic() + 5
-    while sink.bound_address is None:
-        assert time.monotonic() < deadline, "the exporter did not start"
-        time.sleep(0.01)
-    return sink.bound_address[1]
 
 
 def test_nonfinite_and_stall_alerts_reach_the_webhook_within_the_bound(
     tmp_path: Path, alertmanager: tuple[str, Receiver]
 ) -> None:
     address, receiver = alertmanager
-    server._require_prometheus()
+    require_prometheus()
     base = f"http://127.0.0.1:{free_port()}"
     (tmp_path / "prometheus").mkdir()
     rules, config = tmp_path / "prometheus" / "alerts.yml", tmp_path / "prometheus" / "prometheus.yml"
     _rules(rules)
     sink = PrometheusSink(0)
     with start_run(RUN, output_root=tmp_path / "runs", flush_interval=FLUSH, sinks=[sink]) as run:
-        _prometheus_config(config, _exporter_port(sink), address, rules)
-        process = server._start_prometheus(base, config)
+        _prometheus_config(config, exporter_port(sink), address, rules)
+        process = start_prometheus(base, config)
         try:
-            server._wait_for_value(base, 'up{job="codex_ml"}', 1.0)  # scraping and rule evaluation have begun
+            wait_for_value(base, 'up{job="codex_ml"}', 1.0)  # scraping and rule evaluation have begun
             for step in range(20):
                 run.log_metrics({"train/loss": 3.0 / (step + 1), "val/loss": 3.0}, step=step)
                 time.sleep(0.05)
@@ -207,7 +197,7 @@ def test_nonfinite_and_stall_alerts_reach_the_webhook_within_the_bound(
             stall_latency = stall_arrived - nan_at
             assert stall["labels"]["run"] == RUN and stall["labels"]["severity"] == "critical"
         finally:
-            server._stop(process)
+            stop_prometheus(process)
     print(f"\nnon-finite: {nonfinite_latency:.2f} s (bound {NONFINITE_BOUND:.2f} s), health event: "
           f"{event_arrived - nan_at:.2f} s, stall: {stall_latency:.2f} s after the last step (bound {STALL_BOUND:.2f} s, "
           f"threshold {STALL_AFTER:g} s)")  # fmt: skip
