@@ -1,4 +1,4 @@
-"""The Optuna sweep loop behind ``hydra/sweeper=optuna`` (our configs/hydra/sweeper/optuna.yaml).
+"""The Optuna sweep loop behind ``hydra/sweeper=optuna`` (configs/hydra/sweeper/codex_optuna.yaml, which the CLI maps that name to).
 
 Hydra's stock Optuna sweeper (hydra-optuna-sweeper) asks, launches and tells in batches of
 ``n_jobs``. This loop keeps its options and helpers (search space from overrides or

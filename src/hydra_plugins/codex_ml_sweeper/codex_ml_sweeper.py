@@ -1,7 +1,8 @@
 """``hydra/sweeper=optuna`` for codex_ml: Hydra's Optuna sweeper plus pruning and resume.
 
-Selected by configs/hydra/sweeper/optuna.yaml (our config directory is searched before the
-stock plugin's own ``optuna`` entry). Every option of the stock sweeper is kept; ``pruner`` is
+Selected by configs/hydra/sweeper/codex_optuna.yaml; the CLI (codex_ml.cli.main) maps the
+documented ``hydra/sweeper=optuna`` to it, because a config named ``optuna`` would clash with the
+stock plugin's schema of that name. Every option of the stock sweeper is kept; ``pruner`` is
 added. The loop itself is codex_ml.sweeps.optuna_sweep (docs/sweeps.md); this module stays a
 thin adapter so that Hydra's plugin scan (it imports every module under ``hydra_plugins``)
 costs nothing.
