@@ -1,4 +1,6 @@
-"""The Optuna sweep loop behind ``hydra/sweeper=optuna`` (configs/hydra/sweeper/codex_optuna.yaml, which the CLI maps that name to).
+"""The Optuna sweep loop behind ``hydra/sweeper=optuna``.
+
+The CLI maps that name to configs/hydra/sweeper/codex_optuna.yaml, whose plugin calls run_sweep.
 
 Hydra's stock Optuna sweeper (hydra-optuna-sweeper) asks, launches and tells in batches of
 ``n_jobs``. This loop keeps its options and helpers (search space from overrides or
