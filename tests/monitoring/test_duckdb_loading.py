@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from codex_ml.monitoring import duckdb_loading
-from codex_ml.monitoring.loading import _load_slow, load_metrics
+from codex_ml.monitoring.loading import load_lines, load_metrics
 
 
 def _line(step: int, metrics: str) -> str:
@@ -26,7 +26,7 @@ def _write(path: Path, lines: list[str]) -> Path:
 
 def _assert_same_as_slow(path: Path) -> None:
     """load_metrics (whichever reader it used) equals the line-by-line reader."""
-    data, slow = load_metrics(path), _load_slow(path, path.read_bytes())
+    data, slow = load_metrics(path), load_lines(path, path.read_bytes())
     assert data.records == slow.records and data.keys() == slow.keys()
     assert data.report.bad_lines == slow.report.bad_lines
     for key in slow.keys():

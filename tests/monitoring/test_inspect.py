@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from codex_ml.monitoring.inspect import fmt, inspect_paths, to_json
-from codex_ml.monitoring.loading import _load_slow, load_metrics
+from codex_ml.monitoring.loading import load_lines, load_metrics
 from codex_ml.monitoring.runs import EmptyInputError, MonitoringInputError
 from codex_ml.tracking import start_run
 
@@ -80,7 +80,7 @@ def test_fast_and_slow_paths_agree(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     last = '{"v":1,"step":99,"time":1.0,"metrics":{"a":1.5}}'
     # DuckDB takes only files whose last line is complete; pyarrow also reads an unterminated one.
     path.write_text("\n".join(lines) + "\n" + last + ("\n" if reader == "duckdb" else ""))
-    fast, slow = load_metrics(path), _load_slow(path, path.read_bytes())
+    fast, slow = load_metrics(path), load_lines(path, path.read_bytes())
     assert fast.loader == reader and fast.records == slow.records == 51
     assert fast.keys() == slow.keys() == ["a", "b", "c", "late"]
     for key in fast.keys():

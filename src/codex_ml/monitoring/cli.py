@@ -8,7 +8,6 @@ exit with status 2.
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from codex_ml.errors import user_errors
+from codex_ml.monitoring.console import table_console
 
 app = typer.Typer(
     name="monitoring",
@@ -51,17 +51,6 @@ def _guard(action: Callable[[], Any]) -> Any:
         return action()
 
 
-def _table_console() -> Any:
-    """A console for tables: the terminal's width, or 160 columns when piped or logged, where
-    rich would use 80 and cut numbers short with an ellipsis."""
-    from rich.console import Console
-
-    console = Console()
-    if not console.is_terminal and "COLUMNS" not in os.environ:
-        console = Console(width=160)
-    return console
-
-
 @app.command()
 def inspect(
     paths: Annotated[list[Path], typer.Argument(help="Run directories or NDJSON files (metrics or system metrics).")],
@@ -81,7 +70,7 @@ def inspect(
                 sys.stdout.buffer.write(inspect_mod.to_json(results))
                 sys.stdout.flush()
             else:
-                inspect_mod.render(results, _table_console())
+                inspect_mod.render(results, table_console())
 
         _guard(action)
     finally:
@@ -238,7 +227,7 @@ def health(
 
             typer.echo(json.dumps(report.to_dict()))
         else:
-            render.render(report, _table_console())
+            render.render(report, table_console())
 
     _guard(action)
 

@@ -75,7 +75,7 @@ def load_metrics(path: str | Path, *, rewound: bool = False) -> MetricsData:
 def _load_metrics(path: Path) -> MetricsData:
     with open(path, "rb") as handle:
         if os.fstat(handle.fileno()).st_size == 0:
-            return _load_slow(path, b"")
+            return load_lines(path, b"")
         # Copy-on-write: pages are read lazily and only swapped pages are copied.
         with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_COPY) as mapped:
             if is_legacy_file(mapped):  # the origin toolkit's one-metric-per-line log
@@ -86,7 +86,7 @@ def _load_metrics(path: Path) -> MetricsData:
                     fast = _load_fast(path, mapped)
                 except ImportError:
                     fast = None
-    return fast if fast is not None else _load_slow(path, path.read_bytes())
+    return fast if fast is not None else load_lines(path, path.read_bytes())
 
 
 # -- fast path ----------------------------------------------------------------------
@@ -231,7 +231,9 @@ class _Columns:
         return {k: Series(*(np.asarray(c, dtype=dt) for c, dt in zip(col, dtypes))) for k, col in self.cols.items()}
 
 
-def _load_slow(path: Path, raw: bytes | bytearray) -> MetricsData:
+def load_lines(path: Path, raw: bytes | bytearray) -> MetricsData:
+    """Parse ``raw`` (the bytes of ``path``, or a tail of them) line by line: the reader that reports
+    bad and torn lines with their numbers; the fast paths hand it what they cannot prove exact."""
     report = ReadReport(str(path))
     columns = _Columns()
     lines = raw.split(b"\n")

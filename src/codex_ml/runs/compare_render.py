@@ -4,28 +4,18 @@ table per compared metric (each run's last / min / max), then what was left out 
 from __future__ import annotations
 
 import json
-import os
 from typing import Any
 
+from codex_ml.monitoring.console import table_console
 from codex_ml.monitoring.inspect import fmt
 from codex_ml.runs.compare_data import ABSENT, MISSING, ComparedRun, differing_params
 
 __all__ = ["render"]
 
 
-def _console() -> Any:
-    from rich.console import Console
-
-    console = Console(highlight=False)
-    # Piped or logged, rich would use 80 columns and cut values short: use 160, as inspect does.
-    if not console.is_terminal and "COLUMNS" not in os.environ:
-        console = Console(width=160, highlight=False)
-    return console
-
-
 def render(runs: list[ComparedRun], result: dict[str, Any], panels: int | None) -> None:
     """Print the comparison ``result`` (``compare.comparison``) of ``runs`` as rich tables."""
-    console = _console()
+    console = table_console(highlight=False)
     for run in runs:
         console.print(f"{run.label}: {run.path} ({run.status or 'no run.json'})", markup=False)
     console.print(_params_table(runs))

@@ -193,7 +193,7 @@ def _csv_cell(value: Any) -> Any:
 def _print_table(recs: list[dict[str, Any]], cols: list[Column], title: str | None, metric_count: int, default: bool) -> None:
     from rich.table import Table
 
-    from codex_ml.monitoring.cli import _table_console
+    from codex_ml.monitoring.console import table_console
 
     table = Table(title=title)
     for col in cols:
@@ -205,7 +205,7 @@ def _print_table(recs: list[dict[str, Any]], cols: list[Column], title: str | No
     if default and shown:
         more = f"; {metric_count - shown} more metrics" if metric_count > shown else ""
         table.caption = f"metrics: last value{more} (--columns picks fields, --json or --csv has them all)"
-    console = _table_console()
+    console = table_console()
     if not recs:
         console.print("no runs" + (f" ({title})" if title else ""))
         return

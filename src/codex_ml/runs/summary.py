@@ -165,14 +165,14 @@ def _boundary(path: Path, data: Any, before: list[int]) -> tuple[int, bool]:
 
 
 def _grow(run_dir: Path, old: dict[str, Any], size: int) -> dict[str, Any]:
-    from codex_ml.monitoring.loading import _load_slow  # the readers' per-line parser (bad and torn lines)
+    from codex_ml.monitoring.loading import load_lines  # the readers' per-line parser (bad and torn lines)
 
     path = run_dir / METRICS_FILE
     start = old["offset"]
     with open(path, "rb") as handle:
         handle.seek(start)
         raw = handle.read(size - start)
-    data = _load_slow(path, raw)
+    data = load_lines(path, raw)
     metrics = merge_stats(old["metrics"], stats_of(data))
     if raw.endswith(b"\n") or not raw:
         offset, complete = start + len(raw), True
