@@ -9,8 +9,6 @@ when its sampler starts; runs written before that are found in the run root and 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -22,25 +20,15 @@ from codex_ml.cli.__main__ import app
 from codex_ml.monitoring.inspect import inspect_paths
 from codex_ml.monitoring.runs import resolve
 from codex_ml.tracking import start_run
-
-REPO = Path(__file__).resolve().parents[2]
-TINY = str(REPO / "configs" / "training" / "tiny.yaml")
-
+from train_helpers import train_tiny
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real ``train-model --system-metrics AUTO`` tiny run."""
     root = tmp_path_factory.mktemp("trained")
-    env = {**os.environ, "WANDB_SILENT": "true", "WANDB_MODE": "offline"}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    done = subprocess.run(
-        [sys.executable, "-m", "codex_ml.cli", "train-model", "--config", TINY, "--output-root", str(root),
-         "--run-name", "sys", "--no-progress", "--system-metrics", "AUTO", "--system-metrics-interval", "0.1",
-         "training.max_steps=20", "training.eval_interval=10", "training.checkpoint_interval=10",
-         "training.sample_tokens=8", "training.eval_batches=2"],
-        cwd=root, env=env, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
+    train_tiny(root, "--output-root", str(root), "--run-name", "sys", "--system-metrics", "AUTO",
+               "--system-metrics-interval", "0.1", "training.max_steps=20", "training.eval_interval=10",
+               "training.checkpoint_interval=10", "training.sample_tokens=8", "training.eval_batches=2")  # fmt: skip
     run = root / "sys"
     assert (run / "checkpoints" / "system_metrics.jsonl").stat().st_size > 0
     return run

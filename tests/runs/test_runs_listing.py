@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -18,9 +17,9 @@ from typer.testing import CliRunner
 
 from codex_ml.cli.__main__ import app
 from codex_ml.tracking import start_run
+from train_helpers import train_tiny
 
 REPO = Path(__file__).resolve().parents[2]
-TINY = str(REPO / "configs" / "training" / "tiny.yaml")
 
 
 def _run(root: Path, name: str, losses: list[float], **params: Any) -> None:
@@ -37,16 +36,9 @@ def _list(*args: str) -> Any:
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An output root holding one real tiny ``train-model`` run (runs/tiny) and a sweep of two start_run trials."""
     root = tmp_path_factory.mktemp("out")
-    env = {**os.environ, "WANDB_SILENT": "true", "WANDB_MODE": "offline"}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    done = subprocess.run(
-        [sys.executable, "-m", "codex_ml.cli", "train-model", "--config", TINY, "--output-root", str(root / "runs"),
-         "--run-name", "tiny", "--no-progress", "training.max_steps=6", "training.eval_interval=3",
-         "training.checkpoint_interval=100", "training.histogram_interval=100", "training.sample_interval=100",
-         "training.eval_batches=1"],
-        cwd=root, env=env, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
+    train_tiny(root, "--output-root", str(root / "runs"), "--run-name", "tiny", "training.max_steps=6",
+               "training.eval_interval=3", "training.checkpoint_interval=100", "training.histogram_interval=100",
+               "training.sample_interval=100", "training.eval_batches=1")  # fmt: skip
     for trial, lr in (("t0", 1e-3), ("t1", 3e-3)):
         _run(root / "sweeps" / "lr", trial, [3.0, 2.0 - lr * 100], training={"lr": lr})
     return root
