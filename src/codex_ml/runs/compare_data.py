@@ -16,7 +16,6 @@ every run logged (losses first, at most :data:`MAX_DEFAULT_METRICS`; the rest ar
 from __future__ import annotations
 
 import fnmatch
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from codex_ml.monitoring.metrics_data import MetricsData, Series
 from codex_ml.monitoring.plot import choose_metrics
 from codex_ml.monitoring.runs import EmptyInputError
 from codex_ml.rundir.params import flatten_params
+from codex_ml.runs.params_diff import ABSENT, MISSING, differing
 from codex_ml.rundir.paths import METRICS_FILE, RUN_FILE, RunPaths
 from codex_ml.rundir.run_files import read_json
 
@@ -35,19 +35,6 @@ __all__ = ["ABSENT", "MAX_DEFAULT_METRICS", "MISSING", "CompareError", "Compared
 
 #: Metrics compared when --metric is not given: the first ones every run logged (losses first).
 MAX_DEFAULT_METRICS = 6
-#: How a param or metric that a run does not have is shown in the tables.
-MISSING = "—"
-
-
-class _Absent:
-    """The value of a param a run does not have (unlike None, which a param can hold)."""
-
-    def __repr__(self) -> str:
-        return MISSING
-
-
-#: Stands for a param a run does not have in :func:`differing_params`.
-ABSENT = _Absent()
 
 
 class CompareError(CodexMLError, ValueError):
@@ -140,19 +127,7 @@ def _some(keys: list[str], limit: int = 20) -> str:
 def differing_params(runs: list[ComparedRun]) -> dict[str, list[Any]]:
     """Every param (sorted) whose value is not the same in all runs: its value per run, in run order,
     :data:`ABSENT` for a run without it. Numbers compare by value (1 and 1.0 are the same)."""
-    keys = sorted({key for run in runs for key in run.params})
-    differing = {}
-    for key in keys:
-        values = [run.params.get(key, ABSENT) for run in runs]
-        if ABSENT in values or len({_canonical(value) for value in values}) > 1:
-            differing[key] = values
-    return differing
-
-
-def _canonical(value: Any) -> str:
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        value = float(value)
-    return json.dumps(value, sort_keys=True, default=str)
+    return differing([run.params for run in runs])
 
 
 def metric_stats(series: Series | None) -> dict[str, Any] | None:

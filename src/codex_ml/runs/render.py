@@ -27,6 +27,7 @@ import orjson
 
 from codex_ml.errors import CodexMLError
 from codex_ml.rundir.encoding import json_safe
+from codex_ml.runs.params_diff import differing
 from codex_ml.runs.columns import Column, available, metric_column, param_column, parse_columns, tag_column
 
 __all__ = ["MAX_TABLE_METRICS", "index_keys", "print_runs", "records", "rows"]
@@ -124,7 +125,8 @@ def table_columns(recs: list[dict[str, Any]], lead: list[Column] | tuple[Column,
         kind = 0 if "loss" in key else 2 if key.startswith("time/") else 1
         return (-counts[key], kind, key)
 
-    params = [param_column(k) for k in _differing_params(recs) if ("param", k) not in shown][:MAX_TABLE_PARAMS]
+    params = [param_column(k) for k in differing([r["params"] for r in recs])
+              if not k.startswith(_BOOKKEEPING_PARAMS) and ("param", k) not in shown][:MAX_TABLE_PARAMS]
     # The lead, params and metrics share MAX_TABLE_METRICS columns, so the table stays readable at 160.
     room = max(MAX_TABLE_METRICS - len(lead) - len(params), 1)
     keys = [k for k in sorted(counts, key=rank) if ("metric", k) not in shown][:room]
@@ -133,15 +135,6 @@ def table_columns(recs: list[dict[str, Any]], lead: list[Column] | tuple[Column,
     run = ("run_id", "name", "status", "start", "duration") if nested else ("name", "status", "start", "duration")
     # Headed by the bare key: the table's metric columns are all last values (the caption says so).
     return [*(Column(k, "run", k) for k in run), *lead, *params, *(Column(k, "metric", k, "last") for k in keys)]
-
-
-def _differing_params(recs: list[dict[str, Any]]) -> list[str]:
-    """The params whose value is not the same in every run (a missing one counts), bookkeeping aside."""
-    if len(recs) < 2:
-        return []
-    keys = sorted({k for r in recs for k in r["params"] if not k.startswith(_BOOKKEEPING_PARAMS)})
-    missing = object()
-    return [k for k in keys if len({repr(r["params"].get(k, missing)) for r in recs}) > 1]
 
 
 def print_runs(con: Any, run_ids: list[str] | None, *, columns: str | None = None, json_output: bool = False,
