@@ -5,7 +5,9 @@
 #   - a real Alertmanager (/usr/bin/prometheus-alertmanager, Debian package `prometheus-alertmanager`)
 #     for tests/deploy/test_alertmanager_e2e.py;
 #   - headless Chromium (/usr/bin/chromium, Debian package `chromium`) that Playwright drives in
-#     tests/viewers/test_browser_viewers.py to open TensorBoard and the MLflow UI.
+#     tests/viewers/test_browser_viewers.py to open TensorBoard and the MLflow UI;
+#   - PostgreSQL 15 (/usr/lib/postgresql/15/bin/postgres, Debian package `postgresql`), the backend
+#     store of the MLflow server scripts/mlflow_server.sh starts for tests/team_server/.
 #
 #   sudo scripts/install_system_deps.sh     # or as root in CI / a container
 #
@@ -19,10 +21,11 @@ deps=(
   "/usr/bin/prometheus prometheus"
   "/usr/bin/prometheus-alertmanager prometheus-alertmanager"
   "/usr/bin/chromium chromium"
+  "/usr/lib/postgresql/15/bin/postgres postgresql"
 )
 
 version_of() {
-  # Both print their version on the first line of stdout; Debian's chromium wrapper script may
+  # Each prints its version on the first line of stdout; Debian's chromium wrapper script may
   # add shell noise on stderr, so stderr is used only when stdout says nothing.
   local out
   out=$("$1" --version 2>/dev/null | head -n 1)
@@ -53,8 +56,9 @@ fi
 
 if ! command -v apt-get >/dev/null 2>&1; then
   echo "error: apt-get not found; install ${missing_packages[*]} (Prometheus and Alertmanager:" \
-       "https://prometheus.io/download/, Chromium: your system's package) so that /usr/bin/prometheus," \
-       "/usr/bin/prometheus-alertmanager and /usr/bin/chromium exist, then rerun the tests." >&2
+       "https://prometheus.io/download/, Chromium and PostgreSQL 15: your system's packages) so that" \
+       "/usr/bin/prometheus, /usr/bin/prometheus-alertmanager, /usr/bin/chromium and" \
+       "/usr/lib/postgresql/15/bin/postgres exist (or set PG_BIN for scripts/mlflow_server.sh), then rerun the tests." >&2
   exit 1
 fi
 
