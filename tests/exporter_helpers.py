@@ -4,6 +4,7 @@ and for those that have a real Prometheus server (``/usr/bin/prometheus``) scrap
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import time
 import urllib.parse
@@ -27,6 +28,23 @@ def exporter_port(sink: Any, wait: float = WAIT) -> int:
         assert time.monotonic() < deadline, f"the exporter did not start within {wait:.0f} s"
         time.sleep(0.01)
     return sink.bound_address[1]
+
+
+def free_port_pair() -> int:
+    """A base port such that base and base + 1 were both free a moment ago (two ranks' exporters)."""
+    for _ in range(50):
+        with socket.socket() as first:
+            first.bind(("127.0.0.1", 0))
+            base = first.getsockname()[1]
+            if base >= 65535:
+                continue
+            with socket.socket() as second:
+                try:
+                    second.bind(("127.0.0.1", base + 1))
+                except OSError:
+                    continue
+                return base
+    raise AssertionError("no two adjacent free ports")
 
 
 # -- a real Prometheus server ------------------------------------------------------------------

@@ -2,12 +2,14 @@
 
 Every training scalar and system gauge is exported as a gauge holding its latest value
 (``train/loss`` -> ``codex_train_loss``), labelled ``run="<run name>"`` (a trial of a sweep adds
-``sweep`` and ``trial`` to every series, so one label set per exporter), next to the tracker's
+``sweep`` and ``trial`` to every series, so one label set per exporter; under torchrun each rank serves its own
+exporter on port base + local rank, labelled ``rank`` and ``node``), next to the tracker's
 own health (``codex_tracker_*``), which is read from ``RunInfo.health()`` at scrape time, and the
 run's health events (``codex_health_events_total{rule}``, ``codex_health_active{rule}``). The
 collector lives in a private ``CollectorRegistry`` so several runs (and tests) can coexist in
 one process. The HTTP server binds 127.0.0.1 unless another address is asked for, and stops in
-``close()``. A Pushgateway URL with credentials (``http://user:password@host:9091``) is used
+``close()``. A serving exporter writes its file_sd target into the run directory (prometheus_targets.py) and
+removes it in ``close()``. A Pushgateway URL with credentials (``http://user:password@host:9091``) is used
 without them: they are sent as HTTP basic auth and never appear in a message or a file.
 See docs/prometheus.md. (A little over ~400 lines: one module per backend is the layout's rule, and
 the exporter's name mapping, its metric families and the Pushgateway are all this backend's.)
@@ -24,6 +26,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from codex_ml.backends.prometheus_targets import Place, remove_target, target_address, torchrun_place, write_target
 from codex_ml.errors import CodexMLError
 from codex_ml.secrets.credentials import credentials_for, take_credentials
 from codex_ml.rundir.sink import MetricPoint, RunInfo, Sink
@@ -189,12 +192,20 @@ class _Collector:
 
 
 class RunLabels:
-    """The labels every series of one exporter carries: ``run``, and ``sweep``, ``trial`` for a trial."""
+    """The labels every series of one exporter carries: ``run``, ``sweep``, ``trial`` for a trial, then ``place``
+    (``rank`` and ``node`` under torchrun)."""
 
-    def __init__(self, run: str, sweep: str | None = None, trial: str | None = None) -> None:
+    def __init__(self, run: str, sweep: str | None = None, trial: str | None = None,
+                 place: dict[str, str] | None = None) -> None:  # fmt: skip
         in_sweep = sweep is not None or trial is not None
         self.names = ["run", "sweep", "trial"] if in_sweep else ["run"]
         self.values = [run, sweep or "", trial or ""] if in_sweep else [run]
+        self.names += list(place or {})
+        self.values += list((place or {}).values())
+
+    def as_dict(self) -> dict[str, str]:
+        """The non-empty labels as a mapping (a run outside a sweep has no empty sweep/trial)."""
+        return {name: value for name, value in zip(self.names, self.values) if value or name == "run"}
 
     def plus(self, name: str) -> list[str]:
         """The label names with one more (``sink``, ``rule``) after them."""
@@ -261,7 +272,9 @@ class PrometheusSink(Sink):
     and only pushes to ``pushgateway``. Pushes happen on close and, as records arrive, at
     most every ``push_interval`` seconds. Each health event counts in
     ``codex_health_events_total{rule}`` and holds ``codex_health_active{rule}`` at 1 until the
-    rule has been quiet for ``health_active_seconds`` (or the exporter stops at close).
+    rule has been quiet for ``health_active_seconds`` (or the exporter stops at close). ``place`` is the
+    process's place in a torchrun job (:func:`from_config` reads it from torchrun's environment): its ``rank`` and
+    ``node`` label every series, and name the file_sd target the exporter writes once it serves.
     """
 
     name = "prometheus"
@@ -275,6 +288,7 @@ class PrometheusSink(Sink):
         health_active_seconds: float = HEALTH_ACTIVE_SECONDS,
         sweep: str | None = None,
         trial: str | None = None,
+        place: Place | None = None,
     ) -> None:
         if port is None and not pushgateway:
             raise ValueError("PrometheusSink needs a port to serve /metrics on, a pushgateway URL, or both")
@@ -287,6 +301,8 @@ class PrometheusSink(Sink):
         self._push_interval = push_interval
         self._sweep = sweep
         self._trial = trial
+        self._place = place or Place()
+        self._target: list[dict[str, Any]] | None = None  # the file_sd target written, removed on close
         self._run: RunInfo | None = None
         self._registry: Any = None
         self._server: Any = None
@@ -304,9 +320,13 @@ class PrometheusSink(Sink):
 
     @classmethod
     def from_config(cls, config: Any) -> PrometheusSink:
-        """The exporter a TrackingConfig asks for: its port, address and Pushgateway, and sweep and trial if any."""
-        return cls(config.prometheus_port, config.prometheus_addr, config.prometheus_pushgateway,
-                   sweep=config.sweep, trial=config.trial)  # fmt: skip
+        """The exporter a TrackingConfig asks for: its port, address and Pushgateway, and sweep and trial if any.
+
+        Under torchrun the port is ``prometheus_port + LOCAL_RANK`` and the series carry ``rank`` and ``node``.
+        """
+        place = torchrun_place()
+        return cls(place.port(config.prometheus_port), config.prometheus_addr, config.prometheus_pushgateway,
+                   sweep=config.sweep, trial=config.trial, place=place)  # fmt: skip
 
     # -- what the collector reads -------------------------------------------------------
     @property
@@ -325,8 +345,8 @@ class PrometheusSink(Sink):
         return self._run.name if self._run is not None else ""
 
     def labels(self) -> RunLabels:
-        """The labels of every series: ``run``, plus ``sweep`` and ``trial`` when the run is a trial."""
-        return RunLabels(self.run_name, self._sweep, self._trial)
+        """The labels of every series: ``run``, plus ``sweep`` and ``trial`` for a trial, ``rank`` and ``node`` under torchrun."""
+        return RunLabels(self.run_name, self._sweep, self._trial, self._place.labels())
 
     def snapshot(self) -> tuple[dict[str, tuple[str, str, float]], int | None, float | None]:
         """A consistent copy of the latest values, last step and its wall time."""
@@ -373,6 +393,16 @@ class PrometheusSink(Sink):
             where = f"{self._addr or '*'}:{self._bound[1]}"
             run.warn(self.name, f"serving /metrics on all interfaces ({where}): anyone who can reach this machine "
                                 "can read them; use --prometheus-addr 127.0.0.1 to keep them local")
+        self._write_target(run)
+
+    def _write_target(self, run: RunInfo) -> None:
+        """Publish ``<run>/prometheus/rank-<k>.json`` for file_sd; a failure is a warning (the exporter serves)."""
+        address = target_address(self._addr, self._bound[1])  # type: ignore[index]
+        try:
+            self._target = write_target(run.paths.root, self._place, address, self.labels().as_dict())
+        except OSError as exc:
+            run.warn(self.name, f"could not write the file_sd target for {address} into {run.paths.root}: {exc} "
+                                "(the exporter serves; list it in prometheus.yml yourself)")
 
     def write_metrics(self, points: list[MetricPoint]) -> None:
         """Keep the latest value of each training scalar, and the last step."""
@@ -411,6 +441,12 @@ class PrometheusSink(Sink):
             server.server_close()
             if self._thread is not None:
                 self._thread.join(timeout=5.0)
+        if self._target is not None and self._run is not None:
+            target, self._target = self._target, None
+            try:  # the run is over: its target goes, so Prometheus does not report a finished run as down
+                remove_target(self._run.paths.root, self._place.rank, target)
+            except OSError:
+                pass  # a read-only or vanished run directory: Prometheus will report the target down
         if self._gateway and self._registry is not None:
             self._push()
 
@@ -433,8 +469,8 @@ class PrometheusSink(Sink):
 
     def _grouping_key(self) -> dict[str, str]:
         """``run``, plus ``sweep`` and ``trial`` when set: trials of two sweeps may share a name."""
-        labels = self.labels()
-        return {name: value for name, value in zip(labels.names, labels.values) if value or name == "run"}
+        labels = RunLabels(self.run_name, self._sweep, self._trial)  # rank 0 alone pushes: no rank in the key
+        return labels.as_dict()
 
     def _push_handler(self) -> Callable[..., Any]:
         """prometheus_client's default handler, or its basic-auth one when the URL had credentials."""

@@ -2,7 +2,8 @@
 
 Rank 0 opens the run with every sink (and, on a single process, the tracking core starts the
 system-metrics sampler next to the checkpoints). Other ranks wait until rank 0 has opened the
-run (so they never write into a directory rank 0 then refuses), and log to a NullRun. Under
+run (so they never write into a directory rank 0 then refuses), and log to a NullRun (with
+``--prometheus-port``, one that serves the rank's own exporter: rank_exporter.py). Under
 DDP each rank samples its own system metrics with its rank in every record: rank 0 into the
 configured file, rank k into ``system_metrics.rank<k>.jsonl`` beside it.
 """
@@ -17,8 +18,9 @@ import torch.distributed as dist
 
 from codex_ml.tracking.config import TrackingConfig
 from codex_ml.rundir.paths import RunPaths
-from codex_ml.training.distributed import DistInfo, NullRun
+from codex_ml.training.distributed import DistInfo
 from codex_ml.training.errors import TrainingError
+from codex_ml.training.rank_exporter import RankRun, rank_run
 
 __all__ = ["open_run", "rank_file", "run_name_for"]
 
@@ -64,13 +66,15 @@ def open_run(trainer: Any) -> Any:
             raise TrainingError("rank 0 could not open the run (see its error above)")
     if error is not None:
         raise error
-    if not info.is_main:
-        run = NullRun()
+    if not info.is_main:  # a NullRun, serving this rank's own Prometheus exporter when one is asked for
+        run = rank_run(tracking, trainer.run_dir)
     elif trainer.resume is not None:
         run = _skip_logged_steps(run, trainer)
     if info.enabled and tracking.system_metrics:
         _start_rank_sampler(run, tracking, checkpoint_dir, info)
-    return run
+    from codex_ml.training.heartbeats import attach
+
+    return attach(run, trainer)  # under torchrun every rank beats; rank 0 scores stragglers, names a hung rank
 
 
 class ReplayFilter:
@@ -133,7 +137,8 @@ def _start_rank_sampler(run: Any, tracking: TrackingConfig, checkpoint_dir: Path
     path = resolve_system_metrics_path(tracking.system_metrics, checkpoint_dir)
     if path is None:
         return
-    forward = run if info.is_main else None  # only rank 0 has sinks to forward to
+    # Rank 0 forwards to its sinks; rank k to its own exporter when it serves one (rank_exporter.RankRun).
+    forward = run if info.is_main or isinstance(run, RankRun) else None
     if info.is_main:  # the readers find every rank's file beside the one run.json records
         from codex_ml.tracking.run import record_system_metrics_file
 

@@ -1,0 +1,111 @@
+"""torchrun --nproc_per_node=2 with --prometheus-port: a real Prometheus server finds both ranks' exporters through
+the file_sd targets in the run directory and scrapes each rank's own system gauges and step time.
+
+Needs ``/usr/bin/prometheus`` (scripts/install_system_deps.sh); our own server on a free 127.0.0.1 port, its data in
+tmp_path. Training is stopped with SIGTERM once both ranks are scraped (what a scheduler sends), so the test is as
+long as torchrun's start-up plus a few 1 s scrapes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from codex_ml.monitoring.ui import free_port
+from exporter_helpers import free_port_pair, prometheus_query, require_prometheus, start_prometheus, stop_prometheus
+from trainer_helpers import TINY
+
+RUN = "ranks"
+START_TIMEOUT = 90.0
+
+
+def _start_training(root: Path, base: int, log: Any) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           "-m", "codex_ml.cli", "train-model", "--no-progress", "--output-root", str(root), "--run-name", RUN,
+           "--prometheus-port", str(base), "--system-metrics", "--system-metrics-interval", "0.2", *TINY,
+           "training.max_steps=100000", "training.checkpoint_interval=100000", "training.eval_interval=100000",
+           "training.histogram_interval=100000", "training.sample_interval=100000", "tracking.flush_interval=0.05"]
+    return subprocess.Popen(cmd, cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=log)
+
+
+def _file_sd_config(path: Path, targets_dir: Path) -> None:
+    """The documented scrape config (docs/prometheus.md), with 1 s intervals."""
+    path.write_text(
+        "global:\n"
+        "  scrape_interval: 1s\n"
+        "  scrape_timeout: 1s\n"
+        "scrape_configs:\n"
+        "  - job_name: codex_ml\n"
+        "    honor_labels: true\n"
+        "    file_sd_configs:\n"
+        f"      - files: ['{targets_dir}/*.json']\n"
+        "        refresh_interval: 1s\n"
+    )
+
+
+def _wait(what: str, check: Any, job: subprocess.Popen, log: Path, timeout: float = START_TIMEOUT) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (found := check()):
+        assert job.poll() is None, f"training exited ({job.returncode}) before {what}:\n{log.read_text()[-3000:]}"
+        assert time.monotonic() < deadline, f"no {what} within {timeout:.0f} s:\n{log.read_text()[-3000:]}"
+        time.sleep(0.1)
+    return found
+
+
+def _by_rank(base: str, promql: str) -> dict[str, dict[str, Any]]:
+    return {series["metric"].get("rank", "?"): series for series in prometheus_query(base, promql)}
+
+
+def test_prometheus_scrapes_every_rank_through_the_run_dirs_file_sd_targets(tmp_path: Path) -> None:
+    require_prometheus()
+    base_port, server = free_port_pair(), f"http://127.0.0.1:{free_port()}"
+    targets, log_path = tmp_path / RUN / "prometheus", tmp_path / "train.log"
+    log = log_path.open("w")
+    job = _start_training(tmp_path, base_port, log)
+    prometheus = None
+    try:
+        files = _wait("both ranks' targets", lambda: sorted(p.name for p in targets.glob("*.json")) == [
+            "rank-0.json", "rank-1.json"], job, log_path)
+        assert files
+        for rank in (0, 1):
+            assert json.loads((targets / f"rank-{rank}.json").read_text()) == [{
+                "targets": [f"127.0.0.1:{base_port + rank}"], "labels": {"run": RUN, "rank": str(rank), "node": "0"}}]
+        (tmp_path / "prom").mkdir()
+        _file_sd_config(tmp_path / "prom" / "prometheus.yml", targets)
+        prometheus = start_prometheus(server, tmp_path / "prom" / "prometheus.yml")
+        up = _wait("up == 1 for both ranks", lambda: (lambda r: r if {k: v["value"][1] for k, v in r.items()} == {
+            "0": "1", "1": "1"} else None)(_by_rank(server, f'up{{job="codex_ml",run="{RUN}"}}')), job, log_path, 30)
+        assert {rank: series["metric"]["instance"] for rank, series in up.items()} == {
+            "0": f"127.0.0.1:{base_port}", "1": f"127.0.0.1:{base_port + 1}"}
+        # Each rank's own system gauges and step time, under its own labels (no exported_* copies).
+        cpu = _wait("a system gauge of each rank", lambda: (lambda r: r if set(r) == {"0", "1"} else None)(
+            _by_rank(server, f'codex_system_memory_percent{{run="{RUN}"}}')), job, log_path, 30)
+        assert set(cpu["1"]["metric"]) == {"__name__", "run", "rank", "node", "job", "instance"}
+        assert cpu["1"]["metric"]["node"] == "0" and cpu["1"]["metric"]["instance"] == f"127.0.0.1:{base_port + 1}"
+        step_s = _wait("each rank's step time", lambda: (lambda r: r if set(r) == {"0", "1"} else None)(
+            _by_rank(server, f'codex_time_step_s{{run="{RUN}"}}')), job, log_path, 30)
+        assert all(float(series["value"][1]) > 0 for series in step_s.values())
+        last = _by_rank(server, f'codex_tracker_last_step{{run="{RUN}"}}')
+        assert set(last) == {"0", "1"} and all(float(s["value"][1]) >= 1 for s in last.values())
+        # The averaged loss is rank 0's to export, once.
+        assert set(_by_rank(server, f'codex_train_loss{{run="{RUN}"}}')) == {"0"}
+        job.send_signal(signal.SIGTERM)
+        job.wait(timeout=60)
+        # Closed: the targets are gone (a finished run is not "down"); the run dir keeps the folder.
+        assert list(targets.glob("*.json")) == [], log_path.read_text()[-3000:]
+    finally:
+        if job.poll() is None:
+            job.kill()
+            job.wait(timeout=30)
+        if prometheus is not None:
+            stop_prometheus(prometheus)
+        log.close()
