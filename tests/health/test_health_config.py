@@ -8,7 +8,7 @@ from codex_ml.health import HealthConfig, HealthConfigError
 from codex_ml.health.config import BUILTIN_RULES, load_rule_class
 
 BUILTINS = ["nonfinite", "spike", "grad_explosion", "stall", "throughput_drop", "data_stall", "memory_leak",
-            "sink_down"]
+            "sink_down", "straggler", "rank_hang"]
 
 
 def test_defaults_enable_every_builtin_rule_with_action_log() -> None:

@@ -13,6 +13,7 @@ import pytest
 
 from codex_ml.health.config import BUILTIN_RULES
 from codex_ml.health.rules import Rule
+from codex_ml.health.stragglers import Beat
 
 
 def noisy(step: int) -> float:
@@ -28,7 +29,7 @@ def losses(count: int, spikes: dict[int, float] | None = None, key: str = "train
 
 def run(rule: Rule, script: list[tuple]) -> list[tuple[Any, str, Any]]:
     """Feed ``script`` to ``rule``: ("m", step, time, metrics), ("s", index, time, values),
-    ("t", now) ticks, ("k", sink, state, now) sink states."""
+    ("t", now) ticks, ("k", sink, state, now) sink states, ("b", now, beats, world size, host, step) heartbeats."""
     events = []
     for item in script:
         if item[0] == "m":
@@ -37,6 +38,8 @@ def run(rule: Rule, script: list[tuple]) -> list[tuple[Any, str, Any]]:
             events += rule.on_system(item[1], item[2], item[3])
         elif item[0] == "t":
             events += rule.on_tick(item[1])
+        elif item[0] == "b":
+            events += rule.on_beats(*item[1:])  # type: ignore[attr-defined]
         else:
             events += rule.on_sink_status(item[1], item[2], "", item[3])
     for event in events:
@@ -52,6 +55,17 @@ def steps(count: int, every: float = 1.0, start: int = 0, t0: float = 1000.0, **
 
 def throughput(values: list[float]) -> list[tuple]:
     return [("m", s, 1000.0 + s, {"train/tokens_per_s": v}) for s, v in enumerate(values)]
+
+
+def scores(values: list[float], rank: int = 1) -> list[tuple]:
+    return [("m", s, 1000.0 + s, {"ranks/straggler_score/rank0": 1.0, f"ranks/straggler_score/rank{rank}": v})
+            for s, v in enumerate(values)]
+
+
+def beats(seqs: list[int], step: int = 7) -> list[tuple]:
+    """Rank 1's heartbeat counter seen once a second (on another node: no pid check)."""
+    return [("b", 1000.0 + i, {1: Beat(1, "other-node", 1, "s", seq, 0.0, step)}, 2, "this-node", step)
+            for i, seq in enumerate(seqs)]
 
 
 def waits(shares: list[float]) -> list[tuple]:
@@ -150,6 +164,19 @@ CASES = {
         "sink_down", {}, [("k", "tb", "dropping", 1.0), ("k", "tb", "ok", 2.0), ("k", "tb", "dropping", 3.0)],
         [(None, "sink_down", None)] * 2),
     "sink_down quiet on ok": ("sink_down", {}, [("k", "tb", "ok", 1.0)], []),
+    # straggler: a rank's score above threshold for patience records; once per episode
+    "straggler fires after patience records": (
+        "straggler", {"patience": 3}, scores([1.1, 2.0, 2.0, 2.0, 2.0]), [(3, "straggler", "ranks/straggler_score/rank1")]),
+    "straggler quiet on short bursts": ("straggler", {"patience": 3}, scores([1.0, 2.0, 2.0, 1.2] * 5), []),
+    "straggler re-arms": ("straggler", {"patience": 2}, scores([2.0] * 3 + [1.0] + [2.0] * 2),
+                          [(1, "straggler", "ranks/straggler_score/rank1"), (5, "straggler", "ranks/straggler_score/rank1")]),
+    # rank_hang: a rank's heartbeat counter stops moving for timeout_s (by rank 0's clock)
+    "rank_hang fires after timeout_s": (
+        "rank_hang", {"timeout_s": 5.0}, beats([1, 2, 3] + [3] * 10), [(7, "rank_hang", "ranks/heartbeat_age_s/rank1")]),
+    "rank_hang quiet while the counter moves": ("rank_hang", {"timeout_s": 2.0}, beats(list(range(30))), []),
+    "rank_hang re-arms when the rank beats again": (
+        "rank_hang", {"timeout_s": 2.0}, beats([1] * 5 + [2, 3] + [3] * 5),
+        [(7, "rank_hang", "ranks/heartbeat_age_s/rank1")] * 2),
 }  # fmt: skip
 
 

@@ -58,7 +58,7 @@ def test_tokens_parse(token: str, expected: Fault) -> None:
     ("nan", "'nan': expected <kind>@<step>[:<arg>]"),
     ("@5", "'@5': expected <kind>@<step>[:<arg>]"),
     ("nan@-1", "'nan@-1': expected <kind>@<step>[:<arg>]"),
-    ("boom@5", "'boom@5': unknown fault kind 'boom' (valid: hang, hang_lock, leak, nan, slow_data, spike)"),
+    ("boom@5", "'boom@5': unknown fault kind 'boom' (valid: hang, hang_lock, leak, nan, slow, slow_data, spike)"),
     ("nan@0", "'nan@0': steps start at 1"),
     ("nan@5-3", "'nan@5-3': steps start at 1 and a window is <first>-<last> with first <= last"),
     ("nan@5:x2", "'nan@5:x2': nan takes no argument"),
@@ -95,7 +95,8 @@ def test_config_load_names_the_key_and_every_bad_token() -> None:
     with pytest.raises(ConfigError) as caught:
         load_config(overrides=["training.fault=[nan@x, ok@1, spike@2]", "training.max_steps=0"])
     problems = caught.value.problems
-    assert "training.fault: 'nan@x': expected <kind>@<step>[:<arg>], e.g. nan@300, spike@500:x20, slow_data@200-300:0.5s" in problems
+    assert ("training.fault: 'nan@x': expected <kind>@<step>[:<arg>][@rank<k>], e.g. nan@300, spike@500:x20, "
+            "slow_data@200-300:0.5s, slow@1:50ms@rank1") in problems
     assert any(p.startswith("training.fault: 'ok@1': unknown fault kind 'ok'") for p in problems)
     assert len(problems) == 3  # nan@x, ok@1 and max_steps; spike@2 is fine
     with pytest.raises(ConfigError, match="training.fault: expected a string or a list of strings"):

@@ -25,13 +25,15 @@ from codex_ml.errors import CodexMLError
 from codex_ml.health.events import ACTIONS, SEVERITIES
 from codex_ml.health.rules import GradExplosion, NonFinite, Param, Rule, SinkDown, Spike
 from codex_ml.health.rules_progress import DataStall, MemoryLeak, Stall, ThroughputDrop
+from codex_ml.health.rules_ranks import RankHang, Straggler
 
 __all__ = ["BUILTIN_RULES", "HealthConfig", "HealthConfigError", "load_rule_class"]
 
 #: The built-in rules by name, in the order they run (docs/health.md).
 BUILTIN_RULES: dict[str, type[Rule]] = {
     cls.name: cls
-    for cls in (NonFinite, Spike, GradExplosion, Stall, ThroughputDrop, DataStall, MemoryLeak, SinkDown)
+    for cls in (NonFinite, Spike, GradExplosion, Stall, ThroughputDrop, DataStall, MemoryLeak, SinkDown,
+                Straggler, RankHang)
 }
 
 #: The plugin group of third-party rules.

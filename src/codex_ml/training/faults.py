@@ -12,12 +12,15 @@ spike         the loss used for backward and logged is ×factor       ``x20``   
 hang          the main thread sleeps (``time.sleep``) mid-step       ``30s``   that step only
 hang_lock     the main thread waits on a lock nobody releases        ``30s``   that step only
 slow_data     every batch fetch sleeps (shows in time/data_wait_s)   ``0.5s``  step to the end
+slow          the step sleeps before its forward pass (a slow rank)  ``0.1s``  step to the end
 leak          the process keeps N more bytes per step (RSS grows)    ``10MB``  step to the end
 ============  =====================================================  ========  ==============
 
 ``hang``/``hang_lock`` take ``forever`` too: the step then blocks until a signal ends the process.
 A one-shot fault (nan, spike, hang, hang_lock) fires once per step per process: a step trained
-again after a rollback does not fire again. Faults are applied on every rank.
+again after a rollback does not fire again. Faults are applied on every rank, or only on rank k
+with an ``@rank<k>`` suffix (``slow@1:50ms@rank1``: a straggler; ``RANK`` from torchrun says which
+rank a process is).
 
 The trainer asks :func:`parse_faults` for a :class:`FaultPlan` (None when no fault is set, so an
 unfaulted run pays nothing) and calls :meth:`FaultPlan.begin` once per step; the data and loss
@@ -28,6 +31,7 @@ trainer installs only when a fault is configured.
 from __future__ import annotations
 
 import math
+import os
 import re
 import threading
 import time
@@ -40,8 +44,8 @@ from codex_ml.errors import CodexMLError
 __all__ = ["KINDS", "Fault", "FaultError", "FaultPlan", "fault_problems", "parse_fault", "parse_faults"]
 
 #: The syntax every problem message quotes.
-SYNTAX = "<kind>@<step>[:<arg>]"
-_TOKEN = re.compile(r"^(?P<kind>[a-z_]+)@(?P<first>\d+)(?:-(?P<last>\d+))?(?::(?P<arg>.+))?$")
+SYNTAX = "<kind>@<step>[:<arg>][@rank<k>]"
+_TOKEN = re.compile(r"^(?P<kind>[a-z_]+)@(?P<first>\d+)(?:-(?P<last>\d+))?(?::(?P<arg>[^@]+))?(?:@rank(?P<rank>\d+))?$")
 _SECONDS = re.compile(r"^(?P<n>\d+(?:\.\d*)?|\.\d+)(?P<unit>ms|s|m)?$")
 _SIZE = re.compile(r"^(?P<n>\d+(?:\.\d*)?|\.\d+)(?P<unit>B|KB|MB|GB|KiB|MiB|GiB)?$", re.IGNORECASE)
 _UNITS = {"b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "kib": 2**10, "mib": 2**20, "gib": 2**30}
@@ -62,6 +66,7 @@ KINDS: dict[str, _Kind] = {
     "hang": _Kind("seconds", "30s", False),
     "hang_lock": _Kind("seconds", "30s", False),
     "slow_data": _Kind("seconds", "0.5s", True),
+    "slow": _Kind("seconds", "0.1s", True),
     "leak": _Kind("bytes", "10MB", True),
 }
 
@@ -74,14 +79,15 @@ class FaultError(CodexMLError, ValueError):
 class Fault:
     """One parsed fault: ``kind`` at steps ``first..last`` (``last`` None: to the end) with ``value``.
 
-    ``value`` is the factor (spike), seconds (hang, hang_lock, slow_data; ``inf`` = forever),
-    bytes per step (leak), or None (nan).
+    ``value`` is the factor (spike), seconds (hang, hang_lock, slow_data, slow; ``inf`` = forever),
+    bytes per step (leak), or None (nan). ``rank`` None: every rank.
     """
 
     kind: str
     first: int
     last: int | None
     value: float | None
+    rank: int | None = None
 
     def covers(self, step: int) -> bool:
         """Whether ``step`` is one of this fault's steps."""
@@ -93,7 +99,8 @@ def parse_fault(token: str) -> Fault:
     text = token.strip()
     match = _TOKEN.match(text)
     if match is None:
-        raise FaultError(f"{token!r}: expected {SYNTAX}, e.g. nan@300, spike@500:x20, slow_data@200-300:0.5s")
+        raise FaultError(f"{token!r}: expected {SYNTAX}, e.g. nan@300, spike@500:x20, slow_data@200-300:0.5s, "
+                         "slow@1:50ms@rank1")
     kind = match["kind"]
     if kind not in KINDS:
         raise FaultError(f"{token!r}: unknown fault kind {kind!r} (valid: {', '.join(sorted(KINDS))})")
@@ -102,7 +109,11 @@ def parse_fault(token: str) -> Fault:
     last = int(match["last"]) if match["last"] is not None else (None if spec.sustained else first)
     if first < 1 or (last is not None and last < first):
         raise FaultError(f"{token!r}: steps start at 1 and a window is <first>-<last> with first <= last")
-    return Fault(kind, first, last, _parse_arg(token, kind, spec, match["arg"]))
+    value = _parse_arg(token, kind, spec, match["arg"])
+    if kind == "slow" and value is not None and math.isinf(value):
+        raise FaultError(f"{token!r}: {kind} takes a finite duration (a step that never ends is hang@<step>:forever)")
+    rank = None if match["rank"] is None else int(match["rank"])
+    return Fault(kind, first, last, value, rank)
 
 
 def _parse_arg(token: str, kind: str, spec: _Kind, arg: str | None) -> float | None:
@@ -182,8 +193,11 @@ def parse_faults(value: Any) -> FaultPlan | None:
 class FaultPlan:
     """The faults of one training session and what each has done so far."""
 
-    def __init__(self, faults: Sequence[Fault]) -> None:
-        self.faults = list(faults)
+    def __init__(self, faults: Sequence[Fault], rank: int | None = None) -> None:
+        """``rank``: this process's rank (default torchrun's ``RANK``, 0 without it); faults
+        with another ``@rank<k>`` never fire here."""
+        self.rank = int(os.environ.get("RANK", "0")) if rank is None else rank
+        self.faults = [fault for fault in faults if fault.rank is None or fault.rank == self.rank]
         self.step = 0
         self.leaked: list[bytearray] = []  # kept alive on purpose: this is the leak
         self._fired: set[tuple[int, int]] = set()  # (fault index, step) of one-shot faults already applied
@@ -205,6 +219,8 @@ class FaultPlan:
                 self._hang = fault
             elif fault.kind == "slow_data":
                 self._data_sleep += float(fault.value or 0.0)
+            elif fault.kind == "slow":
+                time.sleep(float(fault.value or 0.0))  # inside the step's time: its peers wait in the all-reduce
             elif fault.kind == "leak":
                 # bytearray(n) is zero-filled by the C allocator (calloc may map pages lazily); writing one
                 # byte per page makes every page resident, so RSS grows by the full size now.

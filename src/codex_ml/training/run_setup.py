@@ -72,7 +72,9 @@ def open_run(trainer: Any) -> Any:
         run = _skip_logged_steps(run, trainer)
     if info.enabled and tracking.system_metrics:
         _start_rank_sampler(run, tracking, checkpoint_dir, info)
-    return run
+    from codex_ml.training.heartbeats import attach
+
+    return attach(run, trainer)  # under torchrun every rank beats; rank 0 scores stragglers, names a hung rank
 
 
 class ReplayFilter:
