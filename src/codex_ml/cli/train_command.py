@@ -15,7 +15,7 @@ from typing import Any
 from codex_ml.config_schema import is_override
 from codex_ml.tracking.config import TrackingConfig
 
-__all__ = ["effective_tracking", "report_result", "run_train_model", "split_override_from_flag"]
+__all__ = ["effective_tracking", "elastic_start", "report_result", "run_train_model", "split_override_from_flag"]
 
 def split_override_from_flag(tracking: TrackingConfig, overrides: list[str]) -> tuple[TrackingConfig, list[str]]:
     """``--system-metrics training.max_steps=5`` means AUTO followed by an override, not a path
@@ -58,14 +58,42 @@ def run_train_model(config_path: Path | None, overrides: Sequence[str], resume: 
     if not progress:
         config.training.progress = False
     tracking = effective_tracking(config.tracking_config(), flags)
+    plan = None
+    if resume is None:  # under torchrun --max-restarts, a restarted group continues its own run
+        plan, resume_point = elastic_start(config, tracking)
+        if plan is not None and plan.action == "finished":
+            return None
+        if plan is not None:
+            tracking = tracking.replace(run_name=plan.run_name)
     try:
-        result = train(config.with_tracking(tracking), tracking, resume=resume_point)
+        result = train(config.with_tracking(tracking), tracking, resume=resume_point, elastic=plan)
     except KeyboardInterrupt:
         # Ctrl-C: the trainer has saved a checkpoint of the last step and closed the run KILLED
         # (or, at a second Ctrl-C, stopped at once). 128 + SIGINT, as a shell reports it.
         raise SystemExit(130) from None
     report_result(result)
     return result
+
+
+def elastic_start(config: Any, tracking: TrackingConfig) -> tuple[Any, Any]:
+    """``(plan, resume point)`` under ``torchrun --max-restarts=N`` (codex_ml.training.elastic), else
+    ``(None, None)``. Joins the process group early: the ranks agree on the run before training."""
+    from codex_ml.training.elastic import ElasticLaunch, plan_elastic, say
+
+    launch = ElasticLaunch.from_env()
+    if launch is None:
+        return None, None
+    from codex_ml.training.components import find_resume_point
+    from codex_ml.training.distributed import cleanup, init_distributed
+
+    info, device = init_distributed(config.training.device)
+    plan = plan_elastic(launch, tracking.output_root, tracking.run_name, info, device)
+    point = find_resume_point(plan.run_dir) if plan.action == "resume" else None
+    if info.is_main:
+        say(plan, None if point is None else int(point.state["step"]))
+    if plan.action == "finished":
+        cleanup()
+    return plan, point
 
 
 def report_result(result: Any) -> None:

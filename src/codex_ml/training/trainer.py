@@ -62,13 +62,15 @@ OnEval = Callable[[int, float], "dict[str, str] | None"]
 
 
 def train(config: TrainConfig, tracking: TrackingConfig | None = None, *,
-          resume: build.ResumePoint | None = None, on_eval: OnEval | None = None) -> TrainResult:
+          resume: build.ResumePoint | None = None, on_eval: OnEval | None = None, elastic: Any = None) -> TrainResult:
     """Train ``config`` (continuing ``resume`` if given), logging per ``tracking``; handles torchrun.
-    ``on_eval`` may stop training early (a sweep's pruner, codex_ml.sweeps)."""
+    ``on_eval`` may stop training early (a sweep's pruner, codex_ml.sweeps). ``elastic`` is the
+    :class:`~codex_ml.training.elastic.ElasticPlan` of a job torchrun may restart (recorded in the run)."""
     info, device = init_distributed(config.training.device)
     try:
         trainer = Trainer(config, tracking or config.tracking_config(), info, device, resume)
         trainer.on_eval = on_eval
+        trainer.elastic = elastic
         return trainer.fit()
     finally:
         cleanup()
@@ -127,6 +129,7 @@ class Trainer:
         self.rollbacks = 0
         self.stop_reason: dict[str, Any] | None = None  # why the loop stopped itself (too many rollbacks)
         self.on_eval: OnEval | None = None
+        self.elastic: Any = None  # the ElasticPlan under torchrun --max-restarts (see fit)
         self.early_stop: dict[str, str] | None = None  # the tags on_eval returned to stop early
         self.batches = self.faults.batches(self.windows) if self.faults else self.windows
         self.forward = self.faults.forward(self.ddp) if self.faults else self.ddp
@@ -193,6 +196,8 @@ class Trainer:
         with a checkpoint of the last step, then the signal takes its course.
         """
         run = open_run(self)
+        if self.elastic is not None and self.info.is_main:
+            self._record_elastic(run)
         guard = HealthGuard(self.health, run)
         self.guard = guard if guard.active else None
         self.stepper.guard = guard.allow if guard.active else None
@@ -219,6 +224,14 @@ class Trainer:
             raise HealthStopError(reason or {"rule": "health", "message": "a health rule asked to stop"},
                                   self.run_dir, result.last_step)
         return result
+
+    def _record_elastic(self, run: Any) -> None:
+        """Say in the run which torchrun job owns it, so a restart of the job continues it
+        (codex_ml.training.elastic); flush, so params.json exists even if a worker dies at once."""
+        from codex_ml.training.elastic import record_session
+
+        record_session(self.elastic, self.info.world_size)
+        run.flush()
 
     def _loop(self, run: Any, stop: GracefulStop) -> TrainResult:
         # Longer than most functions on purpose: the whole step reads top to bottom in one place.
