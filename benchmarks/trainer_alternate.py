@@ -17,6 +17,7 @@ The ratio per pair is bare time / tracked time (= tracked tokens/s over bare tok
 from __future__ import annotations
 
 import math
+import os
 import statistics
 import sys
 import time
@@ -26,6 +27,8 @@ from typing import Any
 
 #: The selections ``--sinks`` accepts: which sinks the tracked arm's run has.
 SINK_CHOICES = ("all", "none", "tensorboard", "mlflow", "wandb", "prometheus", "system")
+#: A tracking server for the MLflow sink instead of a local file store (benchmarks/bench_mlflow_server.py).
+MLFLOW_URI_ENV = "CODEX_BENCH_MLFLOW_URI"
 
 
 class ScheduleDone(Exception):
@@ -34,14 +37,16 @@ class ScheduleDone(Exception):
 
 def tracking_for(selection: str, root: Path, run_name: str) -> Any:
     """The TrackingConfig of one ``--sinks`` selection: every sink is TensorBoard + MLflow (local file
-    store under the run) + W&B offline + Prometheus + the system-metrics sampler at 1 s."""
+    store under the run, or the server in $CODEX_BENCH_MLFLOW_URI: bench_mlflow_server.py --trainer-load
+    sets it) + W&B offline + Prometheus + the system-metrics sampler at 1 s."""
     from codex_ml.monitoring.ui import free_port
     from codex_ml.tracking.config import TrackingConfig
 
     on = {name: selection in ("all", name) for name in SINK_CHOICES[2:]}
     return TrackingConfig(
         output_root=str(root), run_name=run_name, enable_tensorboard=on["tensorboard"], enable_mlflow=on["mlflow"],
-        mlflow_tracking_uri=(root / run_name / "mlruns").as_uri() if on["mlflow"] else None,
+        mlflow_tracking_uri=(os.environ.get(MLFLOW_URI_ENV) or (root / run_name / "mlruns").as_uri())
+        if on["mlflow"] else None,
         enable_wandb=on["wandb"], prometheus_port=free_port() if on["prometheus"] else None,
         system_metrics="AUTO" if on["system"] else None, system_metrics_interval=1.0)
 
