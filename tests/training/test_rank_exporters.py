@@ -1,5 +1,6 @@
 """torchrun --nproc_per_node=2 with --prometheus-port: a real Prometheus server finds both ranks' exporters through
-the file_sd targets in the run directory and scrapes each rank's own system gauges and step time.
+the file_sd targets in the run directory and scrapes each rank's own system gauges and step time; two torchrun
+agents on one host (--nnodes=2) are told apart by ``node`` and pick their own free ports.
 
 Needs ``/usr/bin/prometheus`` (scripts/install_system_deps.sh); our own server on a free 127.0.0.1 port, its data in
 tmp_path. Training is stopped with SIGTERM once both ranks are scraped (what a scheduler sends), so the test is as
@@ -14,10 +15,11 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
-import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from codex_ml.monitoring.ui import free_port
 from exporter_helpers import free_port_pair, prometheus_query, require_prometheus, start_prometheus, stop_prometheus
@@ -27,11 +29,14 @@ RUN = "ranks"
 START_TIMEOUT = 90.0
 
 
-def _start_training(root: Path, base: int, log: Any) -> subprocess.Popen:
+STANDALONE = ("--standalone", "--nproc_per_node=2")
+
+
+def _start_training(root: Path, base: int, log: Any, launch: tuple[str, ...] = STANDALONE) -> subprocess.Popen:
+    """A long tiny train-model under torchrun (the test stops it), every rank exporting from ``base`` up."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           "-m", "codex_ml.cli", "train-model", "--no-progress", "--output-root", str(root), "--run-name", RUN,
-           "--prometheus-port", str(base), "--system-metrics", "--system-metrics-interval", "0.2", *TINY,
+    cmd = [sys.executable, "-m", "torch.distributed.run", *launch, "-m", "codex_ml.cli", "train-model",
+           "--no-progress", "--output-root", str(root), "--run-name", RUN, "--prometheus-port", str(base), "--system-metrics", "--system-metrics-interval", "0.2", *TINY,
            "training.max_steps=100000", "training.checkpoint_interval=100000", "training.eval_interval=100000",
            "training.histogram_interval=100000", "training.sample_interval=100000", "tracking.flush_interval=0.05"]
     return subprocess.Popen(cmd, cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=log)
@@ -59,6 +64,13 @@ def _wait(what: str, check: Any, job: subprocess.Popen, log: Path, timeout: floa
         assert time.monotonic() < deadline, f"no {what} within {timeout:.0f} s:\n{log.read_text()[-3000:]}"
         time.sleep(0.1)
     return found
+
+
+def _scrape(address: str) -> dict[str, dict[str, str]]:
+    """``{metric name: labels}`` of one exporter's /metrics."""
+    with urllib.request.urlopen(f"http://{address}/metrics", timeout=2) as response:
+        text = response.read().decode("utf-8")
+    return {s.name: s.labels for family in text_string_to_metric_families(text) for s in family.samples}
 
 
 def _by_rank(base: str, promql: str) -> dict[str, dict[str, Any]]:
@@ -109,3 +121,35 @@ def test_prometheus_scrapes_every_rank_through_the_run_dirs_file_sd_targets(tmp_
         if prometheus is not None:
             stop_prometheus(prometheus)
         log.close()
+
+
+def test_two_nodes_on_one_host_are_told_apart_by_node_and_their_own_ports(tmp_path: Path) -> None:
+    """Two torchrun agents (--nnodes=2, c10d rendezvous) on one host with --prometheus-port 0: each rank picks a
+    free port, its target file says which, and node is torchrun's node rank: 0 and 1 although the host is one."""
+    launch = ("--nnodes=2", "--nproc-per-node=1", "--rdzv-backend=c10d", f"--rdzv-endpoint=127.0.0.1:{free_port()}",
+              "--rdzv-id=ranks-test")
+    targets, logs = tmp_path / RUN / "prometheus", [tmp_path / "node-a.log", tmp_path / "node-b.log"]
+    handles = [path.open("w") for path in logs]
+    jobs = [_start_training(tmp_path, 0, handle, launch) for handle in handles]
+    try:
+        _wait("both ranks' targets", lambda: len(list(targets.glob("rank-*.json"))) == 2, jobs[0], logs[0])
+        groups = {rank: json.loads((targets / f"rank-{rank}.json").read_text())[0] for rank in (0, 1)}
+        assert {rank: group["labels"]["node"] for rank, group in groups.items()} == {0: "0", 1: "1"}
+        addresses = [group["targets"][0] for group in groups.values()]
+        assert len(set(addresses)) == 2 and all(a.startswith("127.0.0.1:") for a in addresses)
+        for rank, group in groups.items():
+            labels = _wait(f"rank {rank}'s system gauges", lambda: _scrape(group["targets"][0]).get(
+                "codex_system_memory_percent"), jobs[0], logs[0], 30)
+            assert labels == {"run": RUN, "rank": str(rank), "node": str(rank)}
+        for job in jobs:
+            job.send_signal(signal.SIGTERM)
+        for job in jobs:
+            job.wait(timeout=60)
+        assert list(targets.glob("*.json")) == []
+    finally:
+        for job in jobs:
+            if job.poll() is None:
+                job.kill()
+                job.wait(timeout=30)
+        for handle in handles:
+            handle.close()
