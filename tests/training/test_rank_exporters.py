@@ -36,7 +36,8 @@ def _start_training(root: Path, base: int, log: Any, launch: tuple[str, ...] = S
     """A long tiny train-model under torchrun (the test stops it), every rank exporting from ``base`` up."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", *launch, "-m", "codex_ml.cli", "train-model",
-           "--no-progress", "--output-root", str(root), "--run-name", RUN, "--prometheus-port", str(base), "--system-metrics", "--system-metrics-interval", "0.2", *TINY,
+           "--no-progress", "--output-root", str(root), "--run-name", RUN, "--prometheus-port", str(base),
+           "--system-metrics", "--system-metrics-interval", "0.2", *TINY,
            "training.max_steps=100000", "training.checkpoint_interval=100000", "training.eval_interval=100000",
            "training.histogram_interval=100000", "training.sample_interval=100000", "tracking.flush_interval=0.05"]
     return subprocess.Popen(cmd, cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=log)

@@ -345,7 +345,7 @@ class PrometheusSink(Sink):
         return self._run.name if self._run is not None else ""
 
     def labels(self) -> RunLabels:
-        """The labels of every series: ``run``, plus ``sweep`` and ``trial`` for a trial, ``rank`` and ``node`` under torchrun."""
+        """The labels of every series: ``run``; ``sweep``, ``trial`` for a trial; ``rank``, ``node`` under torchrun."""
         return RunLabels(self.run_name, self._sweep, self._trial, self._place.labels())
 
     def snapshot(self) -> tuple[dict[str, tuple[str, str, float]], int | None, float | None]:
