@@ -34,7 +34,10 @@ def _free_port() -> int:
 
 
 def _env() -> dict[str, str]:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_SILENT": "true", "WANDB_MODE": "offline"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_SILENT": "true", "WANDB_MODE": "offline",
+           # A fresh c10d store per rendezvous round: with the shared one (torch's default) a restarted
+           # worker can read the dead group's gloo addresses and fail to connect (docs/training.md).
+           "TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "1"}
     env.pop("MLFLOW_TRACKING_URI", None)
     env.pop("WANDB_SERVICE", None)  # an in-process W&B service of this pytest process is not the job's
     return env
@@ -266,3 +269,23 @@ def test_only_the_job_that_made_a_run_continues_it(tmp_path: Path) -> None:
     (run / TORCHRUN_FILE).write_text(json.dumps(made))
     (run / "run.json").write_text(json.dumps({"status": "FINISHED"}))
     assert plan_elastic(launch, str(tmp_path), "r", info, None).action == "finished"
+
+
+def test_a_restart_after_the_run_finished_trains_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """A worker that dies after rank 0 closed the run FINISHED: the restarted group says so and exits 0."""
+    from codex_ml.cli.train_command import run_train_model
+    from codex_ml.tracking.config import TrackingConfig
+    from trainer_helpers import snapshot
+
+    for key, value in {"TORCHELASTIC_RUN_ID": "job", "TORCHELASTIC_MAX_RESTARTS": "1",
+                       "TORCHELASTIC_RESTART_COUNT": "1"}.items():
+        monkeypatch.setenv(key, value)
+    run = tmp_path / "done"
+    run.mkdir()
+    (run / "run.json").write_text(json.dumps({"status": "FINISHED"}))
+    record_session(plan_elastic(ElasticLaunch("job", 0, 1), str(tmp_path), "done", DistInfo(), None), 1)
+    before = snapshot(tmp_path)
+    assert run_train_model(None, TINY, None, TrackingConfig(output_root=str(tmp_path), run_name="done")) is None
+    assert "already finished; nothing to train" in capsys.readouterr().err
+    assert snapshot(tmp_path) == before

@@ -6,6 +6,7 @@ saved in the run's checkpoint) < ``key=value`` overrides < tracking flags on the
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import fields
@@ -78,7 +79,7 @@ def run_train_model(config_path: Path | None, overrides: Sequence[str], resume: 
 def elastic_start(config: Any, tracking: TrackingConfig) -> tuple[Any, Any]:
     """``(plan, resume point)`` under ``torchrun --max-restarts=N`` (codex_ml.training.elastic), else
     ``(None, None)``. Joins the process group early: the ranks agree on the run before training."""
-    from codex_ml.training.elastic import ElasticLaunch, plan_elastic, say
+    from codex_ml.training.elastic import ElasticLaunch, plan_elastic, say, shared_store_warning
 
     launch = ElasticLaunch.from_env()
     if launch is None:
@@ -86,6 +87,9 @@ def elastic_start(config: Any, tracking: TrackingConfig) -> tuple[Any, Any]:
     from codex_ml.training.components import find_resume_point
     from codex_ml.training.distributed import cleanup, init_distributed
 
+    warning = shared_store_warning()
+    if warning and launch.restart_count == 0 and os.environ.get("RANK", "0") == "0":
+        print(warning, file=sys.stderr, flush=True)  # before joining: that is where it would fail
     info, device = init_distributed(config.training.device)
     plan = plan_elastic(launch, tracking.output_root, tracking.run_name, info, device)
     point = find_resume_point(plan.run_dir) if plan.action == "resume" else None
@@ -98,8 +102,6 @@ def elastic_start(config: Any, tracking: TrackingConfig) -> tuple[Any, Any]:
 
 def report_result(result: Any) -> None:
     """Print (on rank 0) how training ended and where its outputs are."""
-    import os
-
     if int(os.environ.get("RANK", "0")) != 0:
         return
     from codex_ml.rundir.paths import RunPaths

@@ -36,7 +36,7 @@ from typing import Any, Literal
 
 from codex_ml.training.errors import TrainingError
 
-__all__ = ["TORCHRUN_FILE", "ElasticLaunch", "ElasticPlan", "agent_id", "plan_elastic", "record_session", "say"]
+__all__ = ["TORCHRUN_FILE", "ElasticLaunch", "ElasticPlan", "agent_id", "plan_elastic", "record_session", "say", "shared_store_warning"]
 
 #: The file in the run directory that says which torchrun job made the run (see the module docstring).
 TORCHRUN_FILE = "torchrun.json"
@@ -152,6 +152,18 @@ def record_session(plan: ElasticPlan, world_size: int) -> None:
         "agents": sorted(set(made.get("agents", [])) | set(plan.agents)),
         "sessions": [*made.get("sessions", []), session],
     })
+
+
+def shared_store_warning(environ: Any = os.environ) -> str | None:
+    """A warning when the workers share torchrun's rendezvous store (torch's default since 2.4): its
+    keys are not renewed per restart, so a restarted worker can read the dead group's addresses and
+    fail to connect, which costs a restart. ``TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1`` gives every round
+    a new store."""
+    if environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True":
+        return None
+    return ("[train] warning: torchrun shares its rendezvous store with the workers, and a restarted worker may "
+            "then read the addresses of the group that died (connectFullMesh ... Connection refused), using up a "
+            "restart; set TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1 for torchrun on every node (docs/training.md)")
 
 
 def say(plan: ElasticPlan, step: int | None = None) -> None:
