@@ -19,6 +19,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import psutil
 from prometheus_client.parser import text_string_to_metric_families
 
 from codex_ml.monitoring.ui import free_port
@@ -41,6 +42,20 @@ def _start_training(root: Path, base: int, log: Any, launch: tuple[str, ...] = S
            "training.max_steps=100000", "training.checkpoint_interval=100000", "training.eval_interval=100000",
            "training.histogram_interval=100000", "training.sample_interval=100000", "tracking.flush_interval=0.05"]
     return subprocess.Popen(cmd, cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=log)
+
+
+def _kill_tree(job: subprocess.Popen) -> None:
+    """SIGKILL torchrun and its workers (each worker is in a session of its own: killing torchrun leaves them)."""
+    try:
+        procs = psutil.Process(job.pid).children(recursive=True) + [psutil.Process(job.pid)]
+    except psutil.NoSuchProcess:
+        procs = []
+    for proc in procs:
+        try:
+            proc.kill()
+        except psutil.NoSuchProcess:
+            pass
+    job.wait(timeout=30)
 
 
 def _file_sd_config(path: Path, targets_dir: Path) -> None:
@@ -116,9 +131,7 @@ def test_prometheus_scrapes_every_rank_through_the_run_dirs_file_sd_targets(tmp_
         # Closed: the targets are gone (a finished run is not "down"); the run dir keeps the folder.
         assert list(targets.glob("*.json")) == [], log_path.read_text()[-3000:]
     finally:
-        if job.poll() is None:
-            job.kill()
-            job.wait(timeout=30)
+        _kill_tree(job)
         if prometheus is not None:
             stop_prometheus(prometheus)
         log.close()
@@ -149,8 +162,6 @@ def test_two_nodes_on_one_host_are_told_apart_by_node_and_their_own_ports(tmp_pa
         assert list(targets.glob("*.json")) == []
     finally:
         for job in jobs:
-            if job.poll() is None:
-                job.kill()
-                job.wait(timeout=30)
+            _kill_tree(job)
         for handle in handles:
             handle.close()
