@@ -106,6 +106,31 @@ def _end_job(job: subprocess.Popen[bytes], ranks: Path) -> None:
         job.wait(30)
 
 
+def test_rank_hang_action_stop_ends_the_job_and_the_run_failed(tmp_path: Path) -> None:
+    """health.rank_hang.action=stop: rank 0 records the event, closes the run FAILED and exits 3, so torchrun
+    ends the job although rank 0's training thread waits in a collective the stopped rank never joins."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = _torchrun(tmp_path, "stop", 2, "training.max_steps=100000", "health.rank_hang.timeout_s=3",
+                    "health.rank_hang.action=stop")
+    err = (tmp_path / "err.txt").open("w+")
+    job = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
+    ranks = tmp_path / "stop" / "health" / "ranks"
+    try:
+        beats = _wait_for(lambda: (b := read_beats(ranks)) and len(b) == 2 and all((x.step or 0) >= 5 for x in b.values())
+                          and b, 60, "beats of 2 ranks past step 5")
+        os.kill(beats[1].pid, signal.SIGSTOP)
+        assert job.wait(60) != 0
+        err.seek(0)
+        assert "rank_hang has action stop" in err.read()
+    finally:
+        _end_job(job, ranks)
+        err.close()
+    run = tmp_path / "stop"
+    assert json.loads((run / "run.json").read_text())["status"] == "FAILED"
+    (event,) = _events(run, "rank_hang")
+    assert event["action"] == "stop" and "rank 1 (node" in event["message"]
+
+
 def test_slow_rank_is_reported_as_a_straggler_with_its_score(tmp_path: Path) -> None:
     """Rank 1 sleeps 30 ms per step: its score is logged on rank 0's run and the straggler rule names it."""
     run = _run(tmp_path, "slow", "training.max_steps=100", "training.fault=slow@1:30ms@rank1",

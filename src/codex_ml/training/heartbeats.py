@@ -175,8 +175,8 @@ class HeartbeatWriter:
             try:
                 self._answer_stacks()
                 self.beat()
-            except OSError as exc:  # a full or vanished disk: say so, keep trying (rank 0 reports the silence)
-                print(f"[train] rank {self.rank} heartbeat: {exc}", file=sys.stderr)
+            except Exception as exc:  # noqa: BLE001 - a full disk, a bad request file: say so, keep beating
+                print(f"[train] rank {self.rank} heartbeat: {type(exc).__name__}: {exc}", file=sys.stderr)
 
     def _answer_stacks(self) -> None:
         """Dump this process's stacks if rank 0 asked since the last time (one stat per beat)."""
