@@ -1,6 +1,7 @@
 """torchrun --nproc_per_node=2 with --prometheus-port: a real Prometheus server finds both ranks' exporters through
 the file_sd targets in the run directory and scrapes each rank's own system gauges and step time; two torchrun
-agents on one host (--nnodes=2) are told apart by ``node`` and pick their own free ports.
+agents on one host (--nnodes=2) are told apart by ``node``, pick their own free ports and publish new targets
+after an elastic restart.
 
 Needs ``/usr/bin/prometheus`` (scripts/install_system_deps.sh); our own server on a free 127.0.0.1 port, its data in
 tmp_path. Training is stopped with SIGTERM once both ranks are scraped (what a scheduler sends), so the test is as
@@ -35,7 +36,8 @@ STANDALONE = ("--standalone", "--nproc_per_node=2")
 
 def _start_training(root: Path, base: int, log: Any, launch: tuple[str, ...] = STANDALONE) -> subprocess.Popen:
     """A long tiny train-model under torchrun (the test stops it), every rank exporting from ``base`` up."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    # A fresh c10d store per rendezvous round, so a restarted group never reads the dead one's (test_elastic.py).
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", *launch, "-m", "codex_ml.cli", "train-model",
            "--no-progress", "--output-root", str(root), "--run-name", RUN, "--prometheus-port", str(base),
            "--system-metrics", "--system-metrics-interval", "0.2", *TINY,
@@ -83,9 +85,12 @@ def _wait(what: str, check: Any, job: subprocess.Popen, log: Path, timeout: floa
 
 
 def _scrape(address: str) -> dict[str, dict[str, str]]:
-    """``{metric name: labels}`` of one exporter's /metrics."""
-    with urllib.request.urlopen(f"http://{address}/metrics", timeout=2) as response:
-        text = response.read().decode("utf-8")
+    """``{metric name: labels}`` of one exporter's /metrics (empty while it does not answer)."""
+    try:
+        with urllib.request.urlopen(f"http://{address}/metrics", timeout=2) as response:
+            text = response.read().decode("utf-8")
+    except OSError:
+        return {}
     return {s.name: s.labels for family in text_string_to_metric_families(text) for s in family.samples}
 
 
@@ -137,24 +142,54 @@ def test_prometheus_scrapes_every_rank_through_the_run_dirs_file_sd_targets(tmp_
         log.close()
 
 
-def test_two_nodes_on_one_host_are_told_apart_by_node_and_their_own_ports(tmp_path: Path) -> None:
-    """Two torchrun agents (--nnodes=2, c10d rendezvous) on one host with --prometheus-port 0: each rank picks a
-    free port, its target file says which, and node is torchrun's node rank: 0 and 1 although the host is one."""
+def _worker(jobs: list[subprocess.Popen], rank: int) -> psutil.Process:
+    """The live worker process of global rank ``rank`` (a child of one of the torchrun agents)."""
+    for job in jobs:
+        for child in psutil.Process(job.pid).children():
+            if child.environ().get("RANK") == str(rank):
+                return child
+    raise AssertionError(f"no worker of rank {rank}")
+
+
+def _targets(folder: Path) -> dict[int, dict[str, Any]]:
+    """``{rank: its target group}`` as the files say now."""
+    found = {}
+    for path in folder.glob("rank-*.json"):
+        try:
+            group = json.loads(path.read_text())[0]
+            found[int(path.stem.removeprefix("rank-"))] = {**group, "_mtime": path.stat().st_mtime_ns}
+        except (OSError, ValueError):  # replaced or removed between glob and read
+            continue
+    return found
+
+
+def _assert_each_rank_serves(groups: dict[int, dict[str, Any]], job: subprocess.Popen, log: Path) -> None:
+    for rank, group in groups.items():
+        labels = _wait(f"rank {rank}'s system gauges", lambda: _scrape(group["targets"][0]).get(
+            "codex_system_memory_percent"), job, log, 30)
+        assert labels == {"run": RUN, "rank": str(rank), "node": str(rank)}
+
+
+def test_two_nodes_on_one_host_keep_their_own_ports_and_labels_through_an_elastic_restart(tmp_path: Path) -> None:
+    """Two torchrun agents (--nnodes=2, c10d rendezvous, --max-restarts=1) on one host with --prometheus-port 0:
+    each rank picks a free port and its target file says which; node is torchrun's node rank (0 and 1 although the
+    host is one). Rank 1 killed -9: torchrun restarts the group and both ranks publish their new targets."""
     launch = ("--nnodes=2", "--nproc-per-node=1", "--rdzv-backend=c10d", f"--rdzv-endpoint=127.0.0.1:{free_port()}",
-              "--rdzv-id=ranks-test")
+              "--rdzv-id=ranks-test", "--max-restarts=1", "--monitor-interval=0.1")
     targets, logs = tmp_path / RUN / "prometheus", [tmp_path / "node-a.log", tmp_path / "node-b.log"]
     handles = [path.open("w") for path in logs]
     jobs = [_start_training(tmp_path, 0, handle, launch) for handle in handles]
     try:
-        _wait("both ranks' targets", lambda: len(list(targets.glob("rank-*.json"))) == 2, jobs[0], logs[0])
-        groups = {rank: json.loads((targets / f"rank-{rank}.json").read_text())[0] for rank in (0, 1)}
-        assert {rank: group["labels"]["node"] for rank, group in groups.items()} == {0: "0", 1: "1"}
-        addresses = [group["targets"][0] for group in groups.values()]
+        before = _wait("both ranks' targets", lambda: (lambda t: t if len(t) == 2 else None)(_targets(targets)),
+                       jobs[0], logs[0])
+        assert {rank: group["labels"]["node"] for rank, group in before.items()} == {0: "0", 1: "1"}
+        addresses = [group["targets"][0] for group in before.values()]
         assert len(set(addresses)) == 2 and all(a.startswith("127.0.0.1:") for a in addresses)
-        for rank, group in groups.items():
-            labels = _wait(f"rank {rank}'s system gauges", lambda: _scrape(group["targets"][0]).get(
-                "codex_system_memory_percent"), jobs[0], logs[0], 30)
-            assert labels == {"run": RUN, "rank": str(rank), "node": str(rank)}
+        _assert_each_rank_serves(before, jobs[0], logs[0])
+        _worker(jobs, 1).kill()
+        after = _wait("both ranks' targets of the restarted group", lambda: (lambda t: t if len(t) == 2 and all(
+            t[r]["_mtime"] > before[r]["_mtime"] for r in t) else None)(_targets(targets)), jobs[0], logs[0])
+        _assert_each_rank_serves(after, jobs[0], logs[0])
         for job in jobs:
             job.send_signal(signal.SIGTERM)
         for job in jobs:
