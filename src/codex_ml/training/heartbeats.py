@@ -336,8 +336,9 @@ class HeartbeatRun:
             if self.observer is not None:
                 self.observer.stop()
             self.writer.stop()
-        finally:
-            return self._run.close(status, timeout)
+        except Exception as exc:  # noqa: BLE001 - the run must close whatever became of the heartbeat
+            print(f"[train] heartbeats: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return self._run.close(status, timeout)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._run, name)
