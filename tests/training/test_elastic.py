@@ -22,7 +22,7 @@ from codex_ml.rundir.reader import ReadReport, iter_records
 from codex_ml.training.distributed import DistInfo
 from codex_ml.training.elastic import TORCHRUN_FILE, ElasticLaunch, agent_id, plan_elastic, record_session
 from codex_ml.training.errors import TrainingError
-from trainer_helpers import TINY
+from trainer_helpers import TINY, snapshot
 
 JOB = "job-elastic"
 
@@ -137,9 +137,9 @@ def _steps_everywhere(run: Path, key: str = "train/loss") -> dict[str, Counter]:
             "wandb": wandb}
 
 
-def test_two_nodes_train_one_run_named_after_the_job(tmp_path: Path) -> None:
-    """Two launches, one run (named after --rdzv-id), rank 0 writes it; a new launch of the same job, or a
-    plain train-model, on that finished run is refused: only a restart continues a run."""
+def test_two_nodes_train_one_run_and_only_a_restart_continues_it(tmp_path: Path) -> None:
+    """Two launches, one run (named after --rdzv-id), rank 0 writes it. On that finished run a new launch of the
+    same job (new agents: every attempt, the restart too) and a plain train-model are refused, the run untouched."""
     steps = 12
     nodes = Nodes(tmp_path, f"training.max_steps={steps}")
     try:
@@ -153,31 +153,18 @@ def test_two_nodes_train_one_run_named_after_the_job(tmp_path: Path) -> None:
     made = json.loads((run / TORCHRUN_FILE).read_text())
     assert made["rdzv_id"] == JOB and len(made["agents"]) == 2 and len(made["sessions"]) == 1
     assert made["sessions"][0]["restart_count"] == 0
-    before = (run / "metrics.ndjson").read_bytes()
-    # A plain single-process train-model with that run name: refused, no silent resume.
+    before = snapshot(run)
+    again = Nodes(tmp_path, f"training.max_steps={steps}")
+    try:
+        codes = again.wait()
+    finally:
+        again.kill_all()
+    assert codes != [0, 0] and again.output().count("error: a run already exists") >= 2, again.output()
     plain = subprocess.run([sys.executable, "-m", "codex_ml.cli", "train-model", "--no-progress", "--output-root",
                             str(tmp_path / "runs"), "--run-name", JOB, *TINY, f"training.max_steps={steps}"],
                            cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=120)  # fmt: skip
     assert plain.returncode == 2 and "a run already exists" in plain.stderr, plain.stderr[-2000:]
-    assert (run / "metrics.ndjson").read_bytes() == before
-
-
-def test_a_new_torchrun_launch_does_not_take_over_an_existing_run(tmp_path: Path) -> None:
-    """The same rdzv id and run name launched again (new agents): every attempt is refused, the run untouched."""
-    first = Nodes(tmp_path, "--run-name", "taken", "training.max_steps=5", job="again")
-    try:
-        assert first.wait() == [0, 0], first.output()
-    finally:
-        first.kill_all()
-    run = tmp_path / "runs" / "taken"
-    before = (run / "metrics.ndjson").read_bytes(), (run / "run.json").read_bytes()
-    second = Nodes(tmp_path, "--run-name", "taken", "training.max_steps=5", job="again")
-    try:
-        codes = second.wait()
-    finally:
-        second.kill_all()
-    assert codes != [0, 0] and "a run already exists" in second.output(), second.output()
-    assert ((run / "metrics.ndjson").read_bytes(), (run / "run.json").read_bytes()) == before
+    assert snapshot(run) == before
 
 
 @pytest.mark.parametrize("victim", [0, 1])
@@ -276,7 +263,6 @@ def test_a_restart_after_the_run_finished_trains_nothing(tmp_path: Path, monkeyp
     """A worker that dies after rank 0 closed the run FINISHED: the restarted group says so and exits 0."""
     from codex_ml.cli.train_command import run_train_model
     from codex_ml.tracking.config import TrackingConfig
-    from trainer_helpers import snapshot
 
     for key, value in {"TORCHELASTIC_RUN_ID": "job", "TORCHELASTIC_MAX_RESTARTS": "1",
                        "TORCHELASTIC_RESTART_COUNT": "1"}.items():

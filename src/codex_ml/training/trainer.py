@@ -30,6 +30,7 @@ from codex_ml.training.batches import RandomWindows
 from codex_ml.training.config import TrainConfig, merge_tree
 from codex_ml.training.core import Stepper, due, named
 from codex_ml.training.distributed import DistInfo, all_reduce_mean, cleanup, init_distributed
+from codex_ml.training.elastic import record_session
 from codex_ml.training.errors import TrainingError
 from codex_ml.training.faults import parse_faults
 from codex_ml.health.events import IN_LOOP_ACTIONS
@@ -196,8 +197,9 @@ class Trainer:
         with a checkpoint of the last step, then the signal takes its course.
         """
         run = open_run(self)
-        if self.elastic is not None and self.info.is_main:
-            self._record_elastic(run)
+        if self.elastic is not None and self.info.is_main:  # torchrun --max-restarts (codex_ml.training.elastic)
+            record_session(self.elastic, self.info.world_size)  # says which job owns the run: its restarts continue it
+            run.flush()  # params.json on disk even if a worker dies at once (a restart from step 0 reads it)
         guard = HealthGuard(self.health, run)
         self.guard = guard if guard.active else None
         self.stepper.guard = guard.allow if guard.active else None
@@ -224,14 +226,6 @@ class Trainer:
             raise HealthStopError(reason or {"rule": "health", "message": "a health rule asked to stop"},
                                   self.run_dir, result.last_step)
         return result
-
-    def _record_elastic(self, run: Any) -> None:
-        """Say in the run which torchrun job owns it, so a restart of the job continues it
-        (codex_ml.training.elastic); flush, so params.json exists even if a worker dies at once."""
-        from codex_ml.training.elastic import record_session
-
-        record_session(self.elastic, self.info.world_size)
-        run.flush()
 
     def _loop(self, run: Any, stop: GracefulStop) -> TrainResult:
         # Longer than most functions on purpose: the whole step reads top to bottom in one place.
