@@ -36,9 +36,23 @@ def store_dir(run_dir: Path, sweep: str | None) -> Path:
 
 
 def experiment_id_for(client: Any, name: str) -> str:
-    """The experiment's id, creating the experiment if it does not exist."""
+    """The experiment's id, creating the experiment if it does not exist.
+
+    Runs that start together on a server (one experiment, many processes) race to create it: the
+    losers get RESOURCE_ALREADY_EXISTS and read the winner's id back, rather than fail to start.
+    """
     experiment = client.get_experiment_by_name(name)
-    return experiment.experiment_id if experiment else client.create_experiment(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    try:
+        return client.create_experiment(name)
+    except Exception as exc:
+        if getattr(exc, "error_code", None) != "RESOURCE_ALREADY_EXISTS":
+            raise
+        experiment = client.get_experiment_by_name(name)
+        if experiment is None:  # created and deleted meanwhile: say what MLflow said
+            raise
+        return experiment.experiment_id
 
 
 def open_parent(client: Any, experiment: str, sweep: str, sweep_dir: Path, uri: str) -> tuple[str, str]:
