@@ -241,21 +241,21 @@ def test_only_the_job_that_made_a_run_continues_it(tmp_path: Path) -> None:
     no shared agent: 'new', which start_run then refuses because the run exists."""
     info = DistInfo()
     launch = ElasticLaunch("job", 1, 1)
-    fresh = plan_elastic(launch, str(tmp_path), "r", info, None)
+    fresh = plan_elastic(launch, str(tmp_path), "r", info)
     assert fresh.action == "new" and fresh.agents == [agent_id()]
     run = tmp_path / "r"
     run.mkdir()
     (run / "run.json").write_text(json.dumps({"status": "FAILED"}))
-    assert plan_elastic(launch, str(tmp_path), "r", info, None).action == "new"  # no torchrun.json: not ours
+    assert plan_elastic(launch, str(tmp_path), "r", info).action == "new"  # no torchrun.json: not ours
     record_session(fresh, 2)
-    assert plan_elastic(launch, str(tmp_path), "r", info, None).action == "resume"
-    assert plan_elastic(ElasticLaunch("other", 1, 1), str(tmp_path), "r", info, None).action == "new"
+    assert plan_elastic(launch, str(tmp_path), "r", info).action == "resume"
+    assert plan_elastic(ElasticLaunch("other", 1, 1), str(tmp_path), "r", info).action == "new"
     made = json.loads((run / TORCHRUN_FILE).read_text())
     (run / TORCHRUN_FILE).write_text(json.dumps({**made, "agents": ["elsewhere:1:2"]}))
-    assert plan_elastic(launch, str(tmp_path), "r", info, None).action == "new"
+    assert plan_elastic(launch, str(tmp_path), "r", info).action == "new"
     (run / TORCHRUN_FILE).write_text(json.dumps(made))
     (run / "run.json").write_text(json.dumps({"status": "FINISHED"}))
-    assert plan_elastic(launch, str(tmp_path), "r", info, None).action == "finished"
+    assert plan_elastic(launch, str(tmp_path), "r", info).action == "finished"
 
 
 def test_a_restart_after_the_run_finished_trains_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
@@ -270,7 +270,7 @@ def test_a_restart_after_the_run_finished_trains_nothing(tmp_path: Path, monkeyp
     run = tmp_path / "done"
     run.mkdir()
     (run / "run.json").write_text(json.dumps({"status": "FINISHED"}))
-    record_session(plan_elastic(ElasticLaunch("job", 0, 1), str(tmp_path), "done", DistInfo(), None), 1)
+    record_session(plan_elastic(ElasticLaunch("job", 0, 1), str(tmp_path), "done", DistInfo()), 1)
     before = snapshot(tmp_path)
     assert run_train_model(None, TINY, None, TrackingConfig(output_root=str(tmp_path), run_name="done")) is None
     assert "already finished; nothing to train" in capsys.readouterr().err

@@ -90,8 +90,8 @@ def elastic_start(config: Any, tracking: TrackingConfig) -> tuple[Any, Any]:
     warning = shared_store_warning()
     if warning and launch.restart_count == 0 and os.environ.get("RANK", "0") == "0":
         print(warning, file=sys.stderr, flush=True)  # before joining: that is where it would fail
-    info, device = init_distributed(config.training.device)
-    plan = plan_elastic(launch, tracking.output_root, tracking.run_name, info, device)
+    info, _ = init_distributed(config.training.device)
+    plan = plan_elastic(launch, tracking.output_root, tracking.run_name, info)
     point = find_resume_point(plan.run_dir) if plan.action == "resume" else None
     if info.is_main:
         say(plan, None if point is None else int(point.state["step"]))

@@ -99,7 +99,7 @@ def agent_id(pid: int | None = None) -> str:
     return f"{socket.gethostname()}:{pid}:{start}"
 
 
-def plan_elastic(launch: ElasticLaunch, output_root: str, run_name: str | None, info: Any, device: Any) -> ElasticPlan:
+def plan_elastic(launch: ElasticLaunch, output_root: str, run_name: str | None, info: Any) -> ElasticPlan:
     """Agree on the run and on what to do with it (every rank calls this; rank 0 decides)."""
     import torch.distributed as dist
 
