@@ -34,6 +34,8 @@ from codex_ml.rundir.sink import MetricPoint, RunInfo, Sink
 
 #: Run tag holding the message of the run's latest health event.
 HEALTH_TAG = "codex.health.last"
+#: Artifact folder of the run's own files (config, summary, plot) on a tracking server.
+RUN_FILES_DIR = "codex_ml"
 
 
 class MlflowAuthError(CodexMLError, RuntimeError):
@@ -236,6 +238,20 @@ class MlflowSink(Sink):
     def write_artifact(self, path: Path, name: str) -> None:
         """Upload a file from the run's artifacts/ folder."""
         self._client.log_artifact(self.run_id, str(path))
+
+    @property
+    def wants_run_files(self) -> bool:
+        """True on a tracking server (http/https): its users may not have the run directory, so close()
+        hands this sink the config, summary and plot (tracking/closing_upload.py)."""
+        return self.run_id is not None and urlparse(self.tracking_uri or "").scheme in ("http", "https")
+
+    def upload_run_files(self, files: dict[str, Path], stop: Any) -> None:
+        """Upload each file to ``codex_ml/<name>`` of the run (through the server's artifact proxy when it
+        serves artifacts); stop between two files once ``stop`` is set. A re-upload replaces the file."""
+        for path in files.values():
+            if stop.is_set():
+                return
+            self._client.log_artifact(self.run_id, str(path), RUN_FILES_DIR)
 
     def write_event(self, event: dict[str, Any]) -> None:
         """Tag ``codex.health.last`` with the event's message (MLflow has no alerts; a tag shows on the

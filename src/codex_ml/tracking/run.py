@@ -23,6 +23,7 @@ from typing import Any
 from codex_ml.errors import CodexMLError, RunClosedError
 from codex_ml.tracking import lifecycle
 from codex_ml.tracking.builtin_sinks import build_sinks
+from codex_ml.tracking.closing_upload import upload_run_files
 from codex_ml.tracking.config import TrackingConfig
 from codex_ml.tracking.dispatcher import Dispatcher
 from codex_ml.tracking.health_link import HealthLink, event_record, open_health
@@ -392,6 +393,8 @@ class Run:
         report.seconds = time.time() - began
         report.status = self._final_status  # a SIGTERM during close turns it into KILLED
         self._write_closing_files(report)
+        # Now that summary.json exists: config, summary and plot for a tracking server (closing_upload.py).
+        upload_run_files(self.paths, self._dispatcher.workers, give_up_at, self.reporter)
         return report
 
     def _report_shortfall(self, worker: SinkWorker) -> None:
