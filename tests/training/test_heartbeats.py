@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from codex_ml.health.rules_ranks import RankHang
-from codex_ml.health.stragglers import read_beats
+from codex_ml.health.stragglers import pid_state, read_beats
 from codex_ml.training import heartbeats
 from codex_ml.training.heartbeats import HeartbeatWriter, RankObserver
 from trainer_helpers import TINY, records
@@ -119,9 +119,14 @@ def test_rank_hang_action_stop_ends_the_job_and_the_run_failed(tmp_path: Path) -
         beats = _wait_for(lambda: (b := read_beats(ranks)) and len(b) == 2 and all((x.step or 0) >= 5 for x in b.values())
                           and b, 60, "beats of 2 ranks past step 5")
         os.kill(beats[1].pid, signal.SIGSTOP)
+        _wait_for(lambda: pid_state(beats[0].pid) == "died", 60, "rank 0's exit")
+        # torchrun now stops rank 1: SIGTERM, which a stopped process only takes once continued (else SIGKILL
+        # after torchrun's 30 s grace); continue it so the test need not wait for the grace.
+        os.kill(beats[1].pid, signal.SIGCONT)
         assert job.wait(60) != 0
         err.seek(0)
-        assert "rank_hang has action stop" in err.read()
+        text = err.read()
+        assert "rank_hang has action stop" in text and "exitcode  : 3" in text, text[-3000:]
     finally:
         _end_job(job, ranks)
         err.close()
