@@ -103,10 +103,11 @@ def _run(cfg: Any, flags: TrackingConfig) -> Any:
         from codex_ml.sweeps.trial import run_trial
 
         return run_trial(config, tracking, raw.get("sweep") or {}, hydra)
-    from codex_ml.training.trainer import train
+    from codex_ml.cli.train_command import train_job
 
-    result = train(config.with_tracking(tracking), tracking)
-    report_result(result)
+    result = train_job(config, tracking)  # under torchrun --max-restarts, a restart continues its run
+    if result is not None:
+        report_result(result)
     return result
 
 

@@ -16,7 +16,8 @@ from typing import Any
 from codex_ml.config_schema import is_override
 from codex_ml.tracking.config import TrackingConfig
 
-__all__ = ["effective_tracking", "elastic_start", "report_result", "run_train_model", "split_override_from_flag"]
+__all__ = ["effective_tracking", "elastic_start", "report_result", "run_train_model", "split_override_from_flag",
+           "train_job"]
 
 def split_override_from_flag(tracking: TrackingConfig, overrides: list[str]) -> tuple[TrackingConfig, list[str]]:
     """``--system-metrics training.max_steps=5`` means AUTO followed by an override, not a path
@@ -40,7 +41,6 @@ def run_train_model(config_path: Path | None, overrides: Sequence[str], resume: 
     """Load/validate the config (or the resumed run's), train, and print where the results went."""
     from codex_ml.training.config import load_config
     from codex_ml.training.errors import ResumeError
-    from codex_ml.training.trainer import train
 
     flags, overrides = split_override_from_flag(flags, list(overrides))
     resume_point = None
@@ -59,21 +59,30 @@ def run_train_model(config_path: Path | None, overrides: Sequence[str], resume: 
     if not progress:
         config.training.progress = False
     tracking = effective_tracking(config.tracking_config(), flags)
+    try:
+        result = train_job(config, tracking, resume_point)
+    except KeyboardInterrupt:
+        # Ctrl-C: the trainer has saved a checkpoint of the last step and closed the run KILLED
+        # (or, at a second Ctrl-C, stopped at once). 128 + SIGINT, as a shell reports it.
+        raise SystemExit(130) from None
+    if result is not None:
+        report_result(result)
+    return result
+
+
+def train_job(config: Any, tracking: TrackingConfig, resume_point: Any = None) -> Any:
+    """Train ``config``, continuing ``resume_point`` if given. Under ``torchrun --max-restarts`` without one,
+    a restarted worker group continues the run its job started; None when that run had already finished."""
+    from codex_ml.training.trainer import train
+
     plan = None
-    if resume is None:  # under torchrun --max-restarts, a restarted group continues its own run
+    if resume_point is None:
         plan, resume_point = elastic_start(config, tracking)
         if plan is not None and plan.action == "finished":
             return None
         if plan is not None:
             tracking = tracking.replace(run_name=plan.run_name)
-    try:
-        result = train(config.with_tracking(tracking), tracking, resume=resume_point, elastic=plan)
-    except KeyboardInterrupt:
-        # Ctrl-C: the trainer has saved a checkpoint of the last step and closed the run KILLED
-        # (or, at a second Ctrl-C, stopped at once). 128 + SIGINT, as a shell reports it.
-        raise SystemExit(130) from None
-    report_result(result)
-    return result
+    return train(config.with_tracking(tracking), tracking, resume=resume_point, elastic=plan)
 
 
 def elastic_start(config: Any, tracking: TrackingConfig) -> tuple[Any, Any]:
