@@ -34,7 +34,7 @@ def test_table_lists_each_event(run_dir: Path) -> None:
     result = _invoke(str(run_dir))
     assert result.exit_code == 0, result.output
     # 120 steps, plus the live run's own health/events records when start_run runs the rules live.
-    assert "2 events from 8 rules over 12" in result.output and "metrics records" in result.output
+    assert "2 events from 10 rules over 12" in result.output and "metrics records" in result.output
     assert "nonfinite" in result.output and "spike" in result.output
 
 
@@ -54,7 +54,7 @@ def test_clean_run_says_no_events(tmp_path: Path) -> None:
     with start_run("clean", output_root=tmp_path, flush_interval=0.05) as run:
         run.log_metrics({"train/loss": 2.0}, step=1)
     result = _invoke(str(run.paths.root))
-    assert result.exit_code == 0 and "no events from 8 rules over 1 metrics records" in result.output
+    assert result.exit_code == 0 and "no events from 10 rules over 1 metrics records" in result.output
 
 
 @pytest.mark.parametrize(("rules_text", "args", "message"), [
