@@ -246,7 +246,9 @@ need_mlflow() {
     "(or pip install 'codex-ml[server]'), or set MLFLOW=/path/to/mlflow"
   local python_bin
   python_bin=$(dirname "$mlflow_bin")/python
-  [ -x "$python_bin" ] || python_bin=python3
+  [ -e "$python_bin" ] || [ -L "$python_bin" ] || python_bin=python3  # no venv next to it: the system's
+  "$python_bin" -c '' 2>/dev/null || die "cannot run $python_bin (the Python of $mlflow_bin) as user $(id -un):" \
+    "install codex-ml where this user can run it, or set MLFLOW=/path/to/mlflow"
   "$python_bin" -c 'import psycopg' 2>/dev/null || die "psycopg is not installed next to $mlflow_bin (the" \
     "server's PostgreSQL driver): pip install -c constraints.txt 'psycopg[binary]' (or 'codex-ml[server]')"
 }

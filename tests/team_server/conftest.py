@@ -18,11 +18,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from team_helpers import SCRIPT
 
 from codex_ml.monitoring.ui import free_port
 
-REPO = Path(__file__).resolve().parents[2]
-SCRIPT = REPO / "scripts" / "mlflow_server.sh"
 PG_BIN = Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))
 
 

@@ -1,10 +1,14 @@
-"""Readers shared by the team-server tests: a run's MLflow state and metric history, counted per step."""
+"""Shared by the team-server tests: the script's path, a run's MLflow state and metric history counted per step."""
 
 from __future__ import annotations
 
 import json
 from collections import Counter
 from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+#: The script under test (and the one the fixture starts the server with).
+SCRIPT = REPO / "scripts" / "mlflow_server.sh"
 
 
 def mlflow_state(run_dir: Path) -> dict:
