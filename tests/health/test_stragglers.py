@@ -37,7 +37,8 @@ def test_scores_are_median_compute_time_over_the_fastest_rank(tmp_path: Path) ->
     scores = straggler_scores(read_beats(tmp_path).values())
     # rank 0's one slow step does not count (median); rank 3 has no step yet; rank 4 closed its run.
     assert scores == pytest.approx({0: 1.0, 1: 30 / 11, 2: 12 / 11})
-    assert straggler_scores([beat(0, [0.01])]) == {}  # one rank: nothing to compare
+    assert straggler_scores([beat(0, [0.01] * 3)]) == {}  # one rank: nothing to compare
+    assert straggler_scores([beat(0, [0.01] * 3), beat(1, [0.5] * 2)]) == {}  # rank 1's first steps are not scored
 
 
 def test_pid_state_of_running_stopped_and_dead_processes() -> None:

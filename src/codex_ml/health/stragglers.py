@@ -24,6 +24,8 @@ from typing import Any
 
 __all__ = ["Beat", "beat_path", "pid_state", "read_beats", "straggler_scores", "write_beat"]
 
+#: Logged steps a rank needs before it is scored: the first steps carry one-time costs that differ per rank.
+MIN_STEPS = 3
 #: The states a beat reports: the rank is training, or it closed its run (normally or not).
 RUNNING, CLOSED = "running", "closed"
 
@@ -100,12 +102,12 @@ def read_beats(directory: str | os.PathLike[str], session: str | None = None) ->
     return beats
 
 
-def straggler_scores(beats: Iterable[Beat]) -> dict[int, float]:
+def straggler_scores(beats: Iterable[Beat], min_steps: int = MIN_STEPS) -> dict[int, float]:
     """``{rank: median compute time / the fastest rank's}`` over the running ranks that have logged
-    a step. Empty with fewer than two such ranks (nothing to compare), or when the fastest takes no
-    measurable time."""
-    medians = {b.rank: b.median_compute_s for b in beats if b.state == RUNNING}
-    known = {rank: m for rank, m in medians.items() if m is not None}
+    ``min_steps`` steps. Empty with fewer than two such ranks (nothing to compare), or when the
+    fastest takes no measurable time."""
+    known = {b.rank: statistics.median(b.compute_s) for b in beats
+             if b.state == RUNNING and len(b.compute_s) >= min_steps}
     if len(known) < 2:
         return {}
     fastest = min(known.values())
