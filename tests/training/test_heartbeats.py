@@ -189,8 +189,11 @@ def test_observer_names_a_silent_writer_with_the_others_stacks(tmp_path: Path) -
 
 def test_documented_hang_bound_follows_from_the_defaults() -> None:
     """docs/health.md promises a stopped rank is named within 35 s with the defaults (the issue's target: 60 s)."""
-    doc = (Path(__file__).resolve().parents[2] / "docs" / "health.md").read_text()
-    timeout = RankHang.defaults()["timeout_s"]
-    bound = timeout + 2 * heartbeats.BEAT_INTERVAL_S + heartbeats.STACKS_WAIT_S
-    assert bound == 35.0 <= 60.0
-    assert f"named within {bound:g} s" in doc
+    docs = Path(__file__).resolve().parents[2] / "docs"
+    health, training = (docs / "health.md").read_text(), (docs / "training.md").read_text()
+    defaults = RankHang.defaults()
+    late = 2 * heartbeats.BEAT_INTERVAL_S + heartbeats.STACKS_WAIT_S  # last beat unseen + observer round + stacks
+    hung, dead = defaults["timeout_s"] + late, defaults["dead_after_s"] + late
+    assert (hung, dead) == (35.0, 8.0) and hung <= 60.0
+    assert f"named within {hung:g} s" in health and f"within {dead:g} s;" in health
+    assert f"named within\n  {hung:g} s with the defaults" in training and f"\n  {dead:g} s: a critical event" in training
