@@ -68,7 +68,7 @@ def test_rank_whose_process_is_gone_is_named_died_before_the_timeout(tmp_path: P
     assert rule.on_beats(100.0, beats, 2, "here", 42) == []  # first sight: the counter just moved
     assert rule.on_beats(101.5, beats, 2, "here", 42) == []
     (event,) = rule.on_beats(102.5, beats, 2, "here", 42)
-    assert f"rank 1 (node here, pid {child.pid}) died" in event.message and "its last step 41" in event.message
+    assert f"rank 1 (node here, pid {child.pid}) died" in event.message and "its last beat at step 41" in event.message
     assert (event.step, event.value, event.threshold) == (42, 2.5, 30.0)
     assert rule.on_beats(200.0, beats, 2, "here", 42) == []  # once per silence
 

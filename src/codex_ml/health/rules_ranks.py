@@ -126,5 +126,5 @@ def _message(rank: int, beat: Beat | None, state: str, silent: float, beats: Map
             "running": "is running but its heartbeat thread is stuck (the GIL held in C code, or blocked I/O)",
             "unknown": "stopped beating (on another node: hung, or the node is lost)"}[state]
     others = ", ".join(f"rank {r} at step {b.step}" for r, b in sorted(beats.items()) if r != rank)
-    return (f"{where} {what}: no heartbeat for {silent:.1f} s, its last step {beat.step}"
+    return (f"{where} {what}: no heartbeat for {silent:.1f} s, its last beat at step {beat.step}"
             + (f"; {others}" if others else "") + ". The other ranks wait for it in the next collective")
