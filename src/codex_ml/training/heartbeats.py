@@ -63,7 +63,9 @@ class SyncTimer:
     A rank slow before its forward (data, host work) makes the others wait in the broadcast; one
     slow in forward/backward makes them wait in the all-reduce. The all-reduce wait runs from this
     rank's last gradient bucket being ready (its backward done) to that bucket's reduction
-    completing. Both include the transfer itself, small next to a straggler's delay.
+    completing. Both include the transfer itself, small next to a straggler's delay. On NCCL both
+    collectives are asynchronous (the hooks see them enqueued, not waited for), so there the waits
+    read near 0 and the scores near 1: CPU (gloo) only until they are timed with CUDA events.
     """
 
     def __init__(self, world_size: int) -> None:
