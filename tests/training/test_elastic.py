@@ -20,7 +20,8 @@ import pytest
 
 from codex_ml.rundir.reader import ReadReport, iter_records
 from codex_ml.training.distributed import DistInfo
-from codex_ml.training.elastic import TORCHRUN_FILE, ElasticLaunch, agent_id, plan_elastic, record_session
+from codex_ml.training.elastic import (TORCHRUN_FILE, ElasticLaunch, agent_id, plan_elastic, record_session,
+                                      shared_store_warning)
 from codex_ml.training.errors import TrainingError
 from trainer_helpers import TINY, snapshot
 
@@ -227,6 +228,9 @@ def test_launch_from_the_environment_and_the_run_name() -> None:
     assert launch.run_name(None) == "j" and launch.run_name("mine") == "mine"
     with pytest.raises(TrainingError, match="--rdzv-id"):
         ElasticLaunch("none", 0, 1).run_name(None)
+    # Workers that share torchrun's rendezvous store (torch's default) are told how to get a fresh one per restart.
+    assert "TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1" in shared_store_warning({"TORCHELASTIC_USE_AGENT_STORE": "True"})
+    assert shared_store_warning({"TORCHELASTIC_USE_AGENT_STORE": "False"}) is None
 
 
 def test_agent_id_is_the_parent_process() -> None:
