@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from codex_ml.health.rules_ranks import RankHang
 from codex_ml.health.stragglers import pid_state, read_beats
 from codex_ml.training import heartbeats
@@ -197,3 +199,34 @@ def test_documented_hang_bound_follows_from_the_defaults() -> None:
     assert (hung, dead) == (35.0, 8.0) and hung <= 60.0
     assert f"named within {hung:g} s" in health and f"within {dead:g} s;" in health
     assert f"named within\n  {hung:g} s with the defaults" in training and f"\n  {dead:g} s: a critical event" in training
+
+
+def test_a_large_job_logs_its_spread_and_only_the_slowest_ranks_by_name(tmp_path: Path) -> None:
+    """40 ranks' real beat files: rank 0's record gets the max and median scores and the slowest ranks'
+    keys, not 120 per-rank keys; a job within the limit still gets every rank's."""
+    from codex_ml.health.stragglers import Beat, write_beat
+    from codex_ml.training import heartbeats
+
+    def write(directory: Path, ranks: int) -> None:
+        directory.mkdir()
+        for rank in range(ranks):
+            compute = [0.010 * (1 + rank / 10)] * 3  # rank k computes (1 + k/10) times the fastest
+            write_beat(directory, Beat(rank, "n", 1, "s", 1, time.time(), 10, [c + 0.01 for c in compute], compute,
+                                       "running"))
+
+    big, small = tmp_path / "big", tmp_path / "small"
+    write(big, 40)
+    write(small, heartbeats.PER_RANK_LIMIT)
+    observer = RankObserver(None, big, "s", 40, None)
+    observer.check(time.time())
+    metrics = observer.take_metrics()
+    assert metrics is not None
+    named = sorted(int(k.rsplit("rank", 1)[-1]) for k in metrics if k.startswith("ranks/straggler_score/"))
+    assert named == list(range(40 - heartbeats.SLOWEST_SHOWN, 40))  # the slowest, by name
+    assert metrics["ranks/straggler_score_max"] == pytest.approx(1 + 39 / 10)
+    assert metrics["ranks/straggler_score_median"] == pytest.approx(1 + 20 / 10)
+    assert len(metrics) == 3 * heartbeats.SLOWEST_SHOWN + 2
+    observer = RankObserver(None, small, "s", heartbeats.PER_RANK_LIMIT, None)
+    observer.check(time.time())
+    metrics = observer.take_metrics() or {}
+    assert len(metrics) == 3 * heartbeats.PER_RANK_LIMIT and "ranks/straggler_score_max" not in metrics

@@ -15,7 +15,8 @@ the very collective a hung rank never joins) reads the beats about once a second
 
 * computes the straggler scores (:func:`codex_ml.health.stragglers.straggler_scores`), logged as
   ``ranks/straggler_score/rank<k>``, ``ranks/step_s/rank<k>`` and ``ranks/compute_s/rank<k>`` with
-  rank 0's next training record, where the ``straggler`` rule sees them like any metric;
+  rank 0's next training record, where the ``straggler`` rule sees them like any metric (above
+  ``PER_RANK_LIMIT`` ranks only the slowest ``SLOWEST_SHOWN`` by name, with the job's max and median);
 * runs the ``rank_hang`` rule: a rank whose beat has not moved for ``timeout_s`` (or whose process
   is gone from this host) is named in a health event, with every live rank's Python stacks, which
   each rank's writer thread dumps when rank 0 asks (``health/ranks/stacks.request``).
@@ -53,6 +54,10 @@ WINDOW = 8
 STACKS_REQUEST = "stacks.request"
 #: Seconds rank 0 waits for the live ranks' stacks before it records a rank_hang event.
 STACKS_WAIT_S = 3.0
+#: Up to this many scored ranks, rank 0 logs every rank's score and times; above it, only the
+#: ``SLOWEST_SHOWN`` slowest ranks' (plus ``ranks/straggler_score_max`` and ``_median``).
+PER_RANK_LIMIT = 16
+SLOWEST_SHOWN = 8
 
 
 class SyncTimer:
@@ -269,7 +274,15 @@ class RankObserver:
             return
         self._scored = steps
         metrics: dict[str, float] = {}
-        for rank, score in scores.items():
+        shown = scores
+        if len(scores) > PER_RANK_LIMIT:
+            # Thousands of per-rank keys in every record of rank 0 would swamp the NDJSON log and
+            # MLflow (docs/scale.md): log the job's spread and only the slowest ranks by name.
+            ordered = sorted(scores.values())
+            metrics["ranks/straggler_score_max"] = ordered[-1]
+            metrics["ranks/straggler_score_median"] = ordered[len(ordered) // 2]
+            shown = dict(sorted(scores.items(), key=lambda item: item[1], reverse=True)[:SLOWEST_SHOWN])
+        for rank, score in shown.items():
             beat = beats[rank]
             metrics[f"ranks/straggler_score/rank{rank}"] = score
             metrics[f"ranks/step_s/rank{rank}"] = beat.median_step_s or 0.0
