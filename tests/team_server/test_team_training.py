@@ -49,5 +49,5 @@ def test_training_run_with_every_sink_logs_into_the_team_server(tmp_path: Path, 
     assert (fetched / "summary.json").read_bytes() == (run_dir / "summary.json").read_bytes()
     assert (fetched / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # Stored where the server keeps artifacts (--artifacts-destination), not in the trainer's run directory.
-    stored = list((team_server.data_dir / "artifacts").rglob("codex_ml/summary.json"))
+    stored = list((team_server.data_dir / "artifacts").glob(f"*/{state['run_id']}/artifacts/codex_ml/summary.json"))
     assert len(stored) == 1 and stored[0].read_bytes() == (run_dir / "summary.json").read_bytes()
