@@ -307,6 +307,11 @@ start_server() {
   # setsid: its own process group (stop signals the uvicorn workers too) that outlives this script.
   # The password reaches libpq through PGPASSFILE, never the command line (ps shows that).
   # MLflow's job runner (GenAI scorers, trace archival: a dozen huey processes) is off unless asked for.
+  # SQLAlchemy's default pool (5 + 10 overflow per worker) is too small for uvicorn's ~40 requests at
+  # once: 16 runs logging together got "QueuePool limit ... reached" (a 400 the client does not retry).
+  # 20 + 20 per worker stays under max_connections (200) up to 4 workers; the environment overrides both.
+  MLFLOW_SQLALCHEMYSTORE_POOL_SIZE=${MLFLOW_SQLALCHEMYSTORE_POOL_SIZE:-20} \
+  MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW=${MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW:-20} \
   MLFLOW_SERVER_ENABLE_JOB_EXECUTION=${MLFLOW_SERVER_ENABLE_JOB_EXECUTION:-false} PGPASSFILE=$pgpass setsid "$mlflow_bin" server \
     --backend-store-uri "postgresql+psycopg://mlflow@127.0.0.1:$pg_port/mlflow" \
     --artifacts-destination "$artifacts" --serve-artifacts \
