@@ -118,7 +118,8 @@ def measure(case: load.Case, pool: Pool, server: host.Server, args: argparse.Nam
     row = {"client": case.client, "kind": case.kind, "mode": case.mode, "runs": case.runs, "batch": case.batch,
            "points": points, "seconds": delivered - began, "points_s": points / (delivered - began),
            "load": (load_before + load_after) / 2, "server_cpu_s": cpu,
-           "missing": read_back(pool.uri, writers), "complete": all(w["complete"] for w in writers)}  # fmt: skip
+           "missing": read_back(pool.uri, writers), "complete": all(w["complete"] for w in writers),
+           "errors": sum(w["errors"] for w in writers) + (raw["reader"] or {}).get("errors", 0)}  # fmt: skip
     if case.mode == "paced":
         calls = sorted(ns for w in writers for ns in w["calls_ns"])
         row.update(call_median_us=percentile(calls, 50) / 1e3, call_p99_us=percentile(calls, 99) / 1e3,
@@ -131,7 +132,7 @@ def measure(case: load.Case, pool: Pool, server: host.Server, args: argparse.Nam
 def delay_figures(reader: dict[str, Any] | None) -> dict[str, Any]:
     """p50/p99 of the reader's delays (ms) and its poll gap (nan without a reader)."""
     if reader is None:
-        reader = {"delays": [], "upper": [], "seen": 0, "poll_gap": float("nan")}
+        reader = {"delays": [], "upper": [], "seen": 0, "poll_gap": float("nan"), "errors": 0}
     delays, upper = sorted(reader["delays"]), sorted(reader["upper"])
     return {"delay_p50_ms": percentile(delays, 50) * 1e3, "delay_p99_ms": percentile(delays, 99) * 1e3,
             "upper_p99_ms": percentile(upper, 99) * 1e3, "probes": reader["seen"],
@@ -167,12 +168,12 @@ def print_tables(rows: list[dict[str, Any]], args: argparse.Namespace, server: h
           f"{args.burst_seconds:.0f} s; paced: {args.rate:g} steps/s per run for {args.paced_seconds:g} s")
     burst = [r for r in rows if r["mode"] == "burst"]
     print("\n| runs | client | points | seconds | points/s | codex_ml / this | server CPU ms per 1k points | "
-          "missing | load |\n|---:|---|---:|---:|---:|---:|---:|---:|---:|")
+          "missing | refused calls | load |\n|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in burst:
         codex = next(c for c in burst if c["runs"] == r["runs"] and c["kind"] == "codex")
         print(f"| {r['runs']} | {r['client']} | {r['points']:,} | {r['seconds']:.1f} | {r['points_s']:,.0f} | "
               f"{codex['points_s'] / r['points_s']:.2f} | {1e6 * r['server_cpu_s'] / r['points']:.1f} | "
-              f"{r['missing']} | {r['load']:.1f} |")
+              f"{r['missing']} | {r['errors']} | {r['load']:.1f} |")
     print_paced([r for r in rows if r["mode"] == "paced"])
     print_reference(burst)
 
@@ -181,13 +182,13 @@ def print_paced(paced: list[dict[str, Any]]) -> None:
     """The paced cases: the log call's cost, the writer process's CPU, the delay until visible."""
     if paced:
         print("\n| runs | client | steps/s per run (slowest) | log call median us | p99 us | process CPU % | "
-              "visible p50 ms | p99 ms | (bound p99) | probes | poll gap ms | missing | load |\n"
-              "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+              "visible p50 ms | p99 ms | (bound p99) | probes | poll gap ms | missing | refused calls | load |\n"
+              "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for r in paced:
             print(f"| {r['runs']} | {r['client']} | {r['achieved_min']:.2f} of {r['rate']:g} | "
                   f"{r['call_median_us']:,.1f} | {r['call_p99_us']:,.1f} | {r['cpu_pct']:.1f} | {r['delay_p50_ms']:,.0f} | "
                   f"{r['delay_p99_ms']:,.0f} | {r['upper_p99_ms']:,.0f} | {r['probes']} | {r['poll_gap_ms']:.0f} | "
-                  f"{r['missing']} | {r['load']:.1f} |")
+                  f"{r['missing']} | {r['errors']} | {r['load']:.1f} |")
 
 
 def print_reference(burst: list[dict[str, Any]]) -> None:
@@ -221,10 +222,16 @@ def trainer_under_load(args: argparse.Namespace, server: host.Server, root: Path
         worker.join()
     finally:
         pool.close()
-    print(f"\n### bench_trainer.py --sinks mlflow against the server while {case.runs} codex_ml runs log into it "
-          f"at {args.rate:g} steps/s\n\n{done.stdout.strip() or done.stderr[-3000:]}")
-    print_paced(rows)
+    for row in rows:  # printed after the tables (main)
+        row["trainer_output"] = (f"bench_trainer.py --sinks mlflow against the server while {case.runs} codex_ml runs "
+                                 f"log into it at {args.rate:g} steps/s (the last paced row):\n\n"
+                                 f"{_without_links(done.stdout) or done.stderr[-3000:]}")
     return rows
+
+
+def _without_links(text: str) -> str:
+    """The trainer's output without MLflow's "View run/experiment at" lines."""
+    return "\n".join(line for line in text.strip().splitlines() if " at: http" not in line).strip()
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -235,6 +242,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--tracking-uri", help="use this running server instead of starting one")
     parser.add_argument("--workers", type=int, default=1,
                         help="mlflow server --workers (under heavy load uvicorn's supervisor may kill extra workers)")
+    parser.add_argument("--pool-size", type=int, default=0,
+                        help="server database pool: MLFLOW_SQLALCHEMYSTORE_POOL_SIZE and _MAX_OVERFLOW for the server "
+                             "started here (0: MLflow's default, 5 + 10 overflow per worker)")
     parser.add_argument("--runs", default="1,4,16", help="numbers of concurrent runs (processes), comma list")
     parser.add_argument("--burst-points", type=int, default=200_000, help="points per burst case, over all runs")
     parser.add_argument("--burst-seconds", type=float, default=40.0, help="MLflow client burst time box")
@@ -252,9 +262,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--json", type=Path, help="also append the rows as JSON lines to this file")
     parser.add_argument("--keep", type=Path, help="keep the server's files and the runs under this directory")
     args = parser.parse_args(argv)
-    if args.quick:
-        args.runs, args.burst_points, args.burst_seconds = "1,2", 4_000, 3.0
-        args.mlflow_batches, args.paced_seconds, args.rate = "1000", 2.0, 10.0
+    if args.quick:  # smaller cases, except where an option was given
+        quick = {"runs": "1,2", "burst_points": 4_000, "burst_seconds": 3.0, "mlflow_batches": "1000",
+                 "paced_seconds": 2.0}
+        for name, value in quick.items():
+            if getattr(args, name) == parser.get_default(name):
+                setattr(args, name, value)
     try:
         args.runs = [int(x) for x in args.runs.split(",")]
         args.mlflow_batches = [int(x) for x in args.mlflow_batches.split(",") if x]
@@ -270,6 +283,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     for name in [n for n in os.environ if n.startswith("MLFLOW_")]:
         os.environ.pop(name)  # this benchmark's server only, with MLflow's default retries
+    if args.pool_size:  # read by the server process the script (or SqliteServer) starts from this environment
+        os.environ["MLFLOW_SQLALCHEMYSTORE_POOL_SIZE"] = os.environ["MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW"] = str(args.pool_size)
     with tempfile.TemporaryDirectory() as tmp:
         root = args.keep or Path(tmp)
         root.mkdir(parents=True, exist_ok=True)
@@ -286,21 +301,28 @@ def main(argv: list[str] | None = None) -> int:
                     for case in cases(args, runs):
                         print(f"{case.runs} runs, {case.client}, {case.mode} ...", file=sys.stderr, flush=True)
                         rows.append(measure(case, pool, server, args))
+                        save(rows[-1], args.json)
                 finally:
                     pool.close()
-            print_tables(rows, args, server)
             if args.trainer_load:
                 rows += trainer_under_load(args, server, root)
-            storage = server.storage()
-            if storage:
-                print(f"- storage: {storage}")
+                save(rows[-1], args.json)
         finally:
+            if rows:  # also when a case failed: what was measured is printed
+                print_tables(rows, args, server)
+                print("\n".join(f"\n{r['trainer_output']}" for r in rows if "trainer_output" in r))
+                storage = server.storage()
+                print(f"- storage: {storage}" if storage else "")
+                save({"storage": storage}, args.json)
             server.stop()
-    if args.json:
-        with args.json.open("a") as out:
-            for row in rows:
-                out.write(json.dumps(row) + "\n")
     return 0 if all(r["missing"] == 0 for r in rows) else 1
+
+
+def save(row: dict[str, Any], path: Path | None) -> None:
+    """Append one row to the ``--json`` file as soon as it is measured (a later failure keeps it)."""
+    if path:
+        with path.open("a") as out:
+            out.write(json.dumps(row) + "\n")
 
 
 if __name__ == "__main__":

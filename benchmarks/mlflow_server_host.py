@@ -55,7 +55,8 @@ class SqliteServer(Server):
         command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{self.db}",
                    "--artifacts-destination", str(root / "artifacts"), "--host", "127.0.0.1", "--port", str(port),
                    "--workers", str(workers)]  # fmt: skip
-        env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_") or "SQLALCHEMYSTORE" in k}
+        env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"  # as scripts/mlflow_server.sh: no job-runner processes
         with open(root / "server.log", "ab") as log:
             self.process = subprocess.Popen(command, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT,
                                             start_new_session=True)  # fmt: skip

@@ -97,10 +97,11 @@ class CodexWriter:
 
     def finish(self) -> dict[str, Any]:
         """Close the run; what its close report says."""
+        failures = self.run.health()["sinks"]["mlflow"]["failures"]
         report = self.run.close()
         mlflow = report.sinks.get("mlflow", {})
         return {"complete": report.complete, "dropped": mlflow.get("dropped", 0),
-                "undelivered": mlflow.get("undelivered", 0)}  # fmt: skip
+                "undelivered": mlflow.get("undelivered", 0), "errors": failures}  # fmt: skip
 
 
 class ClientWriter:
@@ -109,13 +110,26 @@ class ClientWriter:
     def __init__(self, client: Any, experiment_id: str, name: str) -> None:
         from mlflow.entities import Metric
 
-        self.client, self.metric = client, Metric
+        self.client, self.metric, self.errors = client, Metric, 0
         self.run_id = client.create_run(experiment_id, run_name=name).info.run_id
 
     def log(self, values: dict[str, float], step: int) -> None:
         """One synchronous ``log_batch`` of this step's scalars (what ``mlflow.log_metrics`` sends)."""
         stamp = int(time.time() * 1000)
-        self.client.log_batch(self.run_id, metrics=[self.metric(k, v, stamp, step) for k, v in values.items()])
+        self._send([self.metric(k, v, stamp, step) for k, v in values.items()])
+
+    def _send(self, metrics: list[Any], tries: int = 10) -> None:
+        """``log_batch``; a refused call (an overloaded server answers 400 when its database pool is
+        exhausted, which MLflow's client does not retry) is counted and sent again, as a careful script would."""
+        for attempt in range(tries):
+            try:
+                self.client.log_batch(self.run_id, metrics=metrics)
+                return
+            except Exception:  # noqa: BLE001 - counted; the last one is raised
+                self.errors += 1
+                if attempt == tries - 1:
+                    raise
+                time.sleep(0.5)
 
     def burst(self, case: Case) -> dict[str, Any]:
         """Batches of ``case.batch`` metrics (whole steps), back to back, until done or the time box ends."""
@@ -125,7 +139,7 @@ class ClientWriter:
         while step < case.steps and time.time() < deadline:
             stamp, last = int(time.time() * 1000), min(step + per_call, case.steps)
             metrics = [self.metric(k, v, stamp, s) for s in range(step, last) for k, v in payload(s).items()]
-            self.client.log_batch(self.run_id, metrics=metrics)
+            self._send(metrics)
             step = last
         ended = time.time()
         return {"steps": step, "began": began, "logged": ended, "delivered": ended}
@@ -136,7 +150,7 @@ class ClientWriter:
     def finish(self) -> dict[str, Any]:
         """End the MLflow run."""
         self.client.set_terminated(self.run_id)
-        return {"complete": True, "dropped": 0, "undelivered": 0}
+        return {"complete": True, "dropped": 0, "undelivered": 0, "errors": self.errors}
 
 
 def paced(writer: Any, case: Case) -> dict[str, Any]:
@@ -177,7 +191,7 @@ class NdjsonWriter(CodexWriter):
 
     def finish(self) -> dict[str, Any]:
         """Close the run."""
-        return {"complete": self.run.close().complete, "dropped": 0, "undelivered": 0}
+        return {"complete": self.run.close().complete, "dropped": 0, "undelivered": 0, "errors": 0}
 
 
 def writer_main(index: int, uri: str, root: str, inbox: Any, outbox: Any, barrier: Any) -> None:
@@ -238,13 +252,18 @@ def poll(client: Any, run_ids: list[str], stop: Any) -> dict[str, Any]:
     minus its log time; ``upper`` is the bound (answer minus log time)."""
     seen: dict[str, set[int]] = {run_id: set() for run_id in run_ids}
     previous = {run_id: time.time() for run_id in run_ids}
-    delays, upper, gaps, last_round = [], [], [], False
+    delays, upper, gaps, last_round, errors = [], [], [], False, 0
     while True:
         last_round = stop.is_set()
         cycle = time.time()
         for run_id in run_ids:
             sent = time.time()
-            history = client.get_metric_history(run_id, PROBE)
+            try:
+                history = client.get_metric_history(run_id, PROBE)
+            except Exception:  # noqa: BLE001 - an overloaded server refuses some reads: counted, polled again
+                errors += 1
+                time.sleep(0.2)
+                continue
             got = time.time()
             for metric in history:
                 if metric.step not in seen[run_id]:
@@ -256,7 +275,7 @@ def poll(client: Any, run_ids: list[str], stop: Any) -> dict[str, Any]:
             previous[run_id] = sent
         if last_round:
             return {"delays": delays, "upper": upper, "poll_gap": sum(gaps) / max(1, len(gaps)),
-                    "seen": sum(len(s) for s in seen.values())}  # fmt: skip
+                    "seen": sum(len(s) for s in seen.values()), "errors": errors}  # fmt: skip
         time.sleep(max(0.0, MIN_POLL_GAP - (time.time() - cycle)))
 
 
