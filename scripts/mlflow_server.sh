@@ -263,8 +263,11 @@ server_pid() {  # the recorded pid when its process group is alive
   [[ $pid =~ ^[0-9]+$ ]] && group_alive "$pid" && echo "$pid"
 }
 
-server_healthy() {
-  curl -fsS --max-time 3 "http://127.0.0.1:$port/health" >/dev/null 2>&1
+server_healthy() {  # asked where the server listens (loopback when it binds every address)
+  local at=$host
+  [ "$at" = 0.0.0.0 ] && at=127.0.0.1
+  [ "$at" = "::" ] && at="[::1]"
+  curl -fsS --max-time 3 "http://$at:$port/health" >/dev/null 2>&1
 }
 
 tracking_uri() {
