@@ -20,6 +20,7 @@ import pytest
 
 from codex_ml.rundir.reader import ReadReport, iter_records
 from codex_ml.backends.wandb import find_run_files, read_history
+from train_helpers import steps_everywhere
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = str(REPO / "configs" / "training" / "tiny.yaml")
@@ -70,26 +71,6 @@ def _assert_readable(run: Path) -> None:
         list(read_history(wandb_file))
 
 
-def _steps_everywhere(run: Path, key: str = "train/loss") -> dict[str, Counter]:
-    from mlflow.tracking import MlflowClient
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    from codex_ml.backends.mlflow_utils import prepare_environment
-
-    ndjson = Counter(r["step"] for r in iter_records(run / "metrics.ndjson") if key in r["metrics"])
-    tensorboard: Counter = Counter()
-    for events in (run / "tensorboard").glob("events.out.tfevents.*"):
-        acc = EventAccumulator(str(events), size_guidance={"scalars": 0})
-        acc.Reload()
-        if key in acc.Tags()["scalars"]:
-            tensorboard.update(e.step for e in acc.Scalars(key))
-    state = json.loads((run / "run.json").read_text())["backends"]["mlflow"]
-    prepare_environment(state["tracking_uri"])
-    mlflow = Counter(m.step for m in MlflowClient(state["tracking_uri"]).get_metric_history(state["run_id"], key))
-    wandb = Counter(row["step"] for f in find_run_files(run) for row in read_history(f) if key in row)
-    return {"ndjson": ndjson, "tensorboard": tensorboard, "mlflow": mlflow, "wandb": wandb}
-
-
 def _trial(tmp_path: Path, seed: int) -> None:
     run = _kill_at_random_point(tmp_path, random.Random(seed))
     _assert_readable(run)
@@ -102,7 +83,7 @@ def _trial(tmp_path: Path, seed: int) -> None:
         assert resumed.returncode == 0, err[-3000:]
         _assert_readable(run)
     expected = Counter(range(1, MAX_STEPS + 1))
-    found = _steps_everywhere(run)
+    found = steps_everywhere(run)
     assert found == {sink: expected for sink in found}, f"resume stderr:\n{err[-4000:]}"
     assert json.loads((run / "run.json").read_text())["status"] == "FINISHED"
 
@@ -173,5 +154,5 @@ def test_sigkill_before_the_first_checkpoint_then_resume_restarts_from_step_0(tm
     for sink in ("mlflow", "wandb"):
         assert state["backends"][sink]["run_id"] == backends[sink]["run_id"], sink
     expected = Counter(range(1, steps + 1))
-    found = _steps_everywhere(run)
+    found = steps_everywhere(run)
     assert found == {sink: expected for sink in found}, f"resume stderr:\n{err[-4000:]}"

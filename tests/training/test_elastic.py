@@ -23,6 +23,7 @@ from codex_ml.training.distributed import DistInfo
 from codex_ml.training.elastic import (TORCHRUN_FILE, ElasticLaunch, agent_id, plan_elastic, record_session,
                                       shared_store_warning)
 from codex_ml.training.errors import TrainingError
+from train_helpers import steps_everywhere
 from trainer_helpers import TINY, snapshot
 
 JOB = "job-elastic"
@@ -114,28 +115,14 @@ def _steps(path: Path, key: str = "train/loss") -> list[int]:
     return [r["step"] for r in iter_records(path, ReadReport(str(path))) if key in r.get("metrics", {})]
 
 
-def _steps_everywhere(run: Path, key: str = "train/loss") -> dict[str, Counter]:
-    """How often each step of ``key`` is in the NDJSON, TensorBoard, MLflow and the W&B offline files."""
+def _assert_mlflow_finished(run: Path) -> None:
     from mlflow.tracking import MlflowClient
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     from codex_ml.backends.mlflow_utils import prepare_environment
-    from codex_ml.backends.wandb import find_run_files, read_history
 
-    tensorboard: Counter = Counter()
-    for events in (run / "tensorboard").glob("events.out.tfevents.*"):
-        acc = EventAccumulator(str(events), size_guidance={"scalars": 0})
-        acc.Reload()
-        if key in acc.Tags()["scalars"]:
-            tensorboard.update(e.step for e in acc.Scalars(key))
     state = json.loads((run / "run.json").read_text())["backends"]["mlflow"]
     prepare_environment(state["tracking_uri"])
-    client = MlflowClient(state["tracking_uri"])
-    mlflow = Counter(m.step for m in client.get_metric_history(state["run_id"], key))
-    assert client.get_run(state["run_id"]).info.status == "FINISHED"
-    wandb = Counter(row["step"] for f in find_run_files(run) for row in read_history(f) if key in row)
-    return {"ndjson": Counter(_steps(run / "metrics.ndjson")), "tensorboard": tensorboard, "mlflow": mlflow,
-            "wandb": wandb}
+    assert MlflowClient(state["tracking_uri"]).get_run(state["run_id"]).info.status == "FINISHED"
 
 
 def test_two_nodes_train_one_run_and_only_a_restart_continues_it(tmp_path: Path) -> None:
@@ -195,7 +182,8 @@ def test_kill_one_worker_and_the_restarted_group_continues_the_same_run(tmp_path
     assert [s["restart_count"] > 0 for s in sessions] == [False, True]
     assert "continuing" in nodes.output() and "in the same run" in nodes.output()
     expected = Counter(range(1, steps + 1))
-    found = _steps_everywhere(run)
+    found = steps_everywhere(run)
+    _assert_mlflow_finished(run)
     assert found == {sink: expected for sink in found}, nodes.output()
 
 
