@@ -96,7 +96,14 @@ class ScriptServer(Server):
                 folder.chmod(folder.stat().st_mode | 0o005)
         self.root = root
         port, self.pg_port = free_port(), free_port()
-        done = self._script("start", "--port", str(port), "--pg-port", str(self.pg_port), "--workers", str(workers))
+        try:
+            done = self._script("start", "--port", str(port), "--pg-port", str(self.pg_port), "--workers", str(workers))
+        except ServerError:
+            try:  # a failed start may have left PostgreSQL or the server running
+                self._script("stop")
+            except ServerError:
+                pass
+            raise
         super().__init__(done.stdout.strip(), f"mlflow server on PostgreSQL 15 ({workers} workers, "
                          "scripts/mlflow_server.sh)", [port, self.pg_port])  # fmt: skip
 
