@@ -5,6 +5,7 @@ log call to the point being visible, and what a log call costs the training thre
     .venv/bin/python benchmarks/bench_mlflow_server.py --server sqlite       # a plain sqlite-backed mlflow server
     .venv/bin/python benchmarks/bench_mlflow_server.py --tracking-uri http://127.0.0.1:5000   # an existing one
     .venv/bin/python benchmarks/bench_mlflow_server.py --quick               # smoke run, under a minute
+    .venv/bin/python benchmarks/bench_mlflow_server.py --runs "" --trainer-load 15 --trainer-budget 480  # trainer only
 
 Every run is a separate process (a pool per number of runs). Each number of runs is measured with:
 
@@ -15,6 +16,9 @@ Every run is a separate process (a pool per number of runs). Each number of runs
 - ``paced`` cases (training-like): ``--rate`` steps/s of 10 scalars per run for ``--paced-seconds``; every log
   call timed (codex_ml's ``log_metrics`` vs one ``log_batch`` of 10 per step); a reader process polls
   ``get_metric_history`` of ``--probe-runs`` runs for the delay from log call to visible.
+
+- ``--trainer-load N``: then benchmarks/bench_trainer.py (``--sinks mlflow``, 1 thread) with its MLflow sink on the
+  server while N paced codex_ml runs log into it: the training throughput cost under a loaded server.
 
 After each case every run's every key is read back: the count and the set of steps must be exact. The 1-minute
 load average is printed with each figure (the machine may be shared). See docs/benchmarks.md#mlflow-tracking-server.
@@ -269,7 +273,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             if getattr(args, name) == parser.get_default(name):
                 setattr(args, name, value)
     try:
-        args.runs = [int(x) for x in args.runs.split(",")]
+        args.runs = [int(x) for x in args.runs.split(",") if x]  # --runs "" with --trainer-load: the trainer only
         args.mlflow_batches = [int(x) for x in args.mlflow_batches.split(",") if x]
     except ValueError:
         parser.error("--runs and --mlflow-batches take comma lists of whole numbers")
