@@ -54,8 +54,9 @@ def require_prometheus() -> None:
         pytest.fail(f"{PROMETHEUS} is missing: run scripts/install_system_deps.sh (as root) to install Prometheus")
 
 
-def write_prometheus_config(path: Path, *target_ports: int) -> None:
-    """A config scraping ``127.0.0.1:<port>`` for each port every second, as job ``codex_ml``."""
+def write_prometheus_config(path: Path, *target_ports: int, job: str = "") -> None:
+    """A config scraping ``127.0.0.1:<port>`` for each port every second, as job ``codex_ml``; or, with
+    ``job`` (the YAML lines of the job after its name), that job instead."""
     targets = ", ".join(f"'127.0.0.1:{port}'" for port in target_ports)
     path.write_text(
         "global:\n"
@@ -63,8 +64,7 @@ def write_prometheus_config(path: Path, *target_ports: int) -> None:
         "  scrape_timeout: 1s\n"
         "scrape_configs:\n"
         "  - job_name: codex_ml\n"
-        "    static_configs:\n"
-        f"      - targets: [{targets}]\n"
+        + (job or f"    static_configs:\n      - targets: [{targets}]\n")
     )
 
 

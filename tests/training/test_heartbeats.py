@@ -51,6 +51,20 @@ def _scores(run: Path, rank: int) -> list[float]:
     return [r["metrics"][key] for r in records(run / "metrics.ndjson") if key in r["metrics"]]
 
 
+def _start_job(tmp_path: Path, name: str, nproc: int, *args: str) -> tuple[subprocess.Popen[bytes], Any, Path]:
+    """An endless torchrun job of ``nproc`` ranks in its own session; its stderr file and its heartbeat folder."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = _torchrun(tmp_path, name, nproc, "training.max_steps=100000", *args)
+    err = (tmp_path / "err.txt").open("w+")
+    job = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
+    return job, err, tmp_path / name / "health" / "ranks"
+
+
+def _beats_past_step_5(ranks: Path, nproc: int) -> dict[int, Any]:
+    return _wait_for(lambda: (b := read_beats(ranks)) and len(b) == nproc and all((x.step or 0) >= 5 for x in b.values())
+                     and b, 60, f"beats of {nproc} ranks past step 5")
+
+
 def _wait_for(predicate: Any, timeout: float, what: str) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -64,14 +78,9 @@ def _wait_for(predicate: Any, timeout: float, what: str) -> Any:
 def test_stopped_rank_is_named_with_the_live_ranks_stacks(tmp_path: Path) -> None:
     """SIGSTOP rank 2 of 3: rank_hang names it (node, pid, stopped) within timeout_s + a few seconds, and the
     event points at rank 0's and rank 1's stacks, both showing the training thread in the collective."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = _torchrun(tmp_path, "hang", 3, "training.max_steps=100000", "health.rank_hang.timeout_s=4")
-    err = (tmp_path / "err.txt").open("w+")
-    job = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
-    ranks = tmp_path / "hang" / "health" / "ranks"
+    job, err, ranks = _start_job(tmp_path, "hang", 3, "health.rank_hang.timeout_s=4")
     try:
-        beats = _wait_for(lambda: (b := read_beats(ranks)) and len(b) == 3 and all((x.step or 0) >= 5 for x in b.values())
-                          and b, 60, "beats of 3 ranks past step 5")
+        beats = _beats_past_step_5(ranks, 3)
         pid = beats[2].pid
         os.kill(pid, signal.SIGSTOP)
         stopped = time.monotonic()
@@ -111,15 +120,9 @@ def _end_job(job: subprocess.Popen[bytes], ranks: Path) -> None:
 def test_rank_hang_action_stop_ends_the_job_and_the_run_failed(tmp_path: Path) -> None:
     """health.rank_hang.action=stop: rank 0 records the event, closes the run FAILED and exits 3, so torchrun
     ends the job although rank 0's training thread waits in a collective the stopped rank never joins."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = _torchrun(tmp_path, "stop", 2, "training.max_steps=100000", "health.rank_hang.timeout_s=3",
-                    "health.rank_hang.action=stop")
-    err = (tmp_path / "err.txt").open("w+")
-    job = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
-    ranks = tmp_path / "stop" / "health" / "ranks"
+    job, err, ranks = _start_job(tmp_path, "stop", 2, "health.rank_hang.timeout_s=3", "health.rank_hang.action=stop")
     try:
-        beats = _wait_for(lambda: (b := read_beats(ranks)) and len(b) == 2 and all((x.step or 0) >= 5 for x in b.values())
-                          and b, 60, "beats of 2 ranks past step 5")
+        beats = _beats_past_step_5(ranks, 2)
         os.kill(beats[1].pid, signal.SIGSTOP)
         _wait_for(lambda: pid_state(beats[0].pid) == "died", 60, "rank 0's exit")
         # torchrun now stops rank 1: SIGTERM, which a stopped process only takes once continued (else SIGKILL

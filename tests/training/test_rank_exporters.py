@@ -24,7 +24,8 @@ import psutil
 from prometheus_client.parser import text_string_to_metric_families
 
 from codex_ml.monitoring.ui import free_port
-from exporter_helpers import free_port_pair, prometheus_query, require_prometheus, start_prometheus, stop_prometheus
+from exporter_helpers import (free_port_pair, prometheus_query, require_prometheus, start_prometheus, stop_prometheus,
+                              write_prometheus_config)
 from trainer_helpers import TINY
 
 RUN = "ranks"
@@ -62,17 +63,12 @@ def _kill_tree(job: subprocess.Popen) -> None:
 
 def _file_sd_config(path: Path, targets_dir: Path) -> None:
     """The documented scrape config (docs/prometheus.md), with 1 s intervals."""
-    path.write_text(
-        "global:\n"
-        "  scrape_interval: 1s\n"
-        "  scrape_timeout: 1s\n"
-        "scrape_configs:\n"
-        "  - job_name: codex_ml\n"
+    write_prometheus_config(path, job=(
         "    honor_labels: true\n"
         "    file_sd_configs:\n"
         f"      - files: ['{targets_dir}/*.json']\n"
         "        refresh_interval: 1s\n"
-    )
+    ))
 
 
 def _wait(what: str, check: Any, job: subprocess.Popen, log: Path, timeout: float = START_TIMEOUT) -> Any:
