@@ -88,6 +88,9 @@ def test_a_newer_sessions_target_is_not_removed_by_an_older_close(tmp_path: Path
     with start_run("again", output_root=tmp_path, flush_interval=0.05, sinks=[sink]):
         exporter_port(sink)
         path = target_file(tmp_path / "again", 0)
+        deadline = time.monotonic() + 10
+        while not path.exists() and time.monotonic() < deadline:  # the sink writes its target after binding
+            time.sleep(0.01)
         path.write_text(json.dumps([{"targets": ["127.0.0.1:1"], "labels": {"run": "again"}}]))
     assert path.exists()
 
