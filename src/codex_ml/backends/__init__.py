@@ -45,6 +45,9 @@ class Row:
     switch: str | None = None
     #: Whether the module has a ``History``: back-fill on resume and ``export --to NAME``.
     replayable: bool = True
+    #: Whether the sink runs in the run's sink process (tracking/sink_host.py) rather than in the
+    #: trainer: backends whose imports and encoding cost the training loop CPU and the GIL.
+    own_process: bool = False
 
     @property
     def target(self) -> str:
@@ -70,11 +73,14 @@ def _alerts_wanted(config: Any) -> bool:
 
 _ROWS = (
     Row("tensorboard", "codex_ml.backends.tensorboard", "TensorBoardSink", "tensorboard", "tensorboard",
-        "The TensorBoard sink (--enable-tensorboard)", _flag("enable_tensorboard"), switch="enable_tensorboard"),
+        "The TensorBoard sink (--enable-tensorboard)", _flag("enable_tensorboard"), switch="enable_tensorboard",
+        own_process=True),
     Row("mlflow", "codex_ml.backends.mlflow", "MlflowSink", "mlflow", "mlflow",
-        "The MLflow sink (--mlflow-enable)", _flag("enable_mlflow"), switch="enable_mlflow"),
+        "The MLflow sink (--mlflow-enable)", _flag("enable_mlflow"), switch="enable_mlflow",
+        own_process=True),
     Row("wandb", "codex_ml.backends.wandb", "WandbSink", "wandb", "wandb",
-        "The W&B sink (--enable-wandb)", _flag("enable_wandb"), switch="enable_wandb"),
+        "The W&B sink (--enable-wandb)", _flag("enable_wandb"), switch="enable_wandb",
+        own_process=True),
     Row("prometheus", "codex_ml.backends.prometheus", "PrometheusSink", "prometheus_client", "prometheus",
         "The Prometheus exporter (--prometheus-port)", _prometheus_wanted, pip_name="prometheus-client",
         replayable=False),

@@ -66,6 +66,12 @@ def take_credentials(uri: str | None, default_scheme: str | None = None) -> str 
     return clean
 
 
+def keep_credentials(uri: str, creds: Credentials | tuple[str, str | None]) -> None:
+    """Keep ``creds`` for the clean ``uri`` in memory (a run's sink process, handed them over a pipe)."""
+    with _store_lock:
+        _store[uri] = Credentials(*creds)
+
+
 def credentials_for(uri: str) -> Credentials | None:
     """Credentials taken from a URI that is now ``uri`` (or from ``uri`` itself), else None."""
     clean, creds = split_credentials(uri)

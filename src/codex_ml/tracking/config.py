@@ -44,6 +44,11 @@ class TrackingConfig:
     sink_max_failures: int = 5
     #: Seconds close() waits for sinks to drain before reporting what did not make it.
     close_timeout: float = 30.0
+    #: Run the TensorBoard, MLflow and W&B sinks in a companion process (tracking/sink_host.py)
+    #: instead of threads of the training process; False keeps them in process.
+    sink_process: bool = True
+    #: The companion process's ``nice`` value (0-19): higher leaves more CPU to training.
+    sink_process_nice: int = 19
     histogram_bins: int = 64
     #: None (off), "AUTO" (<checkpoint_dir>/system_metrics.jsonl) or a path (relative to the checkpoint dir).
     system_metrics: str | None = None
@@ -190,6 +195,11 @@ def _number_problems(c: TrackingConfig) -> list[tuple[str, str]]:
         value = getattr(c, name)
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             out.append((name, f"must be an integer >= 1, got {value!r}"))
+    nice = c.sink_process_nice
+    if isinstance(nice, bool) or not isinstance(nice, int) or not 0 <= nice <= 19:
+        out.append(("sink_process_nice", f"must be an integer 0-19, got {nice!r}"))
+    if not isinstance(c.sink_process, bool):
+        out.append(("sink_process", f"must be true or false, got {c.sink_process!r}"))
     port = c.prometheus_port
     if port is not None and (isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535):
         out.append(("prometheus_port", f"must be a port number 0-65535 (0 picks a free one), got {port!r}"))

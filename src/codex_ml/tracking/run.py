@@ -36,6 +36,7 @@ from codex_ml.rundir.records import ARTIFACT, HISTOGRAM, METRICS, PARAMS, SYSTEM
 from codex_ml.tracking.reporting import Reporter
 from codex_ml.tracking.run_lock import RunLock
 from codex_ml.tracking.services import RESUME_BACKFILL, SYSTEM_SAMPLER, service
+from codex_ml.tracking.sink_process import SinkProcess
 from codex_ml.rundir.sink import RunInfo, Sink
 from codex_ml.tracking.validation import INT64_MAX, INT64_MIN, check_name, coerce_metrics, coerce_step
 from codex_ml.tracking.worker import SinkWorker
@@ -104,6 +105,8 @@ class Run:
         self._run_lock: RunLock | None = None
         #: Health rules, watchdog and event counts (tracking/health_link.py); set by start_run.
         self.health_link: HealthLink | None = None
+        #: The companion process of the TensorBoard/MLflow/W&B sinks (tracking/sink_process.py), if any.
+        self.sink_process: SinkProcess | None = None
 
     # -- identity -------------------------------------------------------------------
     @property
@@ -366,7 +369,13 @@ class Run:
                 self._report_shortfall(worker)
         report.seconds = time.time() - began
         self._write_closing_files(report)
+        self._end_sink_process()
         return report
+
+    def _end_sink_process(self) -> None:
+        """Let the sink process exit (it has reported): before close() frees the run lock."""
+        if self.sink_process is not None:
+            self.sink_process.end()
 
     def _shutdown(self, timeout: float) -> CloseReport:
         began = time.time()
@@ -395,6 +404,7 @@ class Run:
         self._write_closing_files(report)
         # Now that summary.json exists: config, summary and plot for a tracking server (closing_upload.py).
         upload_run_files(self.paths, self._dispatcher.workers, give_up_at, self.reporter)
+        self._end_sink_process()
         return report
 
     def _report_shortfall(self, worker: SinkWorker) -> None:
@@ -483,12 +493,13 @@ def start_run(
     # `is None`, not `or`: an empty name is a mistake to report, not a request for a default.
     name = run_name if run_name is not None else config.run_name
     name = default_run_name() if name is None else name
-    all_sinks = build_sinks(config) + list(sinks or [])
+    built = build_sinks(config)
+    all_sinks = built + list(sinks or [])
     paths = prepare_run_dir(config.output_root, name)
     # Taken before run.json is read: whoever holds it is the run's only writer (run_lock.py).
     lock = RunLock.acquire(paths.root)
     try:
-        run = _open_locked(paths, name, config, resume, all_sinks, checkpoint_dir, health)
+        run = _open_locked(paths, name, config, resume, all_sinks, checkpoint_dir, health, lock, len(built))
     except BaseException:
         lock.release()
         raise
@@ -508,7 +519,8 @@ def start_run(
 
 
 def _open_locked(paths: RunPaths, name: str, config: TrackingConfig, resume: bool, all_sinks: list[Sink],
-                 checkpoint_dir: str | Path | None, health: Any = None) -> Run:
+                 checkpoint_dir: str | Path | None, health: Any = None, lock: RunLock | None = None,
+                 built: int = 0) -> Run:
     """The part of start_run that runs under the lock: read run.json, start the writer and sinks."""
     previous = _load_json(paths.run_file)
     if previous and not resume:
@@ -516,9 +528,7 @@ def _open_locked(paths: RunPaths, name: str, config: TrackingConfig, resume: boo
     info, reporter = _run_info(paths, name, previous, config)
     if previous and config.backfill_on_resume:
         _backfill_sinks(paths, config, previous, reporter)
-    workers = [
-        SinkWorker(s, info, reporter, config.sink_max_pending, config.sink_max_failures) for s in all_sinks
-    ]
+    process, workers = _sink_workers(all_sinks, built, config, info, reporter, lock)
     dispatcher = Dispatcher(
         paths, workers, reporter, config.flush_interval, config.fsync, config.max_queue, config.histogram_bins
     )
@@ -528,6 +538,7 @@ def _open_locked(paths: RunPaths, name: str, config: TrackingConfig, resume: boo
     dispatcher.start()
     dispatcher.health.start()
     run = Run(info, config, dispatcher, reporter)
+    run.sink_process = process
     run.health_link = dispatcher.health
     info.health = run.health
     if config.system_metrics:
@@ -537,6 +548,36 @@ def _open_locked(paths: RunPaths, name: str, config: TrackingConfig, resume: boo
             run.close("FAILED")  # stops the writer and sinks just started; start_run frees the lock
             raise
     return run
+
+
+def _sink_workers(sinks: list[Sink], built: int, config: TrackingConfig, info: RunInfo, reporter: Reporter,
+                  lock: RunLock | None) -> tuple[SinkProcess | None, list[Any]]:
+    """A worker per sink, in order: a thread here, or a stand-in for the sink process's copy of it.
+
+    Of the first ``built`` sinks (the ones build_sinks made from the config), those whose row says
+    ``own_process`` (TensorBoard, MLflow, W&B) go to the sink process, which builds its own from the
+    same config, unless ``config.sink_process`` is off; a sink object a caller passed in stays here.
+    """
+    from codex_ml.backends import BACKENDS
+
+    own = {id(s) for s in sinks[:built] if (row := BACKENDS.get(s.name)) is not None and row.own_process
+           and type(s).__name__ == row.sink and type(s).__module__ == row.module} if config.sink_process else set()
+
+    def remote(sink: Sink) -> bool:
+        return id(sink) in own
+
+    names = [s.name for s in sinks if remote(s)]
+    if "mlflow" in names:
+        # What the in-process sink did at start, for this process too: a user reading the run's file store
+        # here afterwards needs MLflow's opt-in, and the sink process inherits the environment.
+        from codex_ml.backends import mlflow_utils
+
+        mlflow_utils.prepare_environment(mlflow_utils.resolve_tracking_uri(config.mlflow_tracking_uri, info.paths.root))
+    process = SinkProcess(names, config, info, reporter, lock.fd if lock is not None else None) if names else None
+    stand_ins = {w.sink.name: w for w in process.workers} if process is not None else {}
+    workers = [stand_ins[s.name] if remote(s) else SinkWorker(s, info, reporter, config.sink_max_pending,
+                                                               config.sink_max_failures) for s in sinks]  # fmt: skip
+    return process, workers
 
 
 def _run_info(paths: RunPaths, name: str, previous: dict[str, Any], config: TrackingConfig) -> tuple[RunInfo, Reporter]:

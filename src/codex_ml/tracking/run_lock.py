@@ -79,6 +79,11 @@ class RunLock:
             pass  # the note is only for the error message of a process that loses
         return cls(path, fd)
 
+    @property
+    def fd(self) -> int | None:
+        """The locked descriptor (None once released); the run's sink process inherits it."""
+        return self._fd
+
     def release(self) -> None:
         """Unlock and close (idempotent). In a forked child this only closes its copy."""
         fd, self._fd = self._fd, None

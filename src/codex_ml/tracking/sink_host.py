@@ -1,0 +1,227 @@
+"""The sink process: TensorBoard, MLflow and W&B delivery, outside the training process.
+
+``python -m codex_ml.tracking.sink_host REPLY_FD`` is started by a run (tracking/sink_process.py)
+when it opens. It reads frames (tracking/frames.py) on stdin: first the run's description, then
+the batches the run's writer thread already wrote to metrics.ndjson, then ``finish``, ``upload``
+and ``exit``. Each sink runs on its own SinkWorker thread here exactly as it would in the trainer
+(retries, disabling, the close deadline); what the workers say and what the sinks ask to keep in
+run.json goes back to the run on REPLY_FD, which prints and stores it (one writer per run dir).
+
+Why a process: importing MLflow, W&B and TensorBoard and encoding their records cost CPU and
+hold the GIL; in the trainer they slowed training by ~2 % at torch's default threads and delayed
+its first step by seconds. Here they run at a lower CPU priority (``nice``) in their own
+interpreter, and W&B's service process inherits that priority.
+
+The process outlives a trainer killed with SIGKILL only to drain: when its stdin ends (or its
+parent is gone) before ``finish``, it delivers what it already received until the close timeout
+(at most ``ORPHAN_DRAIN_S``), closes the backends as KILLED and exits. It inherited the run's lock
+descriptor, so a resume waits for that drain instead of writing the run beside it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from codex_ml.rundir.paths import RunPaths
+from codex_ml.rundir.sink import RunInfo
+from codex_ml.tracking import frames
+from codex_ml.tracking.worker import SinkWorker
+
+#: Seconds an orphaned sink process keeps delivering after its trainer died (or the close timeout, if lower).
+ORPHAN_DRAIN_S = 30.0
+#: How often the sink counts go back to the run (its health() and Prometheus read them).
+STATS_INTERVAL = 1.0
+#: How often the process checks that its trainer is alive (stdin may stay open in a forked child of it).
+PARENT_POLL = 0.5
+
+
+class Replies:
+    """Messages to the run; once the run is gone, problems are printed here instead."""
+
+    def __init__(self, fd: int, run_name: str) -> None:
+        self._fd = fd
+        self._lock = threading.Lock()
+        self.gone = False
+        self.run_name = run_name
+        self.errors: list[dict[str, str]] = []
+
+    def send(self, message: tuple[Any, ...]) -> bool:
+        """Send ``message``; False (and nothing raised) when the run no longer listens."""
+        with self._lock:
+            if self.gone:
+                return False
+            try:
+                frames.send(self._fd, message)
+                return True
+            except OSError:
+                self.gone = True
+                return False
+
+    # The Reporter interface the workers use (tracking/reporting.py): the run prints and keeps it.
+    def error(self, sink: str, why: str) -> None:
+        """One ``[monitoring-error]`` line, printed by the run (here if the run is gone)."""
+        if not self.send(("error", sink, why)):
+            _print("[monitoring-error]", sink, why)
+
+    def warn(self, sink: str, message: str) -> None:
+        """One ``[monitoring]`` warning, printed by the run (here if the run is gone)."""
+        if not self.send(("warn", sink, message)):
+            _print("[monitoring]", sink, message)
+
+
+def _print(prefix: str, sink: str, text: str) -> None:
+    from codex_ml.secrets.redaction import redact_text
+
+    print(f"{prefix} {sink}: {redact_text(text)} (sink process)", file=sys.stderr, flush=True)
+
+
+class Host:
+    """The sinks of one run and their workers, driven by the run's messages."""
+
+    def __init__(self, hello: dict[str, Any], replies: Replies) -> None:
+        from codex_ml.plugins.registry import Registry
+        from codex_ml.secrets.credentials import keep_credentials
+
+        for uri, creds in hello.get("credentials", {}).items():
+            keep_credentials(uri, creds)
+        config = hello["config"]
+        self._replies = replies
+        self._trainer_pid = hello["trainer_pid"]
+        self._close_timeout = float(config.close_timeout)
+        registry = Registry()
+        sinks = [registry.load("sinks", name).from_config(config) for name in hello["sinks"]]
+        info = RunInfo(hello["name"], hello["run_id"], RunPaths(Path(hello["root"])), hello["resumed"],
+                       hello["backends"], self._remember, replies.warn)  # fmt: skip
+        self.workers = [SinkWorker(s, info, replies, config.sink_max_pending, config.sink_max_failures) for s in sinks]
+        self._by_name = {w.sink.name: w for w in self.workers}
+        self._finishing: threading.Thread | None = None
+        self.finished = threading.Event()
+        self._lock = threading.Lock()
+
+    def _remember(self, sink: str, values: dict[str, Any]) -> None:
+        self._replies.send(("remember", sink, values))
+
+    def start(self) -> None:
+        """Start the workers (each sink starts on its own thread) and the stats and parent watchers."""
+        for worker in self.workers:
+            worker.start()
+        threading.Thread(target=self._report_stats, name="codex-sink-stats", daemon=True).start()
+        threading.Thread(target=self._watch_parent, name="codex-sink-parent", daemon=True).start()
+
+    def serve(self, stream: Any) -> None:
+        """Handle the run's messages until ``exit`` or the end of ``stream``."""
+        while True:
+            message = frames.receive(stream)
+            if message is None:
+                break
+            kind = message[0]
+            if kind == "batch":
+                for worker in self.workers:
+                    worker.submit(message[1])
+            elif kind == "finish":
+                self.finish(message[1], message[2])
+            elif kind == "upload":
+                self._upload(message[1], message[2])
+            elif kind == "exit":
+                return
+        self.drain_orphaned()
+
+    def drain_orphaned(self) -> None:
+        """The run ended without finishing us (killed): deliver what we have, then close as KILLED."""
+        if self._finishing is None:
+            self.finish("KILLED", time.time() + min(self._close_timeout, ORPHAN_DRAIN_S))
+        self.finished.wait()
+
+    def finish(self, status: str, give_up_at: float) -> None:
+        """Start closing the sinks with ``status`` by ``give_up_at``; a second call only changes the status."""
+        with self._lock:
+            if self._finishing is not None:
+                for worker in self.workers:  # a SIGTERM during close: the close in progress ends as KILLED
+                    worker.finish(status, give_up_at)
+                return
+            for worker in self.workers:
+                worker.finish(status, give_up_at)
+            self._finishing = threading.Thread(target=self._close, args=(give_up_at,), name="codex-sink-close",
+                                               daemon=True)  # fmt: skip
+            self._finishing.start()
+
+    def _close(self, give_up_at: float) -> None:
+        for worker in self.workers:
+            worker.join(give_up_at - time.time())
+        closed = {
+            w.sink.name: {"stats": asdict(w.stats), "abandoned": w.abandoned,
+                          "wants_run_files": bool(getattr(w.sink, "wants_run_files", False))}
+            for w in self.workers
+        }  # fmt: skip
+        self._replies.send(("closed", closed))
+        self.finished.set()
+
+    def _upload(self, name: str, files: dict[str, str]) -> None:
+        error = None
+        try:
+            self._by_name[name].sink.upload_run_files({k: Path(v) for k, v in files.items()}, threading.Event())
+        except Exception as exc:  # noqa: BLE001 - the run turns it into one warning
+            error = f"{type(exc).__name__}: {exc}"
+        self._replies.send(("uploaded", name, error))
+
+    def _report_stats(self) -> None:
+        last: dict[str, Any] = {}
+        while not self.finished.wait(STATS_INTERVAL):
+            now = {w.sink.name: asdict(w.stats) for w in self.workers}
+            if now != last and self._replies.send(("stats", now)):
+                last = now
+
+    def _watch_parent(self) -> None:
+        # stdin can stay open after the trainer died (a DataLoader worker it forked holds a copy).
+        while not self.finished.wait(PARENT_POLL):
+            if os.getppid() != self._trainer_pid:
+                self._replies.gone = True
+                self.drain_orphaned()
+                _exit(0)
+
+
+def _exit(code: int) -> None:
+    # os._exit: backend threads (W&B, MLflow's async logging) must not hold the process open after close.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def _lower_priority(nice: int) -> None:
+    try:
+        os.nice(max(0, nice - os.nice(0)))
+    except OSError:
+        pass  # not allowed here: delivery still works at the same priority
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Serve one run's sinks: argv is ``[REPLY_FD]``; the frames come on stdin."""
+    args = sys.argv[1:] if argv is None else argv
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the trainer's to handle; it then finishes us
+    stream = os.fdopen(0, "rb", buffering=1 << 20)
+    first = frames.receive(stream)
+    if first is None or first[0] != "hello":
+        return 0
+    hello = first[1]
+    _lower_priority(int(hello.get("nice", 0)))
+    replies = Replies(int(args[0]), hello["name"])
+    try:
+        host = Host(hello, replies)
+    except Exception as exc:  # noqa: BLE001 - reported by the run as one line; training goes on
+        replies.error("sink-process", f"could not start: {type(exc).__name__}: {exc}")
+        return 1
+    host.start()
+    host.serve(stream)
+    _exit(0)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,328 @@
+"""The run's side of its sink process (tracking/sink_host.py): start it, feed it, hear it, end it.
+
+The dispatcher hands each batch it wrote to metrics.ndjson to every worker; for the sinks that
+live in the sink process (TensorBoard, MLflow, W&B: ``Row.own_process``) those workers are
+:class:`RemoteSinkWorker` stand-ins with the SinkWorker interface, and the first of them passes
+the batch to :class:`SinkProcess`. The dispatcher thread only appends it to a bounded queue; a
+sender thread pickles and writes it to the pipe (so a slow sink process never holds up the NDJSON
+writer), and a reader thread applies what comes back: ``[monitoring-error]`` lines and warnings
+(printed and kept by this run's Reporter), backend ids to keep in run.json, per-sink counts.
+
+close() goes through the stand-ins exactly as through local workers: ``finish`` sends the status
+and the deadline, ``join`` waits for the process's ``closed`` report (the sinks' own deadline plus
+their grace), then :meth:`SinkProcess.end` lets it exit before the run lock is released. A process
+that does not answer in time is killed, and its sinks count as abandoned like a stuck local sink.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+from codex_ml.rundir.records import Record
+from codex_ml.rundir.sink import RunInfo
+from codex_ml.tracking import frames
+from codex_ml.tracking.config import TrackingConfig
+from codex_ml.tracking.reporting import Reporter
+from codex_ml.tracking.worker import ABORT_WAIT, REPLAY_HINT, STOP_GRACE, WorkerStats
+
+#: The name problems of the process itself are reported under.
+NAME = "sink-process"
+#: Seconds past the sinks' own grace that close() waits for the process's report.
+REPORT_SLACK = 2.0
+#: Seconds ``end`` waits for the process to exit before killing it.
+EXIT_WAIT = 3.0
+#: Records of one pipe message (larger batches are split, so one message stays a few MB at most).
+RECORDS_PER_MESSAGE = 20_000
+_F_SETPIPE_SZ = 1031  # Linux: a 1 MiB pipe lets the writer hand over a whole batch at once
+
+
+class SinkStub:
+    """What the run and closing_upload read of a sink that lives in the sink process."""
+
+    buffered = False
+
+    def __init__(self, name: str, process: SinkProcess) -> None:
+        self.name = name
+        self.wants_run_files = False  # the process says so at close (the MLflow sink on a server)
+        self._process = process
+
+    def upload_run_files(self, files: dict[str, Path], stop: threading.Event) -> None:
+        """Have the real sink upload ``files``; raises when it could not."""
+        self._process.upload(self.name, files, stop)
+
+
+class RemoteSinkWorker:
+    """A SinkWorker's interface for one sink of the sink process (see the module docstring)."""
+
+    def __init__(self, process: SinkProcess, name: str, leader: bool) -> None:
+        self.sink = SinkStub(name, process)
+        self.stats = WorkerStats()
+        self.abandoned = False
+        self._process = process
+        self._leader = leader  # the first stand-in forwards batches and calls: the process serves all its sinks
+
+    def start(self) -> None:
+        """Start the sink process (once, from the first stand-in)."""
+        if self._leader:
+            self._process.start()
+
+    def submit(self, batch: list[Record]) -> None:
+        """Queue ``batch`` for the process; never blocks."""
+        if self._leader:
+            self._process.submit(batch)
+
+    def finish(self, status: str, give_up_at: float) -> None:
+        """Ask the process to close its sinks with ``status`` by ``give_up_at``."""
+        if self._leader:
+            self._process.finish(status, give_up_at)
+
+    def join(self, timeout: float, grace: float = STOP_GRACE) -> bool:
+        """Wait for the process's closing report; False if the sink was abandoned or the process lost."""
+        self._process.join(timeout, grace)
+        return not self.abandoned and not self._process.lost
+
+
+class SinkProcess:
+    """Starts, feeds and ends the sink process of one run."""
+
+    def __init__(self, names: list[str], config: TrackingConfig, info: RunInfo, reporter: Reporter,
+                 lock_fd: int | None = None) -> None:  # fmt: skip
+        self.workers = [RemoteSinkWorker(self, name, leader=i == 0) for i, name in enumerate(names)]
+        self._config = config
+        self._info = info
+        self._reporter = reporter
+        self._lock_fd = lock_fd
+        self._cond = threading.Condition()
+        self._outbox: deque[tuple[Any, ...]] = deque()
+        self._pending = 0
+        self._dropped = 0
+        self._overflow_reported = False
+        self._closed = threading.Event()
+        self._uploads: dict[str, str | None] = {}
+        self._process: subprocess.Popen[bytes] | None = None
+        self._lost = False
+
+    @property
+    def lost(self) -> bool:
+        """Whether the process failed to start or ended before its closing report."""
+        return self._lost
+
+    # -- starting ---------------------------------------------------------------------
+    def start(self) -> None:
+        """Start the process and the sender and reader threads; the sinks start over there."""
+        from codex_ml.secrets.credentials import credentials_for
+
+        reply_r, reply_w = os.pipe()
+        keep = (reply_w,) + ((self._lock_fd,) if self._lock_fd is not None else ())
+        try:
+            self._process = subprocess.Popen(
+                [sys.executable, "-m", "codex_ml.tracking.sink_host", str(reply_w)],
+                stdin=subprocess.PIPE, pass_fds=keep, start_new_session=True,  # Ctrl-C is the run's to handle
+            )
+        except OSError as exc:
+            os.close(reply_r)
+            os.close(reply_w)
+            self._give_up(f"could not start: {exc}")
+            return
+        finally:
+            if self._process is not None:
+                os.close(reply_w)
+        self._grow_pipe(self._process.stdin.fileno())
+        uri = self._config.mlflow_tracking_uri
+        creds = credentials_for(uri) if uri else None
+        hello = {
+            "sinks": [w.sink.name for w in self.workers], "config": self._config, "name": self._info.name,
+            "run_id": self._info.run_id, "root": str(self._info.paths.root), "resumed": self._info.resumed,
+            "backends": self._info.backends, "trainer_pid": os.getpid(), "nice": self._config.sink_process_nice,
+            "credentials": {uri: tuple(creds)} if creds is not None else {},
+        }  # fmt: skip
+        self._outbox.append(("hello", hello))
+        threading.Thread(target=self._send_loop, name="codex-sink-sender", daemon=True).start()
+        reply = os.fdopen(reply_r, "rb", buffering=1 << 16)
+        threading.Thread(target=self._read_loop, args=(reply,), name="codex-sink-replies", daemon=True).start()
+
+    @staticmethod
+    def _grow_pipe(fd: int) -> None:
+        try:
+            fcntl.fcntl(fd, _F_SETPIPE_SZ, 1 << 20)
+        except OSError:
+            pass  # a smaller pipe only means more, smaller writes
+
+    # -- the dispatcher's side -----------------------------------------------------------
+    def submit(self, batch: list[Record]) -> None:
+        """Queue ``batch`` for the sender thread, or count it dropped when too much waits already."""
+        with self._cond:
+            if self._lost or self._closed.is_set() or self._pending + len(batch) > self._config.sink_max_pending:
+                self._drop(len(batch))
+                return
+            self._outbox.append(("batch", batch))
+            self._pending += len(batch)
+            self._cond.notify()
+
+    def _drop(self, count: int) -> None:
+        self._dropped += count
+        for worker in self.workers:
+            worker.stats.dropped += count
+        if not self._lost and not self._overflow_reported:
+            self._overflow_reported = True
+            self._reporter.error(NAME, f"falling behind (over {self._config.sink_max_pending} records queued); "
+                                       f"dropping records for {self._names()}, {REPLAY_HINT}")  # fmt: skip
+
+    def finish(self, status: str, give_up_at: float) -> None:
+        """Queue the closing call behind every batch already queued."""
+        with self._cond:
+            self._outbox.append(("finish", status, give_up_at))
+            self._cond.notify()
+
+    def join(self, timeout: float, grace: float = STOP_GRACE) -> bool:
+        """Wait for the ``closed`` report: the sinks' deadline, their grace, and a little slack."""
+        if self._process is None:
+            return False
+        if self._closed.wait(max(timeout, 0.0) + grace + ABORT_WAIT + REPORT_SLACK):
+            return True
+        self._abandon()
+        return False
+
+    def upload(self, name: str, files: dict[str, Path], stop: threading.Event) -> None:
+        """Have sink ``name`` upload ``files`` in the process; waits until it says so or ``stop`` is set."""
+        with self._cond:
+            self._outbox.append(("upload", name, {k: str(v) for k, v in files.items()}))
+            self._cond.notify()
+            while name not in self._uploads and not stop.is_set() and not self._lost:
+                self._cond.wait(0.05)
+            if name not in self._uploads:
+                raise RuntimeError("the sink process did not answer")
+            error = self._uploads.pop(name)
+        if error is not None:
+            raise RuntimeError(error)
+
+    def end(self) -> None:
+        """Let the process exit (killed after ``EXIT_WAIT`` s); close() calls this before freeing the run lock."""
+        process = self._process
+        if process is None:
+            return
+        with self._cond:
+            self._outbox.append(("exit",))
+            self._cond.notify()
+        try:
+            process.wait(EXIT_WAIT)
+        except subprocess.TimeoutExpired:
+            self._kill()
+
+    # -- the threads ---------------------------------------------------------------------
+    def _send_loop(self) -> None:
+        fd = self._process.stdin.fileno()
+        while True:
+            with self._cond:
+                while not self._outbox:
+                    self._cond.wait()
+                message = self._outbox.popleft()
+                if message[0] == "batch":  # one message for every batch waiting: fewer, larger writes
+                    while self._outbox and self._outbox[0][0] == "batch" and len(message[1]) < RECORDS_PER_MESSAGE:
+                        message = ("batch", message[1] + self._outbox.popleft()[1])
+            try:
+                frames.send(fd, message)
+            except OSError:
+                self._lose_process("stopped reading")
+                return
+            finally:
+                if message[0] == "batch":
+                    with self._cond:
+                        self._pending -= len(message[1])
+            if message[0] == "exit":
+                self._process.stdin.close()
+                return
+
+    def _read_loop(self, reply: Any) -> None:
+        while True:
+            try:
+                message = frames.receive(reply)
+            except Exception as exc:  # noqa: BLE001 - a garbled reply ends the conversation, not the run
+                self._lose_process(f"sent an unreadable reply ({type(exc).__name__})")
+                break
+            if message is None:
+                break
+            self._apply(message)
+        reply.close()
+        if not self._closed.is_set():
+            self._lose_process("exited")
+
+    def _apply(self, message: tuple[Any, ...]) -> None:
+        kind = message[0]
+        if kind == "remember":
+            self._info.remember(message[1], message[2])
+        elif kind == "error":
+            self._reporter.error(message[1], message[2])
+        elif kind == "warn":
+            self._reporter.warn(message[1], message[2])
+        elif kind == "stats":
+            self._take_stats(message[1])
+        elif kind == "closed":
+            self._take_stats({name: report["stats"] for name, report in message[1].items()})
+            for worker in self.workers:
+                report = message[1].get(worker.sink.name, {})
+                worker.abandoned = bool(report.get("abandoned"))
+                worker.sink.wants_run_files = bool(report.get("wants_run_files"))
+            self._closed.set()
+        elif kind == "uploaded":
+            with self._cond:
+                self._uploads[message[1]] = message[2]
+                self._cond.notify_all()
+
+    def _take_stats(self, stats: dict[str, dict[str, Any]]) -> None:
+        for worker in self.workers:
+            if worker.sink.name in stats:
+                fresh = WorkerStats(**stats[worker.sink.name])
+                fresh.dropped += self._dropped  # what this side dropped never reached the process
+                worker.stats = fresh
+
+    # -- when things go wrong ------------------------------------------------------------------
+    def _lose_process(self, what: str) -> None:
+        with self._cond:
+            if self._lost or self._closed.is_set():
+                return
+            self._lost = True
+            self._cond.notify_all()
+        code = self._process.poll() if self._process is not None else None
+        self._give_up(f"{what}{'' if code is None else f' (exit code {code})'}")
+
+    def _give_up(self, why: str) -> None:
+        self._lost = True
+        for worker in self.workers:
+            worker.stats.disabled = True
+        self._reporter.error(NAME, f"{why}; {self._names()} are off for this run, training goes on; {REPLAY_HINT}")
+        self._closed.set()
+
+    def _abandon(self) -> None:
+        self._reporter.error(NAME, f"still delivering to {self._names()} when close() gave up on it; "
+                                   f"stopped it: {REPLAY_HINT}")  # fmt: skip
+        for worker in self.workers:
+            worker.abandoned = True
+            worker.stats.failures += 1
+        self._kill()
+        self._closed.set()
+
+    def _kill(self) -> None:
+        process = self._process
+        if process is None or process.poll() is not None:
+            return
+        try:
+            os.killpg(process.pid, signal.SIGKILL)  # its own session: W&B's service process goes with it
+        except OSError:
+            pass
+        try:
+            process.wait(2.0)
+        except subprocess.TimeoutExpired:
+            pass
+
+    def _names(self) -> str:
+        return ", ".join(w.sink.name for w in self.workers)
