@@ -9,8 +9,29 @@ and errors, and the heavier modules are imported by name, not here.
 
 from __future__ import annotations
 
-from codex_ml.health.config import HealthConfig, HealthConfigError
-from codex_ml.health.events import ACTIONS, SEVERITIES, HealthEvent, read_events
-from codex_ml.health.monitor import HealthMonitor
+from importlib import import_module
+from typing import Any
 
 __all__ = ["ACTIONS", "SEVERITIES", "HealthConfig", "HealthConfigError", "HealthEvent", "HealthMonitor", "read_events"]
+
+# Where each public name lives. Imported on first use (PEP 562): the read-back commands need only
+# ``health.events``, and importing the rules and the monitor with it cost a cold
+# ``codex-ml monitoring inspect`` 15-25 ms (docs/benchmarks.md, "Monitoring CLI").
+_HOMES = {
+    "HealthConfig": "config", "HealthConfigError": "config",
+    "ACTIONS": "events", "SEVERITIES": "events", "HealthEvent": "events", "read_events": "events",
+    "HealthMonitor": "monitor",
+}  # fmt: skip
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(f"{__name__}.{home}"), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

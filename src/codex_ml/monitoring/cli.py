@@ -2,21 +2,22 @@
 
 Also runnable as ``python -m codex_ml.monitoring.cli``. This module imports only typer
 and rich at load time; numpy, pyarrow, matplotlib and the backends are imported inside the
-commands, so ``codex-ml --help`` stays instant. Errors print one ``error: ...`` line and
-exit with status 2.
+commands, so ``codex-ml --help`` stays instant. The bodies of ``inspect`` and ``export`` live
+in ``read_commands`` (no Typer), which the console script's lean path calls too. Errors
+print one ``error: ...`` line and exit with status 2.
 """
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Optional
 
 import typer
 
-from codex_ml.errors import user_errors
+from codex_ml.monitoring import read_commands
 from codex_ml.monitoring.console import table_console
+from codex_ml.monitoring.read_commands import err_console as _err_console
+from codex_ml.monitoring.read_commands import guard as _guard
 
 app = typer.Typer(
     name="monitoring",
@@ -29,52 +30,13 @@ FORMATS_HELP = "csv | parquet | jsonl (default: from OUT's suffix)"
 BACKENDS_HELP = "tensorboard | mlflow | wandb: replay the run's NDJSON into that backend (idempotent)"
 
 
-def _err_console() -> Any:
-    from rich.console import Console
-
-    return Console(stderr=True)
-
-
-def _progress(message: str) -> Any:
-    """A spinner on stderr while reading, only when stderr is a terminal: elsewhere rich shows
-    nothing anyway, and not importing it saves ~40 ms of a cold ``--json`` command."""
-    if not sys.stderr.isatty():
-        import contextlib
-
-        return contextlib.nullcontext()
-    return _err_console().status(message)
-
-
-def _guard(action: Callable[[], Any]) -> Any:
-    """Run ``action``; a CodexMLError becomes one 'error:' line and exit status 2."""
-    with user_errors():
-        return action()
-
-
 @app.command()
 def inspect(
     paths: Annotated[list[Path], typer.Argument(help="Run directories or NDJSON files (metrics or system metrics).")],
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON for machines instead of tables.")] = False,
 ) -> None:
     """Per-metric count, steps, min/max/mean/last, NaN/Inf, wall-time span and rate; unreadable lines; health events."""
-    from codex_ml.monitoring import duckdb_loading
-
-    warm_up = duckdb_loading.warm_up_in_background()  # DuckDB connects while the rest imports
-    try:
-        from codex_ml.monitoring import inspect as inspect_mod
-
-        def action() -> None:
-            with _progress("reading…"):
-                results = inspect_mod.inspect_paths(paths)
-            if json_output:
-                sys.stdout.buffer.write(inspect_mod.to_json(results))
-                sys.stdout.flush()
-            else:
-                inspect_mod.render(results, table_console())
-
-        _guard(action)
-    finally:
-        warm_up.join()
+    read_commands.run_inspect(paths, json_output)
 
 
 @app.command()
@@ -90,50 +52,7 @@ def export(
     json_output: Annotated[bool, typer.Option("--json", help="Print what was written as JSON.")] = False,
 ) -> None:
     """Write metrics to CSV/Parquet/JSONL, or replay them into TensorBoard, MLflow or W&B."""
-    if to is not None:
-        _guard(lambda: _replay(path, to, tracking_uri, experiment, json_output))
-    else:
-        _guard(lambda: _export(path, out, fmt, wide, system, json_output))
-
-
-def _export(path: Path, out: Path | None, fmt: str | None, wide: bool, system: bool, json_output: bool) -> None:
-    from codex_ml.monitoring import export as export_mod
-    from codex_ml.monitoring.loading import load
-    from codex_ml.monitoring.runs import SYSTEM, MonitoringInputError, resolve
-
-    if out is None:
-        raise MonitoringInputError("OUT", "missing output file; e.g. codex-ml monitoring export runs/demo metrics.parquet")
-    chosen = export_mod.pick_format(fmt, out)
-    source = resolve(path)
-    if system and source.kind != SYSTEM and not source.system_files:
-        raise MonitoringInputError(path, "has no system_metrics.jsonl to export (start the run with --system-metrics)")
-    main, kind = (source.system_files[0], SYSTEM) if system and source.kind != SYSTEM else (source.main, source.kind)
-    # pyarrow imports (holding the GIL) while DuckDB parses (without it): ~0.1 s off a cold export.
-    warm_up = export_mod.warm_up_in_background() if chosen != "jsonl" else None
-    try:
-        with _progress(f"exporting {main} …"):
-            rows = export_mod.export(load(main, kind), out, chosen, wide=wide)
-    finally:
-        if warm_up is not None:
-            warm_up.join()
-    _report({"out": str(out), "format": chosen, "layout": "wide" if wide else "long", "rows": rows},
-            f"wrote {rows:,} rows ({'wide' if wide else 'long'}) to {out}", json_output)  # fmt: skip
-
-
-def _replay(path: Path, to: str, tracking_uri: str | None, experiment: str | None, json_output: bool) -> None:
-    from codex_ml.monitoring import replay
-
-    result = replay.replay(path, to, tracking_uri=tracking_uri, experiment=experiment, progress=not json_output)
-    _report(result.to_dict(), result.describe(), json_output)
-
-
-def _report(data: dict[str, Any], text: str, json_output: bool) -> None:
-    if json_output:
-        import json
-
-        typer.echo(json.dumps(data))
-    else:
-        typer.echo(text)
+    read_commands.run_export(path, out, fmt, wide, system, to, tracking_uri, experiment, json_output)
 
 
 @app.command()

@@ -1,0 +1,114 @@
+"""The console script's lean path: ``codex-ml monitoring inspect`` and ``export`` without Typer.
+
+Reading a run back is a short command, often run once in a new process, and building the Typer
+app costs more than the read's own start-up: importing Typer, pydantic and the tracking flags,
+building every command, then coercing the arguments (together ~0.1 s of CPU, 0.15-0.2 s of
+wall on a loaded machine; docs/benchmarks.md, "Monitoring CLI"). So the console script first
+tries this parser, which knows only these two command lines in their plain spellings:
+
+    codex-ml monitoring inspect PATH... [--json]
+    codex-ml monitoring export PATH [OUT] [--fmt|-f FMT] [--wide] [--system] [--to BACKEND]
+                                          [--tracking-uri URI] [--experiment NAME] [--json]
+
+(options anywhere among the arguments, ``--long=value`` too). Anything else (``--help``, an
+unknown or repeated option, a missing or extra argument, an empty word, a value that starts
+with ``-``, ``--``) returns None and the Typer app parses the command line instead, so help
+and usage errors stay exactly Typer's. Both paths run the same command bodies
+(``codex_ml.monitoring.read_commands``). This module imports nothing heavy at load time.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import NamedTuple
+
+__all__ = ["parse", "run"]
+
+
+class _Grammar(NamedTuple):
+    """One command's options (spelling -> parameter) and how many arguments it takes."""
+
+    flags: dict[str, str]
+    values: dict[str, str]
+    min_args: int
+    max_args: int
+
+
+_GRAMMARS = {
+    "inspect": _Grammar({"--json": "json_output"}, {}, 1, sys.maxsize),
+    "export": _Grammar(
+        {"--json": "json_output", "--wide": "wide", "--system": "system"},
+        {"--fmt": "fmt", "-f": "fmt", "--to": "to", "--tracking-uri": "tracking_uri", "--experiment": "experiment"},
+        1, 2,
+    ),
+}  # fmt: skip
+
+
+def parse(argv: list[str]) -> Callable[[], None] | None:
+    """The command ``argv`` (without the program name) asks for, ready to call; None when it is
+    not one of the plain spellings above (the Typer app then parses it)."""
+    if len(argv) < 2 or argv[0] != "monitoring" or argv[1] not in _GRAMMARS:
+        return None
+    grammar = _GRAMMARS[argv[1]]
+    got = _split(argv[2:], grammar)
+    if got is None:
+        return None
+    arguments, options = got
+    if not grammar.min_args <= len(arguments) <= grammar.max_args:
+        return None
+    from codex_ml.monitoring import read_commands
+
+    paths = [Path(word) for word in arguments]
+    if argv[1] == "inspect":
+        return lambda: read_commands.run_inspect(paths, bool(options.get("json_output")))
+    return lambda: read_commands.run_export(
+        paths[0], paths[1] if len(paths) > 1 else None, options.get("fmt"), bool(options.get("wide")),
+        bool(options.get("system")), options.get("to"), options.get("tracking_uri"), options.get("experiment"),
+        bool(options.get("json_output")),
+    )  # fmt: skip
+
+
+def _split(words: list[str], grammar: _Grammar) -> tuple[list[str], dict[str, str | bool]] | None:
+    """(arguments, options) of a plain command line; None at the first thing that is not plain."""
+    arguments: list[str] = []
+    options: dict[str, str | bool] = {}
+    rest = iter(words)
+    for word in rest:
+        if not word:
+            return None
+        if not word.startswith("-"):
+            arguments.append(word)
+            continue
+        name, equals, value = word.partition("=") if word.startswith("--") else (word, "", "")
+        param = grammar.flags.get(name) or grammar.values.get(name)
+        if param is None or param in options or (equals and name in grammar.flags):
+            return None  # unknown, repeated, or a flag given a value: Typer says what is wrong
+        if name in grammar.flags:
+            options[param] = True
+            continue
+        if not equals:
+            value = next(rest, "")
+        if not value or value.startswith("-"):
+            return None
+        options[param] = value
+    return arguments, options
+
+
+def run(argv: list[str]) -> bool:
+    """Run ``argv`` when it is a lean command line and return True; False leaves it to Typer.
+
+    A user error exits with status 2 (one ``error:`` line) from inside the command; Ctrl-C
+    prints what click prints (a newline, then ``Aborted!``) and exits with status 1.
+    """
+    command = parse(argv)
+    if command is None:
+        return False
+    try:
+        command()
+    except (KeyboardInterrupt, EOFError):
+        print(file=sys.stderr)
+        print("Aborted!", file=sys.stderr)
+        raise SystemExit(1) from None
+    return True
