@@ -37,6 +37,9 @@ __all__ = ["LOCK_FILE", "RunLock", "check_not_in_use", "holder_of"]
 #: process's holder_of probe) must not fail a real start.
 _ACQUIRE_PATIENCE_S = 0.5
 _RETRY_S = 0.02
+#: How long a start waits for the sink process of a run whose trainer died: it keeps the lock
+#: while it drains (tracking/sink_host.py, at most ORPHAN_DRAIN_S + the sinks' grace).
+ORPHAN_PATIENCE_S = 40.0
 #: errnos meaning "this filesystem cannot lock": the run goes on without the guarantee.
 _NO_LOCKING = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL}
 
@@ -60,7 +63,8 @@ class RunLock:
         except OSError as exc:  # e.g. a run.lock left read-only by another user
             raise OutputRootError(str(path), exc.strerror or str(exc)) from exc
         try:
-            if not _lock_within(fd, fcntl.LOCK_EX, _ACQUIRE_PATIENCE_S):
+            if not _lock_within(fd, fcntl.LOCK_EX, _ACQUIRE_PATIENCE_S) and not (
+                    _holder_exited(path) and _lock_within(fd, fcntl.LOCK_EX, ORPHAN_PATIENCE_S)):
                 raise RunInUseError(str(run_dir), describe_holder(_read_info(path)))
         except OSError as exc:
             if exc.errno not in _NO_LOCKING:
@@ -116,6 +120,14 @@ def _lock_within(fd: int, mode: int, patience: float) -> bool:
             time.sleep(_RETRY_S)
 
 
+def _holder_exited(path: Path) -> bool:
+    """Whether the lock's recorded holder was on this host and has exited: then what still holds it is
+    the dead run's sink process finishing its delivery (bounded), worth waiting for."""
+    info = _read_info(path)
+    pid = info.get("pid")
+    return isinstance(pid, int) and info.get("host") == socket.gethostname() and not _alive(pid)
+
+
 def _read_info(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text(encoding="utf-8", errors="replace") or "{}")
@@ -148,6 +160,11 @@ def check_not_in_use(run_dir: str | os.PathLike[str]) -> None:
     """Raise RunInUseError if a live process writes ``run_dir`` (an early check before heavy work;
     ``start_run`` itself is what enforces the rule)."""
     holder = holder_of(run_dir)
+    deadline = time.monotonic() + ORPHAN_PATIENCE_S
+    # A dead run's sink process still draining: it lets go within its own bound.
+    while holder is not None and _holder_exited(Path(run_dir) / LOCK_FILE) and time.monotonic() < deadline:
+        time.sleep(0.1)
+        holder = holder_of(run_dir)
     if holder is not None:
         raise RunInUseError(str(run_dir), describe_holder(holder))
 
@@ -164,7 +181,7 @@ def describe_holder(info: dict[str, Any]) -> str:
         if pid == os.getpid():
             return f"this process itself, {text}: close that run first"
         if not _alive(pid):
-            return f"a child of {text}, which has exited (a worker it forked is still alive)"
+            return f"a child of {text}, which has exited (its sink process, or a worker it forked, is still alive)"
     return text
 
 

@@ -1,6 +1,6 @@
 """The sink process: TensorBoard, MLflow and W&B delivery, outside the training process.
 
-``python -m codex_ml.tracking.sink_host REPLY_FD`` is started by a run (tracking/sink_process.py)
+``python -m codex_ml.tracking.sink_host REPLY_FD NICE`` is started by a run (tracking/sink_process.py)
 when it opens. It reads frames (tracking/frames.py) on stdin: first the run's description, then
 the batches the run's writer thread already wrote to metrics.ndjson, then ``finish``, ``upload``
 and ``exit``. Each sink runs on its own SinkWorker thread here exactly as it would in the trainer
@@ -101,12 +101,32 @@ class Host:
                        hello["backends"], self._remember, replies.warn)  # fmt: skip
         self.workers = [SinkWorker(s, info, replies, config.sink_max_pending, config.sink_max_failures) for s in sinks]
         self._by_name = {w.sink.name: w for w in self.workers}
+        self._root = Path(hello["root"])
+        #: Everything the sinks asked to keep in run.json: written here too once the run is gone.
+        self._remembered: dict[str, dict[str, Any]] = {}
+        self._orphaned = False
         self._finishing: threading.Thread | None = None
         self.finished = threading.Event()
         self._lock = threading.Lock()
 
     def _remember(self, sink: str, values: dict[str, Any]) -> None:
-        self._replies.send(("remember", sink, values))
+        with self._lock:
+            self._remembered.setdefault(sink, {}).update(values)
+            orphaned = self._orphaned
+        if orphaned or not self._replies.send(("remember", sink, values)):
+            self._write_remembered()
+
+    def _write_remembered(self) -> None:
+        """Put the backend ids into run.json ourselves: the run that writes it is gone (killed) and we
+        hold its lock, so a resume finds the same MLflow and W&B runs even if the run never heard of them."""
+        from codex_ml.rundir.run_files import read_json, write_json_atomic
+
+        with self._lock:
+            path = self._root / "run.json"
+            data = read_json(path)
+            for sink, values in self._remembered.items():
+                data.setdefault("backends", {}).setdefault(sink, {}).update(values)
+            write_json_atomic(path, data)
 
     def start(self) -> None:
         """Start the workers (each sink starts on its own thread) and the stats and parent watchers."""
@@ -135,7 +155,10 @@ class Host:
 
     def drain_orphaned(self) -> None:
         """The run ended without finishing us (killed): deliver what we have, then close as KILLED."""
-        if self._finishing is None:
+        with self._lock:
+            self._orphaned, finishing = True, self._finishing
+        self._write_remembered()  # what the run may not have stored before it died
+        if finishing is None:
             self.finish("KILLED", time.time() + min(self._close_timeout, ORPHAN_DRAIN_S))
         self.finished.wait()
 
@@ -202,15 +225,15 @@ def _lower_priority(nice: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Serve one run's sinks: argv is ``[REPLY_FD]``; the frames come on stdin."""
+    """Serve one run's sinks: argv is ``[REPLY_FD, NICE]``; the frames come on stdin."""
     args = sys.argv[1:] if argv is None else argv
+    _lower_priority(int(args[1]))  # first: the backends' imports already run at the lower priority
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the trainer's to handle; it then finishes us
     stream = os.fdopen(0, "rb", buffering=1 << 20)
     first = frames.receive(stream)
     if first is None or first[0] != "hello":
         return 0
     hello = first[1]
-    _lower_priority(int(hello.get("nice", 0)))
     replies = Replies(int(args[0]), hello["name"])
     try:
         host = Host(hello, replies)
@@ -224,4 +247,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except Exception as exc:  # noqa: BLE001 - one line, not a traceback; the run reports the sinks lost
+        print(f"[monitoring-error] sink-process: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+        sys.exit(1)

@@ -125,7 +125,7 @@ class SinkProcess:
         keep = (reply_w,) + ((self._lock_fd,) if self._lock_fd is not None else ())
         try:
             self._process = subprocess.Popen(
-                [sys.executable, "-m", "codex_ml.tracking.sink_host", str(reply_w)],
+                [sys.executable, "-m", "codex_ml.tracking.sink_host", str(reply_w), str(self._config.sink_process_nice)],
                 stdin=subprocess.PIPE, pass_fds=keep, start_new_session=True,  # Ctrl-C is the run's to handle
             )
         except OSError as exc:
@@ -142,7 +142,7 @@ class SinkProcess:
         hello = {
             "sinks": [w.sink.name for w in self.workers], "config": self._config, "name": self._info.name,
             "run_id": self._info.run_id, "root": str(self._info.paths.root), "resumed": self._info.resumed,
-            "backends": self._info.backends, "trainer_pid": os.getpid(), "nice": self._config.sink_process_nice,
+            "backends": self._info.backends, "trainer_pid": os.getpid(),
             "credentials": {uri: tuple(creds)} if creds is not None else {},
         }  # fmt: skip
         self._outbox.append(("hello", hello))

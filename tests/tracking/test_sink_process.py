@@ -1,0 +1,171 @@
+"""The sink process (tracking/sink_host.py, sink_process.py): TensorBoard, MLflow and W&B are
+delivered by a companion process, not by the training process; it drains after the trainer is
+killed, and losing it costs the trainer nothing but one error line."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from codex_ml.tracking import start_run
+
+ROOT = Path(__file__).resolve().parents[2]
+STEPS = 400
+
+#: A trainer: every sink, STEPS steps, waits until the pipe took them all, says so, then sleeps or closes.
+TRAINER = textwrap.dedent('''
+    import json, sys, time
+    from codex_ml.tracking import start_run
+    root, mode = sys.argv[1], sys.argv[2]
+    run = start_run("r", output_root=root, enable_tensorboard=True, enable_mlflow=True, enable_wandb=True)
+    for step in range({steps}):
+        run.log_metrics({{"train/loss": 1.0 / (step + 1), "train/lr": 0.001}}, step=step)
+    run.flush()
+    process = run.sink_process
+    while process._pending:  # every batch handed to the pipe
+        time.sleep(0.01)
+    print(json.dumps({{"sink_pid": process._process.pid, "heavy": sorted(m for m in ("mlflow", "wandb",
+          "tensorboard", "torch") if m in sys.modules)}}), flush=True)
+    if mode == "close":
+        run.close()
+        print(json.dumps({{"report": run.close_report.sinks}}), flush=True)
+    else:
+        time.sleep(600)
+''').format(steps=STEPS)
+
+
+def _trainer(tmp_path: Path, mode: str) -> tuple[subprocess.Popen[str], dict]:
+    env = {**os.environ, "WANDB_MODE": "offline", "PYTHONPATH": str(ROOT / "src")}
+    process = subprocess.Popen([sys.executable, "-c", TRAINER, str(tmp_path), mode], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, env=env)  # fmt: skip
+    first = process.stdout.readline()
+    assert first, process.stderr.read()
+    return process, json.loads(first)
+
+
+def _wait_gone(pid: int, seconds: float) -> None:
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except FileNotFoundError:
+            return
+        if state == "Z":  # exited; an orphan waits for init to reap it
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"sink process {pid} still alive after {seconds} s")
+
+
+def _mlflow_steps(run_dir: Path) -> tuple[list[int], str]:
+    from mlflow.tracking import MlflowClient
+
+    from codex_ml.backends.mlflow_utils import prepare_environment
+
+    saved = json.loads((run_dir / "run.json").read_text())["backends"]["mlflow"]
+    prepare_environment(saved["tracking_uri"])  # how codex_ml's own readers open a file store
+    client = MlflowClient(saved["tracking_uri"])
+    history = client.get_metric_history(saved["run_id"], "train/loss")
+    return sorted(m.step for m in history), client.get_run(saved["run_id"]).info.status
+
+
+def _tensorboard_steps(run_dir: Path, tag: str = "train/loss") -> list[int]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    steps: list[int] = []
+    for event_file in sorted((run_dir / "tensorboard").glob("events.out.tfevents.*")):
+        accumulator = EventAccumulator(str(event_file), size_guidance={"scalars": 0})
+        accumulator.Reload()
+        steps += [e.step for e in accumulator.Scalars(tag)]
+    return sorted(steps)
+
+
+def test_sinks_are_delivered_by_another_process(tmp_path: Path) -> None:
+    trainer, first = _trainer(tmp_path, "close")
+    closed = json.loads(trainer.stdout.readline())
+    assert trainer.wait(60) == 0, trainer.stderr.read()
+    assert first["heavy"] == []  # the trainer never imported a backend
+    assert {name: report["delivered"] for name, report in closed["report"].items()} == \
+        {"tensorboard": STEPS, "mlflow": STEPS, "wandb": STEPS}
+    _wait_gone(first["sink_pid"], 5)  # close() let it exit before returning
+    run_dir = tmp_path / "r"
+    assert _mlflow_steps(run_dir) == (list(range(STEPS)), "FINISHED")
+    assert _tensorboard_steps(run_dir) == list(range(STEPS))
+
+
+def test_the_sink_process_runs_niced_in_its_own_session(tmp_path: Path) -> None:
+    trainer, first = _trainer(tmp_path, "sleep")
+    try:
+        pid = first["sink_pid"]
+        assert _nice_soon(pid) == 19  # the default sink_process_nice
+        assert os.getsid(pid) == pid != os.getsid(trainer.pid)  # the terminal's Ctrl-C does not reach it
+    finally:
+        trainer.kill()
+        trainer.wait()
+
+
+def _nice_soon(pid: int) -> int:
+    """The process's nice value once it has set it (its first act, ~0.1 s after it starts)."""
+    deadline = time.time() + 10
+    while True:
+        nice = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
+        if nice or time.time() > deadline:
+            return nice
+        time.sleep(0.05)
+
+
+def test_after_kill_9_the_sink_process_drains_and_a_resume_waits_for_it(tmp_path: Path) -> None:
+    trainer, first = _trainer(tmp_path, "sleep")
+    os.kill(trainer.pid, signal.SIGKILL)
+    trainer.wait()
+    run_dir = tmp_path / "r"
+    # The resume takes the run lock only once the orphaned sink process has let it go.
+    with start_run("r", output_root=str(tmp_path), resume=True, backfill_on_resume=False) as run:
+        _wait_gone(first["sink_pid"], 0.5)
+        assert run.sink_names == []
+    assert _mlflow_steps(run_dir) == (list(range(STEPS)), "KILLED")
+    assert _tensorboard_steps(run_dir) == list(range(STEPS))
+
+
+def test_losing_the_sink_process_is_one_error_and_training_goes_on(tmp_path: Path, capfd) -> None:
+    run = start_run("lost", output_root=str(tmp_path), enable_tensorboard=True)
+    run.log_metrics({"loss": 1.0}, step=0)
+    run.flush()
+    deadline = time.time() + 30
+    while run.sink_process._process is None and time.time() < deadline:
+        time.sleep(0.01)
+    os.kill(run.sink_process._process.pid, signal.SIGKILL)
+    time.sleep(0.5)
+    for step in range(1, 100):
+        run.log_metrics({"loss": 1.0 / step}, step=step)
+    report = run.close()
+    assert not report.complete
+    assert report.sinks["tensorboard"]["disabled"] is True
+    errors = [line for line in capfd.readouterr().err.splitlines() if line.startswith("[monitoring-error]")]
+    assert len(errors) == 1 and errors[0].startswith("[monitoring-error] sink-process: exited"), errors
+    lines = (tmp_path / "lost" / "metrics.ndjson").read_text().splitlines()
+    records = [json.loads(line) for line in lines]
+    assert [r["step"] for r in records if "loss" in r.get("metrics", r)] == list(range(100))
+
+
+def test_sink_process_off_keeps_the_sinks_in_process(tmp_path: Path) -> None:
+    with start_run("here", output_root=str(tmp_path), enable_tensorboard=True, sink_process=False) as run:
+        run.log_metrics({"loss": 1.0}, step=0)
+        assert run.sink_process is None
+        assert run.sink_names == ["tensorboard"]
+    assert _tensorboard_steps(tmp_path / "here", "loss") == [0]
+
+
+@pytest.mark.parametrize("value", [-1, 20, "5", True])
+def test_a_bad_nice_value_is_refused(tmp_path: Path, value) -> None:
+    from codex_ml.tracking.config import TrackingConfig, TrackingConfigError
+
+    with pytest.raises(TrackingConfigError, match="sink_process_nice"):
+        TrackingConfig(sink_process_nice=value)
