@@ -83,6 +83,16 @@ def test_a_record_without_metrics_is_reported_by_line(tmp_path: Path) -> None:
     assert data.loader == "lines" and [line for line, _ in data.report.bad_lines] == [2]
 
 
+def test_records_without_v_are_counted_and_a_null_v_is_refused(tmp_path: Path) -> None:
+    """The proof counts ``v`` only where a record has one: a file mixing both is DuckDB's; ``"v":null`` is not."""
+    bare = '{"step":1,"time":1.25,"metrics":{"loss":2}}\n'
+    path = _write(tmp_path / "m.ndjson", [_line(0, '"loss":1'), bare, _line(2, '"loss":3')])
+    assert duckdb_loading.load_with_duckdb(path, bytearray(path.read_bytes())) is not None
+    _assert_same_as_slow(path)
+    nulled = _write(tmp_path / "n.ndjson", [_line(0, '"loss":1'), '{"v":null,' + bare[1:], _line(2, '"loss":3')])
+    assert duckdb_loading.load_with_duckdb(nulled, bytearray(nulled.read_bytes())) is None
+
+
 def test_unterminated_last_line_and_missing_duckdb_fall_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = _write(tmp_path / "m.ndjson", [_line(0, '"loss":1'), _line(1, '"loss":2').rstrip("\n")])
     assert duckdb_loading.load_with_duckdb(path, bytearray(path.read_bytes())) is None

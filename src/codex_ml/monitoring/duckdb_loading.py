@@ -57,8 +57,7 @@ def load_with_duckdb(path: Path, raw: Any) -> Any | None:
     data = _to_data(path, columns, names) if columns is not None else None
     if data is None:
         return None
-    top_level = sum(int(np.count_nonzero(valid)) for valid in columns["valid"].values())
-    keys = top_level + sum(len(s) for s in data.series.values())
+    keys = columns["top_level"] + sum(len(s) for s in data.series.values())
     if marks.colons != keys or marks.quotes != 2 * keys + 2 * non_finite_values(data.series):
         return None
     # Names found in the last lines may first appear anywhere: order by first record.
@@ -71,8 +70,7 @@ def load_with_duckdb(path: Path, raw: Any) -> Any | None:
 def _to_data(path: Path, columns: dict[str, Any], names: list[str]) -> MetricsData | None:
     """The checks of ``metrics_data.from_table`` on numpy columns: every record has a step, a
     time and a metrics object (else the per-line reader names the bad line)."""
-    valid = columns["valid"]
-    if not len(columns["step"]) or not (valid["step"].all() and valid["time"].all() and valid["metrics"].all()):
+    if not len(columns["step"]) or not columns["complete"]:
         return None
     steps, times = columns["step"], columns["time"]
     series: dict[str, Series] = {}
@@ -106,13 +104,16 @@ def _probe_names(raw: Any) -> list[str]:
 
 
 def _read(duckdb: Any, path: Path, names: list[str]) -> dict[str, Any] | None:
-    """The file's columns as numpy arrays: ``step``, ``time``, ``metrics`` (one ``(values, valid
-    mask or None)`` per name) and ``valid`` (a mask per top-level field); None when DuckDB
-    changed a metric name.
+    """The file's columns as numpy arrays: ``step``, ``time`` and ``metrics`` (one ``(values,
+    valid mask or None)`` per name), with ``complete`` (every record has a step, a time and a
+    metrics object) and ``top_level`` (how many top-level fields hold a value, for the proof);
+    None when DuckDB changed a metric name.
 
     Fetched with ``fetchnumpy``, not as an Arrow table: a cold ``inspect`` then never imports
     pyarrow (~0.1 s). Metrics are selected by position under plain aliases, so a metric
-    named like a top-level field (``step``) cannot clash with it.
+    named like a top-level field (``step``) cannot clash with it. Whether ``v`` and ``metrics``
+    are present comes back as one byte per record (``present``: 1 for v, 2 for metrics), not
+    as a BIGINT and a BOOLEAN column: ~10 % less of DuckDB's time on a 1M-record file.
     """
     fields = ", ".join(f"{_identifier(name)} DOUBLE" for name in names)
     columns = {"v": "BIGINT", "step": "BIGINT", "time": "DOUBLE", "metrics": f"STRUCT({fields})"}
@@ -120,7 +121,8 @@ def _read(duckdb: Any, path: Path, names: list[str]) -> dict[str, Any] | None:
     source = (f"read_ndjson({_literal(str(path))}, format='newline_delimited', records=true, "
               f"columns={{{spec}}})")
     picks = ", ".join(f"struct_extract_at(metrics, {i + 1}) AS m{i}" for i in range(len(names)))
-    query = f"SELECT v, step, time, metrics IS NOT NULL AS has_metrics, {picks} FROM {source}"
+    present = "CAST(v IS NOT NULL AS UTINYINT) + 2 * CAST(metrics IS NOT NULL AS UTINYINT) AS present"
+    query = f"SELECT {present}, step, time, {picks} FROM {source}"
     cursor = _database(duckdb).cursor()  # a cursor per call: connections are not shared across threads
     try:
         relation = cursor.sql(query)
@@ -129,14 +131,17 @@ def _read(duckdb: Any, path: Path, names: list[str]) -> dict[str, Any] | None:
         fetched = relation.fetchnumpy()
     finally:
         cursor.close()
-    plain = {key: _unmask(fetched[key]) for key in ("v", "step", "time")}
-    valid = {key: mask if mask is not None else np.ones(len(values), bool) for key, (values, mask) in plain.items()}
-    valid["metrics"] = np.asarray(fetched["has_metrics"], dtype=bool)
+    (steps, steps_valid), (times, times_valid) = _unmask(fetched["step"]), _unmask(fetched["time"])
+    flags = np.asarray(fetched["present"])
+    records = len(flags)
+    # Each record's fields with a value: step and time (checked complete), metrics, and v when present.
+    complete = steps_valid is None and times_valid is None and (not records or int(flags.min()) >= 2)
     return {
-        "step": plain["step"][0].astype(np.int64, copy=False),
-        "time": plain["time"][0].astype(np.float64, copy=False),
+        "step": steps.astype(np.int64, copy=False),
+        "time": times.astype(np.float64, copy=False),
         "metrics": [_unmask(fetched[f"m{i}"]) for i in range(len(names))],
-        "valid": valid,
+        "complete": complete,
+        "top_level": 3 * records + int(np.count_nonzero(flags == 3)) if complete else 0,
     }
 
 
