@@ -8,6 +8,7 @@ click or pydantic.
 
 from __future__ import annotations
 
+import gc
 import math
 import subprocess
 import sys
@@ -96,6 +97,7 @@ def test_same_answer_as_typer(line: str, files: dict[str, str], capsys: pytest.C
     expected = _outcome(typer_run, argv, capsys)
     got = _outcome(main, argv, capsys)
     assert got == expected
+    assert gc.isenabled()  # the lean path turns the collector off only while its command runs
     assert expected[0] in (0, 2, None)  # both ran to the end or stopped on a user error, never a crash
 
 
@@ -108,3 +110,19 @@ def test_lean_command_imports_no_typer(files: dict[str, str]) -> None:
                           capture_output=True, text=True, timeout=60, check=True)  # fmt: skip
     assert '"records": 5' in done.stdout
     assert done.stderr.strip() == ""
+
+
+def test_console_script_ends_after_flushing_everything(files: dict[str, str], tmp_path: Path) -> None:
+    """``python -m codex_ml.cli`` (main() from sys.argv: the lean path ends the process itself)
+    still prints everything and leaves complete files, with status 0 or 2 as before."""
+    command = [sys.executable, "-m", "codex_ml.cli", "monitoring"]
+    out = tmp_path / "cold.csv"
+    done = subprocess.run([*command, "export", files["FILE"], str(out), "--json"], capture_output=True, text=True,
+                          timeout=60)  # fmt: skip
+    assert done.returncode == 0 and '"rows": 18' in done.stdout, done.stderr
+    assert out.read_text().count("\n") == 19  # the header and every point
+    done = subprocess.run([*command, "inspect", "--json", files["FILE"], files["RUN"]], capture_output=True,
+                          text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 0 and done.stdout.endswith("}\n") and done.stdout.count('"records"') == 2
+    done = subprocess.run([*command, "inspect", files["NOPE"]], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and done.stderr.startswith("error: ") and done.stdout == ""

@@ -18,11 +18,14 @@ def main(argv: list[str] | None = None) -> None:
 
     A bad command line (unknown option, value of the wrong type or out of range) is one
     ``error:`` line and exit status 2, like every other user error; exits via SystemExit.
+    Called without ``argv`` (the console script), a successful ``monitoring inspect`` or
+    ``export`` to a file ends the process with ``os._exit(0)`` once its output is flushed
+    (``codex_ml.cli.lean``), so code after ``main()`` does not run then.
     """
     args = sys.argv[1:] if argv is None else list(argv)
     from codex_ml.cli import lean
 
-    if lean.run(args):
+    if lean.run(args, end_process=argv is None):
         sys.exit(0)
     from codex_ml.cli.app import run
 

@@ -19,6 +19,8 @@ and usage errors stay exactly Typer's. Both paths run the same command bodies
 
 from __future__ import annotations
 
+import gc
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -96,19 +98,44 @@ def _split(words: list[str], grammar: _Grammar) -> tuple[list[str], dict[str, st
     return arguments, options
 
 
-def run(argv: list[str]) -> bool:
+def run(argv: list[str], *, end_process: bool = False) -> bool:
     """Run ``argv`` when it is a lean command line and return True; False leaves it to Typer.
 
     A user error exits with status 2 (one ``error:`` line) from inside the command; Ctrl-C
-    prints what click prints (a newline, then ``Aborted!``) and exits with status 1.
+    prints what click prints (a newline, then ``Aborted!``) and exits with status 1. With
+    ``end_process`` (the console script), a command that wrote only files it has closed
+    (inspect, export to a file) ends the process itself once done: see :func:`_end_process`.
     """
     command = parse(argv)
     if command is None:
         return False
+    # Python's cyclic collector ran ~80 times during a cold inspect (10-20 ms) and finds nothing
+    # to free: the command makes arrays and dicts, not cycles. It is turned back on afterwards.
+    collecting = gc.isenabled()
+    gc.disable()
     try:
         command()
     except (KeyboardInterrupt, EOFError):
         print(file=sys.stderr)
         print("Aborted!", file=sys.stderr)
         raise SystemExit(1) from None
+    finally:
+        if collecting:
+            gc.enable()
+    if end_process and "--to" not in argv and not any(word.startswith("--to=") for word in argv):
+        _end_process()
     return True
+
+
+def _end_process() -> None:
+    """Flush stdout and stderr, then leave at once with status 0 (``os._exit``).
+
+    Tearing the interpreter down after a read (a last garbage collection over numpy's and
+    DuckDB's modules, every module's dict, DuckDB's catalogue) took 30-90 ms of a cold
+    ``inspect`` on a loaded machine, for nothing: the output is written and flushed, the files
+    closed, the helper threads joined, and the database lives in memory. A replay (``--to``)
+    never comes here: the backends may hold atexit work (MLflow's async logging).
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
