@@ -19,8 +19,6 @@ from codex_ml.monitoring.legacy_format import is_legacy_record
 from codex_ml.monitoring.metrics_data import METRICS, SYSTEM
 from codex_ml.rundir.paths import METRICS_FILE, RUN_FILE, SUMMARY_FILE
 from codex_ml.rundir.run_files import read_json  # the one reader of run.json/summary.json; tools import it here
-from codex_ml.tracking.system_files import system_metrics_files
-
 
 
 class MonitoringInputError(CodexMLError, ValueError):
@@ -79,6 +77,10 @@ def resolve(path: str | Path) -> RunSource:
 
 
 def _resolve_dir(run_dir: Path) -> RunSource:
+    # Imported here: importing any tracking module runs tracking/__init__.py (the whole write
+    # side, 15-35 ms of a cold command), which a single NDJSON file does not need.
+    from codex_ml.tracking.system_files import system_metrics_files
+
     metrics = run_dir / METRICS_FILE
     run_info = read_json(run_dir / RUN_FILE)
     # Every rank's file, wherever the run wrote it (run.json's record; root and checkpoints/ for old runs).
