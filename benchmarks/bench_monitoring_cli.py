@@ -13,7 +13,9 @@ so that it sits in the page cache. Then, ``--runs`` times, alternating:
 
 - **headline**: the console script, a new process each time, start to exit:
   ``.venv/bin/codex-ml monitoring inspect --json FILE`` and
-  ``.venv/bin/codex-ml monitoring export FILE out.parquet``;
+  ``.venv/bin/codex-ml monitoring export FILE out.parquet``, and ``inspect --json`` of the folder
+  holding FILE as a run directory (what users mostly pass: it also looks for run.json, system
+  metrics and events, and imports the tracking package that finds system-metrics files);
 - ``pandas.read_json(FILE, lines=True)`` in this process (pandas already imported; parsing
   only, no statistics): the reference the ratios are taken against.
 
@@ -99,22 +101,27 @@ def best_of(repeat: int, action: Callable[[], object]) -> tuple[float, float]:
 
 
 def cold_rounds(path: Path, out: Path, runs: int) -> dict[str, list[tuple[float, float]]]:
-    """``runs`` rounds of (cold inspect, cold export, pandas in-process), the order rotating each round."""
+    """``runs`` rounds of (cold inspect of the file, cold export, pandas in-process, cold inspect of its
+    run directory), the order rotating each round."""
     import pandas as pd
 
     measures: dict[str, Callable[[], tuple[float, float]]] = {
         "inspect": lambda: _checked_inspect(path),
         "export": lambda: run_cold("export", str(path), str(out), "--fmt", "parquet")[:2],
         "pandas": lambda: timed(lambda: pd.read_json(path, lines=True)),
+        # The same file as a run directory (what users mostly pass): run.json, system-metrics and
+        # events look-ups, and the tracking package that finds system-metrics files.
+        "inspect dir": lambda: _checked_inspect(path.parent),
     }
-    for name in ("inspect", "export"):
+    for name in ("inspect", "export", "inspect dir"):
         measures[name]()  # warm-up: not counted
     times: dict[str, list[tuple[float, float]]] = {name: [] for name in measures}
     names = list(measures)
     for i in range(runs):
-        for name in names[i % 3 :] + names[: i % 3]:
+        for name in names[i % len(names) :] + names[: i % len(names)]:
             times[name].append(measures[name]())
-        print(f"  round {i + 1}/{runs}: " + ", ".join(f"{n} {times[n][-1][0]:.3f} s" for n in names), file=sys.stderr)
+        print(f"  round {i + 1}/{runs} (load average {os.getloadavg()[0]:.2f}): "
+              + ", ".join(f"{n} {times[n][-1][0]:.3f} s" for n in names), file=sys.stderr)  # fmt: skip
     return times
 
 
@@ -181,6 +188,7 @@ def print_cold(cold: dict[str, list[tuple[float, float]]], runs: int) -> None:
     rows = [
         ("`codex-ml monitoring inspect --json FILE`", "inspect", INSPECT_TARGET_S),
         ("`codex-ml monitoring export FILE out.parquet`", "export", EXPORT_TARGET_S),
+        ("`codex-ml monitoring inspect --json RUN_DIR` (the same file in a run directory)", "inspect dir", INSPECT_TARGET_S),
     ]
     for label, key, target in rows:
         walls = [w for w, _ in cold[key]]
