@@ -7,7 +7,6 @@ export, replay) rely only on these names, never on importing the writer.
 from __future__ import annotations
 
 import os
-import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -147,7 +146,9 @@ def validate_run_name(name: str) -> str:
 
 def default_run_name() -> str:
     """A sortable, unique-enough name such as ``run-20261128-151200-a1b2``."""
-    return time.strftime("run-%Y%m%d-%H%M%S-") + secrets.token_hex(2)
+    # os.urandom(n).hex() is what secrets.token_hex(n) returns; importing secrets (hmac, OpenSSL)
+    # cost every cold read-back command 4-8 ms, as the readers import this module for its names.
+    return time.strftime("run-%Y%m%d-%H%M%S-") + os.urandom(2).hex()
 
 
 def prepare_run_dir(output_root: str | os.PathLike[str], run_name: str) -> RunPaths:
@@ -164,7 +165,7 @@ def prepare_run_dir(output_root: str | os.PathLike[str], run_name: str) -> RunPa
         run_dir.mkdir(exist_ok=True)
         # A name of this process's own: two processes probing one directory must not delete
         # each other's probe (which made the loser fail with a wrong "cannot write" error).
-        probe = run_dir / f".write-test-{os.getpid()}-{secrets.token_hex(4)}"
+        probe = run_dir / f".write-test-{os.getpid()}-{os.urandom(4).hex()}"
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as exc:
