@@ -124,6 +124,29 @@ def test_rope_scores_depend_only_on_the_distance_between_positions() -> None:
     assert float(rotated.norm()) == pytest.approx(float(q.norm()), rel=1e-5)
 
 
+def test_rope_is_the_pairwise_rotation_bit_for_bit_forward_and_backward() -> None:
+    """apply_rope (written with roll for speed) gives exactly the rotated halves
+    cat(x1*cos - x2*sin, x1*sin + x2*cos), and exactly their gradient, on a strided q view."""
+    cos, sin = rope_tables(block_size=16, head_size=8)
+    torch.manual_seed(2)
+    qkv = torch.randn(3, 16, 3 * 16, requires_grad=True)  # (B, T, 3C) as c_attn returns, C = 2 heads x 8
+    grad = torch.randn(3, 2, 16, 8)
+
+    def rotated(rope: object) -> tuple[torch.Tensor, torch.Tensor]:
+        qkv.grad = None
+        q = qkv[..., :16].view(3, 16, 2, 8).transpose(1, 2)  # (B, H, T, hs), not contiguous
+        out = rope(q)  # type: ignore[operator]
+        out.backward(grad)
+        return out.detach(), qkv.grad.clone()  # type: ignore[union-attr]
+
+    def by_halves(q: torch.Tensor) -> torch.Tensor:
+        q1, q2 = q[..., :4], q[..., 4:]
+        return torch.cat((q1 * cos - q2 * sin, q1 * sin + q2 * cos), dim=-1)
+
+    fast, slow = rotated(lambda q: apply_rope(q, cos, sin)), rotated(by_halves)
+    assert torch.equal(fast[0], slow[0]) and torch.equal(fast[1], slow[1])
+
+
 def test_rope_model_has_no_position_table_and_saves_no_rotation_buffers() -> None:
     model = _model(position="rope")
     assert model.wpe is None

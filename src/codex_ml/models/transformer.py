@@ -60,10 +60,16 @@ def rope_tables(block_size: int, head_size: int, base: float = 10000.0) -> tuple
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate (B, H, T, hs) queries or keys by their positions; cos/sin are (T, hs/2)."""
+    """Rotate (B, H, T, hs) queries or keys by their positions; cos/sin are (T, hs/2).
+
+    Pair i is (x[i], x[i + hs/2]), turned by its angle: (x1*cos - x2*sin, x1*sin + x2*cos).
+    """
     half = x.shape[-1] // 2
-    x1, x2 = x[..., :half], x[..., half:]  # the two halves form the rotated pairs
-    return torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)
+    # The same numbers bit for bit as concatenating the two rotated halves, in fewer passes over x:
+    # roll swaps the halves in one op (its backward is one roll), where slicing x1/x2 costs a
+    # zero-filled full-size gradient per slice. Rotary positions made a train-model step ~17 %
+    # slower than learned ones on CPU; this form removes about a third of that (issue 14).
+    return x * torch.cat((cos, cos), dim=-1) + x.roll(half, dims=-1) * torch.cat((-sin, sin), dim=-1)
 
 
 class CausalSelfAttention(nn.Module):
