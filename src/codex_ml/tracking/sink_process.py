@@ -108,6 +108,8 @@ class SinkProcess:
         self._overflow_reported = False
         self._closed = threading.Event()
         self._uploads: dict[str, str | None] = {}
+        #: Uploads asked for and not answered: at ``end`` the process is then stuck in one (a frozen server).
+        self._uploading: set[str] = set()
         self._process: subprocess.Popen[bytes] | None = None
         self._lost = False
 
@@ -196,12 +198,14 @@ class SinkProcess:
         """Have sink ``name`` upload ``files`` in the process; waits until it says so or ``stop`` is set."""
         with self._cond:
             self._outbox.append(("upload", name, {k: str(v) for k, v in files.items()}))
+            self._uploading.add(name)
             self._cond.notify()
             while name not in self._uploads and not stop.is_set() and not self._lost:
                 self._cond.wait(0.05)
             if name not in self._uploads:
                 raise RuntimeError("the sink process did not answer")
             error = self._uploads.pop(name)
+            self._uploading.discard(name)
         if error is not None:
             raise RuntimeError(error)
 
@@ -209,6 +213,9 @@ class SinkProcess:
         """Let the process exit (killed after ``EXIT_WAIT`` s); close() calls this before freeing the run lock."""
         process = self._process
         if process is None:
+            return
+        if self._uploading:  # close() already waited its deadline for that upload: do not wait again
+            self._kill()
             return
         with self._cond:
             self._outbox.append(("exit",))
