@@ -126,3 +126,11 @@ def test_console_script_ends_after_flushing_everything(files: dict[str, str], tm
     assert done.returncode == 0 and done.stdout.endswith("}\n") and done.stdout.count('"records"') == 2
     done = subprocess.run([*command, "inspect", files["NOPE"]], capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and done.stderr.startswith("error: ") and done.stdout == ""
+
+
+def test_only_reads_end_the_process_early() -> None:
+    """A replay into a backend (``--to``) keeps the collector on and the normal interpreter exit."""
+    assert lean.parse(["monitoring", "inspect", "runs/x"]).reads_only
+    assert lean.parse(["monitoring", "export", "runs/x", "m.csv", "--tracking-uri", "file:x"]).reads_only
+    assert not lean.parse(["monitoring", "export", "runs/x", "--to", "mlflow"]).reads_only
+    assert not lean.parse(["monitoring", "export", "runs/x", "--to=tensorboard"]).reads_only

@@ -26,7 +26,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
-__all__ = ["parse", "run"]
+__all__ = ["Command", "parse", "run"]
+
+
+class Command(NamedTuple):
+    """A parsed lean command line: the call that runs it, and whether it only reads the run
+    (inspect, export to a file) rather than replaying it into a backend (``export --to``)."""
+
+    call: Callable[[], None]
+    reads_only: bool
 
 
 class _Grammar(NamedTuple):
@@ -48,7 +56,7 @@ _GRAMMARS = {
 }  # fmt: skip
 
 
-def parse(argv: list[str]) -> Callable[[], None] | None:
+def parse(argv: list[str]) -> Command | None:
     """The command ``argv`` (without the program name) asks for, ready to call; None when it is
     not one of the plain spellings above (the Typer app then parses it)."""
     if len(argv) < 2 or argv[0] != "monitoring" or argv[1] not in _GRAMMARS:
@@ -64,12 +72,12 @@ def parse(argv: list[str]) -> Callable[[], None] | None:
 
     paths = [Path(word) for word in arguments]
     if argv[1] == "inspect":
-        return lambda: read_commands.run_inspect(paths, bool(options.get("json_output")))
-    return lambda: read_commands.run_export(
+        return Command(lambda: read_commands.run_inspect(paths, bool(options.get("json_output"))), True)
+    return Command(lambda: read_commands.run_export(
         paths[0], paths[1] if len(paths) > 1 else None, options.get("fmt"), bool(options.get("wide")),
         bool(options.get("system")), options.get("to"), options.get("tracking_uri"), options.get("experiment"),
         bool(options.get("json_output")),
-    )  # fmt: skip
+    ), reads_only="to" not in options)  # fmt: skip
 
 
 def _split(words: list[str], grammar: _Grammar) -> tuple[list[str], dict[str, str | bool]] | None:
@@ -103,18 +111,20 @@ def run(argv: list[str], *, end_process: bool = False) -> bool:
 
     A user error exits with status 2 (one ``error:`` line) from inside the command; Ctrl-C
     prints what click prints (a newline, then ``Aborted!``) and exits with status 1. With
-    ``end_process`` (the console script), a command that wrote only files it has closed
-    (inspect, export to a file) ends the process itself once done: see :func:`_end_process`.
+    ``end_process`` (the console script), a command that only reads the run (inspect, export
+    to a file) ends the process itself once done: see :func:`_end_process`.
     """
     command = parse(argv)
     if command is None:
         return False
     # Python's cyclic collector ran ~80 times during a cold inspect (10-20 ms) and finds nothing
-    # to free: the command makes arrays and dicts, not cycles. It is turned back on afterwards.
+    # to free: a read makes arrays and dicts, not cycles. Left on for a replay (backend clients
+    # may make cycles for as long as the replay runs); turned back on afterwards.
     collecting = gc.isenabled()
-    gc.disable()
+    if command.reads_only:
+        gc.disable()
     try:
-        command()
+        command.call()
     except (KeyboardInterrupt, EOFError):
         print(file=sys.stderr)
         print("Aborted!", file=sys.stderr)
@@ -122,7 +132,7 @@ def run(argv: list[str], *, end_process: bool = False) -> bool:
     finally:
         if collecting:
             gc.enable()
-    if end_process and "--to" not in argv and not any(word.startswith("--to=") for word in argv):
+    if end_process and command.reads_only:
         _end_process()
     return True
 
