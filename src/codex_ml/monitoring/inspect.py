@@ -31,10 +31,14 @@ def series_stats(series: Series) -> dict[str, Any]:
     """Summary numbers of one metric (min/max/mean over the finite values only)."""
     values = series.values
     finite_mask = np.isfinite(values)
-    finite = values[finite_mask]
-    nan_count = int(np.isnan(values).sum())
+    finite_count = int(np.count_nonzero(finite_mask))
+    # The usual metric is finite throughout: then no copy of the finite values and no NaN pass.
+    all_finite = finite_count == len(values)
+    finite = values if all_finite else values[finite_mask]
+    nan_count = 0 if all_finite else int(np.count_nonzero(np.isnan(values)))
     times = series.times
-    span = float(times.max() - times.min()) if len(times) else 0.0
+    first_time, last_time = float(times.min()), float(times.max())
+    span = last_time - first_time if len(times) else 0.0
     return {
         "count": len(values),
         "first_step": int(series.steps[0]),
@@ -44,9 +48,9 @@ def series_stats(series: Series) -> dict[str, Any]:
         "mean": float(finite.mean()) if finite.size else None,
         "last": float(values[-1]),
         "nan": nan_count,
-        "inf": int(len(values) - finite.size - nan_count),
-        "first_time": float(times.min()),
-        "last_time": float(times.max()),
+        "inf": int(len(values) - finite_count - nan_count),
+        "first_time": first_time,
+        "last_time": last_time,
         "span_s": span,
         "rate_per_s": (len(values) - 1) / span if span > 0 else None,
     }
