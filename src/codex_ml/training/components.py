@@ -72,13 +72,21 @@ def build_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.
 
 def adamw_decaying_matrices(model: torch.nn.Module, lr: float, weight_decay: float,
                             betas: tuple[float, float]) -> torch.optim.AdamW:  # fmt: skip
-    """AdamW that decays only matrices (weights, embeddings), not biases or LayerNorm gains."""
+    """AdamW that decays only matrices (weights, embeddings), not biases or LayerNorm gains;
+    the fused implementation where this torch has one for the parameters' device."""
     params = [p for p in model.parameters() if p.requires_grad]
     groups = [
         {"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
         {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
     ]
-    return torch.optim.AdamW(groups, lr=lr, betas=betas)
+    # The default (one small op per tensor and update term) cost ~3 ms of a ~40 ms CPU step of the
+    # benchmark model; the fused kernel ~1 ms, with the same losses to 5 decimals over 400 steps
+    # (issue 14: train-model vs the reference trainer). torch < 2.4 has no fused CPU AdamW and
+    # refuses fused=True at construction: fall back to the default then.
+    try:
+        return torch.optim.AdamW(groups, lr=lr, betas=betas, fused=True)
+    except (RuntimeError, ValueError):
+        return torch.optim.AdamW(groups, lr=lr, betas=betas)
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig) -> torch.optim.lr_scheduler.LambdaLR:
