@@ -129,6 +129,7 @@ class SinkProcess:
             self._process = subprocess.Popen(
                 [sys.executable, "-m", "codex_ml.tracking.sink_host", str(reply_w), str(self._config.sink_process_nice)],
                 stdin=subprocess.PIPE, pass_fds=keep, start_new_session=True,  # Ctrl-C is the run's to handle
+                env=_child_environment(),
             )
         except OSError as exc:
             os.close(reply_r)
@@ -333,3 +334,15 @@ class SinkProcess:
 
     def _names(self) -> str:
         return ", ".join(w.sink.name for w in self.workers)
+
+
+def _child_environment() -> dict[str, str]:
+    """This environment, with the folder this codex_ml was imported from first on PYTHONPATH: the
+    sink process must import the same codex_ml, also when a script put a source checkout on sys.path."""
+    import codex_ml
+
+    source = str(Path(codex_ml.__file__).resolve().parents[1])
+    environment = dict(os.environ)
+    rest = environment.get("PYTHONPATH")
+    environment["PYTHONPATH"] = os.pathsep.join([source, rest]) if rest else source
+    return environment
