@@ -24,8 +24,9 @@ STEPS = 400
 TRAINER = textwrap.dedent('''
     import json, sys, time
     from codex_ml.tracking import start_run
-    root, mode = sys.argv[1], sys.argv[2]
-    run = start_run("r", output_root=root, enable_tensorboard=True, enable_mlflow=True, enable_wandb=True)
+    root, mode, close_timeout = sys.argv[1], sys.argv[2], float(sys.argv[3])
+    run = start_run("r", output_root=root, enable_tensorboard=True, enable_mlflow=True, enable_wandb=True,
+                    close_timeout=close_timeout)
     for step in range({steps}):
         run.log_metrics({{"train/loss": 1.0 / (step + 1), "train/lr": 0.001}}, step=step)
     run.flush()
@@ -42,9 +43,9 @@ TRAINER = textwrap.dedent('''
 ''').format(steps=STEPS)
 
 
-def _trainer(tmp_path: Path, mode: str) -> tuple[subprocess.Popen[str], dict]:
+def _trainer(tmp_path: Path, mode: str, close_timeout: float = 30.0) -> tuple[subprocess.Popen[str], dict]:
     env = {**os.environ, "WANDB_MODE": "offline", "PYTHONPATH": str(ROOT / "src")}
-    process = subprocess.Popen([sys.executable, "-c", TRAINER, str(tmp_path), mode], stdout=subprocess.PIPE,
+    process = subprocess.Popen([sys.executable, "-c", TRAINER, str(tmp_path), mode, str(close_timeout)], stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True, env=env)  # fmt: skip
     first = process.stdout.readline()
     assert first, process.stderr.read()
@@ -132,6 +133,13 @@ def test_after_kill_9_the_sink_process_drains_and_a_resume_waits_for_it(tmp_path
         assert run.sink_names == []
     assert _mlflow_steps(run_dir) == (list(range(STEPS)), "KILLED")
     assert _tensorboard_steps(run_dir) == list(range(STEPS))
+
+
+def test_an_orphan_never_outlives_its_trainer_by_more_than_the_close_timeout(tmp_path: Path) -> None:
+    trainer, first = _trainer(tmp_path, "sleep", close_timeout=1.0)
+    os.kill(trainer.pid, signal.SIGKILL)  # the sinks are most likely still starting (W&B, MLflow imports)
+    trainer.wait()
+    _wait_gone(first["sink_pid"], 1.0 + 1.0)  # the bound, and a second for the interpreter to go
 
 
 def test_losing_the_sink_process_is_one_error_and_training_goes_on(tmp_path: Path, capfd) -> None:

@@ -13,9 +13,9 @@ its first step by seconds. Here they run at a lower CPU priority (``nice``) in t
 interpreter, and W&B's service process inherits that priority.
 
 The process outlives a trainer killed with SIGKILL only to drain: when its stdin ends (or its
-parent is gone) before ``finish``, it delivers what it already received until the close timeout
-(at most ``ORPHAN_DRAIN_S``), closes the backends as KILLED and exits. It inherited the run's lock
-descriptor, so a resume waits for that drain instead of writing the run beside it.
+parent is gone) before ``finish``, it delivers what it already received and closes the backends
+as KILLED, all within the close timeout (at most ``ORPHAN_DRAIN_S``), and exits. It inherited the
+run's lock descriptor, so a resume waits for that drain instead of writing the run beside it.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from typing import Any
 from codex_ml.rundir.paths import RunPaths
 from codex_ml.rundir.sink import RunInfo
 from codex_ml.tracking import frames
-from codex_ml.tracking.worker import SinkWorker
+from codex_ml.tracking.worker import ABORT_WAIT, STOP_GRACE, SinkWorker
 
 #: Seconds an orphaned sink process keeps delivering after its trainer died (or the close timeout, if lower).
 ORPHAN_DRAIN_S = 30.0
@@ -157,9 +157,14 @@ class Host:
         """The run ended without finishing us (killed): deliver what we have, then close as KILLED."""
         with self._lock:
             self._orphaned, finishing = True, self._finishing
+        bound = min(self._close_timeout, ORPHAN_DRAIN_S)
+        # Never outlive the trainer by more than the bound, whatever a backend does meanwhile.
+        stop = threading.Timer(bound, _exit, args=(0,))
+        stop.daemon = True
+        stop.start()
         self._write_remembered()  # what the run may not have stored before it died
-        if finishing is None:
-            self.finish("KILLED", time.time() + min(self._close_timeout, ORPHAN_DRAIN_S))
+        if finishing is None:  # the sinks' deadline leaves them their grace to close inside the bound
+            self.finish("KILLED", time.time() + max(bound - STOP_GRACE - ABORT_WAIT, 0.0))
         self.finished.wait()
 
     def finish(self, status: str, give_up_at: float) -> None:
