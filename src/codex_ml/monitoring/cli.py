@@ -30,6 +30,8 @@ FORMATS_HELP = "csv | parquet | jsonl (default: from OUT's suffix)"
 BACKENDS_HELP = "tensorboard | mlflow | wandb: replay the run's NDJSON into that backend (idempotent)"
 
 
+# The console script parses `inspect` and `export` itself first (codex_ml.cli.lean, no Typer): give a new option
+# of these two its spelling there as well, or those command lines go through Typer (correct, only slower).
 @app.command()
 def inspect(
     paths: Annotated[list[Path], typer.Argument(help="Run directories or NDJSON files (metrics or system metrics).")],
