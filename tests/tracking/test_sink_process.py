@@ -30,10 +30,9 @@ TRAINER = textwrap.dedent('''
     for step in range({steps}):
         run.log_metrics({{"train/loss": 1.0 / (step + 1), "train/lr": 0.001}}, step=step)
     run.flush()
-    process = run.sink_process
-    while process._pending:  # every batch handed to the pipe
+    while any(p._pending for p in run.sink_processes):  # every batch handed to the pipes
         time.sleep(0.01)
-    print(json.dumps({{"sink_pid": process._process.pid, "heavy": sorted(m for m in ("mlflow", "wandb",
+    print(json.dumps({{"sink_pids": [p._process.pid for p in run.sink_processes], "heavy": sorted(m for m in ("mlflow", "wandb",
           "tensorboard", "torch") if m in sys.modules)}}), flush=True)
     if mode == "close":
         run.close()
@@ -95,7 +94,9 @@ def test_sinks_are_delivered_by_another_process(tmp_path: Path) -> None:
     assert first["heavy"] == []  # the trainer never imported a backend
     assert {name: report["delivered"] for name, report in closed["report"].items()} == \
         {"tensorboard": STEPS, "mlflow": STEPS, "wandb": STEPS}
-    _wait_gone(first["sink_pid"], 5)  # close() let it exit before returning
+    assert len(first["sink_pids"]) == 3  # one process per sink
+    for pid in first["sink_pids"]:
+        _wait_gone(pid, 5)  # close() let them exit before returning
     run_dir = tmp_path / "r"
     assert _mlflow_steps(run_dir) == (list(range(STEPS)), "FINISHED")
     assert _tensorboard_steps(run_dir) == list(range(STEPS))
@@ -104,9 +105,9 @@ def test_sinks_are_delivered_by_another_process(tmp_path: Path) -> None:
 def test_the_sink_process_runs_niced_in_its_own_session(tmp_path: Path) -> None:
     trainer, first = _trainer(tmp_path, "sleep")
     try:
-        pid = first["sink_pid"]
-        assert _nice_soon(pid) == 19  # the default sink_process_nice
-        assert os.getsid(pid) == pid != os.getsid(trainer.pid)  # the terminal's Ctrl-C does not reach it
+        for pid in first["sink_pids"]:
+            assert _nice_soon(pid) == 19  # the default sink_process_nice
+            assert os.getsid(pid) == pid != os.getsid(trainer.pid)  # the terminal's Ctrl-C does not reach it
     finally:
         trainer.kill()
         trainer.wait()
@@ -129,7 +130,8 @@ def test_after_kill_9_the_sink_process_drains_and_a_resume_waits_for_it(tmp_path
     run_dir = tmp_path / "r"
     # The resume takes the run lock only once the orphaned sink process has let it go.
     with start_run("r", output_root=str(tmp_path), resume=True, backfill_on_resume=False) as run:
-        _wait_gone(first["sink_pid"], 0.5)
+        for pid in first["sink_pids"]:
+            _wait_gone(pid, 0.5)
         assert run.sink_names == []
     assert _mlflow_steps(run_dir) == (list(range(STEPS)), "KILLED")
     assert _tensorboard_steps(run_dir) == list(range(STEPS))
@@ -139,7 +141,8 @@ def test_an_orphan_never_outlives_its_trainer_by_more_than_the_close_timeout(tmp
     trainer, first = _trainer(tmp_path, "sleep", close_timeout=1.0)
     os.kill(trainer.pid, signal.SIGKILL)  # the sinks are most likely still starting (W&B, MLflow imports)
     trainer.wait()
-    _wait_gone(first["sink_pid"], 1.0 + 1.0)  # the bound, and a second for the interpreter to go
+    for pid in first["sink_pids"]:
+        _wait_gone(pid, 1.0 + 1.0)  # the bound, and a second for the interpreter to go
 
 
 def test_losing_the_sink_process_is_one_error_and_training_goes_on(tmp_path: Path, capfd) -> None:
@@ -147,9 +150,10 @@ def test_losing_the_sink_process_is_one_error_and_training_goes_on(tmp_path: Pat
     run.log_metrics({"loss": 1.0}, step=0)
     run.flush()
     deadline = time.time() + 30
-    while run.sink_process._process is None and time.time() < deadline:
+    (process,) = run.sink_processes
+    while process._process is None and time.time() < deadline:
         time.sleep(0.01)
-    os.kill(run.sink_process._process.pid, signal.SIGKILL)
+    os.kill(process._process.pid, signal.SIGKILL)
     time.sleep(0.5)
     for step in range(1, 100):
         run.log_metrics({"loss": 1.0 / step}, step=step)
@@ -157,7 +161,7 @@ def test_losing_the_sink_process_is_one_error_and_training_goes_on(tmp_path: Pat
     assert not report.complete
     assert report.sinks["tensorboard"]["disabled"] is True
     errors = [line for line in capfd.readouterr().err.splitlines() if line.startswith("[monitoring-error]")]
-    assert len(errors) == 1 and errors[0].startswith("[monitoring-error] sink-process: exited"), errors
+    assert len(errors) == 1 and errors[0].startswith("[monitoring-error] tensorboard: its sink process exited"), errors
     lines = (tmp_path / "lost" / "metrics.ndjson").read_text().splitlines()
     records = [json.loads(line) for line in lines]
     assert [r["step"] for r in records if "loss" in r.get("metrics", r)] == list(range(100))
@@ -166,7 +170,7 @@ def test_losing_the_sink_process_is_one_error_and_training_goes_on(tmp_path: Pat
 def test_sink_process_off_keeps_the_sinks_in_process(tmp_path: Path) -> None:
     with start_run("here", output_root=str(tmp_path), enable_tensorboard=True, sink_process=False) as run:
         run.log_metrics({"loss": 1.0}, step=0)
-        assert run.sink_process is None
+        assert run.sink_processes == []
         assert run.sink_names == ["tensorboard"]
     assert _tensorboard_steps(tmp_path / "here", "loss") == [0]
 

@@ -105,8 +105,8 @@ class Run:
         self._run_lock: RunLock | None = None
         #: Health rules, watchdog and event counts (tracking/health_link.py); set by start_run.
         self.health_link: HealthLink | None = None
-        #: The companion process of the TensorBoard/MLflow/W&B sinks (tracking/sink_process.py), if any.
-        self.sink_process: SinkProcess | None = None
+        #: The companion processes of the TensorBoard/MLflow/W&B sinks, one per sink (tracking/sink_process.py).
+        self.sink_processes: list[SinkProcess] = []
 
     # -- identity -------------------------------------------------------------------
     @property
@@ -373,9 +373,9 @@ class Run:
         return report
 
     def _end_sink_process(self) -> None:
-        """Let the sink process exit (it has reported): before close() frees the run lock."""
-        if self.sink_process is not None:
-            self.sink_process.end()
+        """Let the sink processes exit (they have reported): before close() frees the run lock."""
+        for process in self.sink_processes:
+            process.end()
 
     def _shutdown(self, timeout: float) -> CloseReport:
         began = time.time()
@@ -528,7 +528,7 @@ def _open_locked(paths: RunPaths, name: str, config: TrackingConfig, resume: boo
     info, reporter = _run_info(paths, name, previous, config)
     if previous and config.backfill_on_resume:
         _backfill_sinks(paths, config, previous, reporter)
-    process, workers = _sink_workers(all_sinks, built, config, info, reporter, lock)
+    processes, workers = _sink_workers(all_sinks, built, config, info, reporter, lock)
     dispatcher = Dispatcher(
         paths, workers, reporter, config.flush_interval, config.fsync, config.max_queue, config.histogram_bins
     )
@@ -538,7 +538,7 @@ def _open_locked(paths: RunPaths, name: str, config: TrackingConfig, resume: boo
     dispatcher.start()
     dispatcher.health.start()
     run = Run(info, config, dispatcher, reporter)
-    run.sink_process = process
+    run.sink_processes = processes
     run.health_link = dispatcher.health
     info.health = run.health
     if config.system_metrics:
@@ -551,12 +551,14 @@ def _open_locked(paths: RunPaths, name: str, config: TrackingConfig, resume: boo
 
 
 def _sink_workers(sinks: list[Sink], built: int, config: TrackingConfig, info: RunInfo, reporter: Reporter,
-                  lock: RunLock | None) -> tuple[SinkProcess | None, list[Any]]:
-    """A worker per sink, in order: a thread here, or a stand-in for the sink process's copy of it.
+                  lock: RunLock | None) -> tuple[list[SinkProcess], list[Any]]:
+    """A worker per sink, in order: a thread here, or a stand-in for the copy of it in a sink process.
 
     Of the first ``built`` sinks (the ones build_sinks made from the config), those whose row says
-    ``own_process`` (TensorBoard, MLflow, W&B) go to the sink process, which builds its own from the
+    ``own_process`` (TensorBoard, MLflow, W&B) each get a sink process, which builds its own from the
     same config, unless ``config.sink_process`` is off; a sink object a caller passed in stays here.
+    One process per sink: their Python work (W&B's client, TensorBoard's encoding) then runs in
+    parallel rather than under one GIL, so close() waits for the slowest, not for their sum.
     """
     from codex_ml.backends import BACKENDS
 
@@ -573,11 +575,11 @@ def _sink_workers(sinks: list[Sink], built: int, config: TrackingConfig, info: R
         from codex_ml.backends import mlflow_utils
 
         mlflow_utils.prepare_environment(mlflow_utils.resolve_tracking_uri(config.mlflow_tracking_uri, info.paths.root))
-    process = SinkProcess(names, config, info, reporter, lock.fd if lock is not None else None) if names else None
-    stand_ins = {w.sink.name: w for w in process.workers} if process is not None else {}
+    processes = [SinkProcess([name], config, info, reporter, lock.fd if lock is not None else None) for name in names]
+    stand_ins = {p.workers[0].sink.name: p.workers[0] for p in processes}
     workers = [stand_ins[s.name] if remote(s) else SinkWorker(s, info, reporter, config.sink_max_pending,
                                                                config.sink_max_failures) for s in sinks]  # fmt: skip
-    return process, workers
+    return processes, workers
 
 
 def _run_info(paths: RunPaths, name: str, previous: dict[str, Any], config: TrackingConfig) -> tuple[RunInfo, Reporter]:

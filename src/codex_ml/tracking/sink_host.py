@@ -243,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         host = Host(hello, replies)
     except Exception as exc:  # noqa: BLE001 - reported by the run as one line; training goes on
-        replies.error("sink-process", f"could not start: {type(exc).__name__}: {exc}")
+        replies.error(",".join(hello["sinks"]), f"its sink process could not start: {type(exc).__name__}: {exc}")
         return 1
     host.start()
     host.serve(stream)

@@ -34,8 +34,6 @@ from codex_ml.tracking.config import TrackingConfig
 from codex_ml.tracking.reporting import Reporter
 from codex_ml.tracking.worker import ABORT_WAIT, REPLAY_HINT, STOP_GRACE, WorkerStats
 
-#: The name problems of the process itself are reported under.
-NAME = "sink-process"
 #: Seconds past the sinks' own grace that close() waits for the process's report.
 REPORT_SLACK = 2.0
 #: Seconds ``end`` waits for the process to exit before killing it.
@@ -177,8 +175,9 @@ class SinkProcess:
             worker.stats.dropped += count
         if not self._lost and not self._overflow_reported:
             self._overflow_reported = True
-            self._reporter.error(NAME, f"falling behind (over {self._config.sink_max_pending} records queued); "
-                                       f"dropping records for {self._names()}, {REPLAY_HINT}")  # fmt: skip
+            self._reporter.error(self._names(), f"its sink process is falling behind (over "
+                                                f"{self._config.sink_max_pending} records queued); dropping "
+                                                f"records for this sink, {REPLAY_HINT}")  # fmt: skip
 
     def finish(self, status: str, give_up_at: float) -> None:
         """Queue the closing call behind every batch already queued."""
@@ -307,12 +306,13 @@ class SinkProcess:
         self._lost = True
         for worker in self.workers:
             worker.stats.disabled = True
-        self._reporter.error(NAME, f"{why}; {self._names()} are off for this run, training goes on; {REPLAY_HINT}")
+        self._reporter.error(self._names(), f"its sink process {why}; the sink is off for this run, training goes on; "
+                                            f"{REPLAY_HINT}")  # fmt: skip
         self._closed.set()
 
     def _abandon(self) -> None:
-        self._reporter.error(NAME, f"still delivering to {self._names()} when close() gave up on it; "
-                                   f"stopped it: {REPLAY_HINT}")  # fmt: skip
+        self._reporter.error(self._names(), f"its sink process was still delivering when close() gave up on it; "
+                                            f"stopped it: {REPLAY_HINT}")  # fmt: skip
         for worker in self.workers:
             worker.abandoned = True
             worker.stats.failures += 1
