@@ -47,6 +47,9 @@ def _rewound_run(root: Path, name: str = "r", **options: object) -> Path:
             run.log_metrics({"train/loss": _old(step), "lr": 0.1}, step=step)
             if step == 5:
                 run.log_metrics({"val/loss": 0.5}, step=5)  # the checkpoint's own eval: never superseded
+        # The clock here often returns one value for calls microseconds apart: the rewind must come strictly
+        # after the records it supersedes, as it does in the trainer (a checkpoint load lies between them).
+        time.sleep(0.01)
         run.log_event({"time": time.time(), "step": 5, "rule": "rewind", "severity": "warning", "metric": None,
                        "value": 8, "threshold": None, "message": "rewound from step 8 to the checkpoint of step 5",
                        "action": "rollback"})  # fmt: skip
