@@ -72,7 +72,7 @@ def sink_options(names: tuple[str, ...], system_metrics: bool) -> dict[str, Any]
 def wait_started(run: Any, timeout: float = 120.0) -> None:
     """Block until every sink's thread has started its backend (left the "starting" phase)."""
     deadline = time.monotonic() + timeout
-    while any(w._phase == "starting" for w in run._dispatcher.workers):  # noqa: SLF001 - a benchmark may look inside
+    while any(w.phase == "starting" for w in run._dispatcher.workers):  # noqa: SLF001 - a benchmark may look inside
         if time.monotonic() > deadline:
             raise TimeoutError("sinks did not start")
         time.sleep(0.01)
@@ -111,11 +111,11 @@ def print_startup(rows: list[dict[str, Any]]) -> None:
 
 # -- Part 2: close ------------------------------------------------------------------------
 def watch_workers(run: Any, began: list[float], ended: dict[str, float], stop: threading.Event) -> None:
-    """Note when each sink's thread ends (its close time), from close()'s start."""
+    """Note when each sink has closed (its thread ended, or its sink process reported), from close()'s start."""
     workers = list(run._dispatcher.workers)  # noqa: SLF001
     while not stop.is_set() and len(ended) < len(workers):
         for worker in workers:
-            if worker.sink.name not in ended and not worker._thread.is_alive() and began:  # noqa: SLF001
+            if worker.sink.name not in ended and worker.finished and began:
                 ended[worker.sink.name] = time.perf_counter() - began[0]
         time.sleep(0.002)
 

@@ -200,10 +200,10 @@ class Host:
         self._replies.send(("uploaded", name, error))
 
     def _report_stats(self) -> None:
-        last: dict[str, Any] = {}
+        last: Any = None
         while not self.finished.wait(STATS_INTERVAL):
-            now = {w.sink.name: asdict(w.stats) for w in self.workers}
-            if now != last and self._replies.send(("stats", now)):
+            now = ({w.sink.name: asdict(w.stats) for w in self.workers}, {w.sink.name: w.phase for w in self.workers})
+            if now != last and self._replies.send(("stats", *now)):
                 last = now
 
     def _watch_parent(self) -> None:

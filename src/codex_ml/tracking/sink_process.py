@@ -65,6 +65,8 @@ class RemoteSinkWorker:
         self.sink = SinkStub(name, process)
         self.stats = WorkerStats()
         self.abandoned = False
+        #: The sink's phase in the process (SinkWorker.phase), as last reported.
+        self.phase = "starting"
         self._process = process
         self._leader = leader  # the first stand-in forwards batches and calls: the process serves all its sinks
 
@@ -82,6 +84,11 @@ class RemoteSinkWorker:
         """Ask the process to close its sinks with ``status`` by ``give_up_at``."""
         if self._leader:
             self._process.finish(status, give_up_at)
+
+    @property
+    def finished(self) -> bool:
+        """Whether the process has reported its sink closed (or is gone)."""
+        return self._process.closed
 
     def join(self, timeout: float, grace: float = STOP_GRACE) -> bool:
         """Wait for the process's closing report; False if the sink was abandoned or the process lost."""
@@ -110,6 +117,11 @@ class SinkProcess:
         self._uploading: set[str] = set()
         self._process: subprocess.Popen[bytes] | None = None
         self._lost = False
+
+    @property
+    def closed(self) -> bool:
+        """Whether the closing report came (or the process is gone)."""
+        return self._closed.is_set()
 
     @property
     def lost(self) -> bool:
@@ -273,12 +285,15 @@ class SinkProcess:
             self._reporter.warn(message[1], message[2])
         elif kind == "stats":
             self._take_stats(message[1])
+            for worker in self.workers:
+                worker.phase = message[2].get(worker.sink.name, worker.phase)
         elif kind == "closed":
             self._take_stats({name: report["stats"] for name, report in message[1].items()})
             for worker in self.workers:
                 report = message[1].get(worker.sink.name, {})
                 worker.abandoned = bool(report.get("abandoned"))
                 worker.sink.wants_run_files = bool(report.get("wants_run_files"))
+                worker.phase = "done"
             self._closed.set()
         elif kind == "uploaded":
             with self._cond:

@@ -80,6 +80,16 @@ class SinkWorker:
         """Start the thread (the sink itself starts on that thread)."""
         self._thread.start()
 
+    @property
+    def phase(self) -> str:
+        """"starting" (the sink connects), "writing", "closing" or "done"."""
+        return self._phase
+
+    @property
+    def finished(self) -> bool:
+        """Whether the thread has ended (the sink is closed, or was abandoned)."""
+        return self._thread.ident is not None and not self._thread.is_alive()
+
     def submit(self, batch: list[Record]) -> None:
         """Queue a batch; never blocks. Called by the dispatcher thread."""
         with self._cond:
