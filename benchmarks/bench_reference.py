@@ -20,7 +20,9 @@ model), and does not sample text, log histograms or keep a checkpoint schedule.
 
 Processes alternate pair by pair (reference first in even pairs, last in odd ones) so a drift in the
 machine's load cancels. Per process: wall start to exit, time to the first step, steps/s from step 50
-to the end (evaluations included), the median step, the final val loss.
+to the end (evaluations included), the median step, the final val loss, and the process's CPU seconds
+(steadier than wall on a busy machine). Both trainers inherit the environment: ``OMP_NUM_THREADS=1`` in front
+of the command runs both on one torch thread.
 
     .venv/bin/python benchmarks/bench_reference.py --reference /tmp/nanogpt               # 2,000 steps, 3 pairs
     .venv/bin/python benchmarks/bench_reference.py --reference /tmp/nanogpt --steps 300 --pairs 4 --bare
@@ -33,6 +35,7 @@ import argparse
 import json
 import os
 import pickle
+import resource
 import statistics
 import subprocess
 import sys
@@ -97,7 +100,7 @@ def run_reference(reference: Path, flags: list[str]) -> dict[str, Any]:
     """One nanoGPT process (cwd = the checkout: train.py execs ./configurator.py); its stdout lines are
     timestamped as they arrive (unbuffered) for the time to first step and steps/s."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    load, began = os.getloadavg()[0], time.time()
+    load, cpu, began = os.getloadavg()[0], children_cpu(), time.time()
     child = subprocess.Popen([sys.executable, "train.py", *flags], cwd=reference, env=env, text=True,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     lines = [(time.time() - began, line) for line in child.stdout]  # type: ignore[union-attr]
@@ -106,7 +109,14 @@ def run_reference(reference: Path, flags: list[str]) -> dict[str, Any]:
     wall = time.time() - began
     if code:
         raise RuntimeError(f"nanoGPT train.py exited {code}: {stderr[-2000:]}")
-    return {"arm": "reference", "wall": wall, "load": load, **parse_reference(lines)}
+    return {"arm": "reference", "wall": wall, "cpu": children_cpu() - cpu, "load": load, **parse_reference(lines)}
+
+
+def children_cpu() -> float:
+    """CPU seconds (user + system) of this process's finished children: less sensitive to a busy machine
+    than wall time (the other processes' load shows in wall, not in CPU, short of cache effects)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def parse_reference(lines: list[tuple[float, str]]) -> dict[str, Any]:
@@ -135,8 +145,9 @@ def _rate(times: dict[int, float], after: int = 50) -> float:
 def run_train_model(overrides: list[str], root: Path, name: str, tracked: bool) -> dict[str, Any]:
     """One ``codex-ml train-model`` process (trainer_processes.run_once), plus the figures its
     metrics.ndjson gives: steps/s after step 50, median step, final val loss."""
-    load = os.getloadavg()[0]
+    load, cpu = os.getloadavg()[0], children_cpu()
     result = procs.run_once(overrides, root, name, tracked, threads=0)  # 0: torch's default thread count
+    result["cpu"] = children_cpu() - cpu
     steps, step_s, val_loss = {}, [], float("nan")
     with (root / name / "metrics.ndjson").open() as records:
         for line in records:
@@ -176,7 +187,7 @@ def report(results: list[dict[str, Any]]) -> list[str]:
     arms = [a for a in ("reference", "every sink", "bare") if any(r["arm"] == a for r in results)]
     by = {a: [r for r in results if r["arm"] == a] for a in arms}
     lines = [f"{'':30}" + "".join(f"{a:>24}" for a in arms)]
-    for key, label in (("wall", "wall start to exit, s"), ("opened", "first output / run opened, s"),
+    for key, label in (("wall", "wall start to exit, s"), ("cpu", "CPU (user+sys, children), s"), ("opened", "first output / run opened, s"),
                        ("val0", "step-0 val loss at, s"), ("first_step", "first step done at, s"),
                        ("steps_per_s", "steps/s, step 50 to end"), ("median_step_ms", "median step, ms"),
                        ("final_val", "final val loss")):
@@ -185,7 +196,8 @@ def report(results: list[dict[str, Any]]) -> list[str]:
         ratios = [t["wall"] / r["wall"] for r, t in zip(by["reference"], by[arm])]
         mean, half = mean_ci(ratios)
         lines.append(f"{arm}/reference wall per pair: {', '.join(f'{x:.3f}' for x in ratios)}; mean {mean:.3f} "
-                     f"+- {half:.3f} (95 %), min-max {min(ratios):.3f}-{max(ratios):.3f} (target <= 1.0)")
+                     f"+- {half:.3f} (95 %), min-max {min(ratios):.3f}-{max(ratios):.3f} (target <= 1.0); CPU ratio "
+                     f"{statistics.mean(t['cpu'] / r['cpu'] for r, t in zip(by['reference'], by[arm])):.3f}")
     return lines
 
 
