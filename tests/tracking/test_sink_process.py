@@ -102,12 +102,14 @@ def test_sinks_are_delivered_by_another_process(tmp_path: Path) -> None:
     assert _tensorboard_steps(run_dir) == list(range(STEPS))
 
 
-def test_the_sink_process_runs_niced_in_its_own_session(tmp_path: Path) -> None:
+def test_the_sink_processes_run_idle_in_the_trainers_session(tmp_path: Path) -> None:
     trainer, first = _trainer(tmp_path, "sleep")
     try:
         for pid in first["sink_pids"]:
             assert _nice_soon(pid) == 19  # the default sink_process_nice
-            assert os.getsid(pid) == pid != os.getsid(trainer.pid)  # the terminal's Ctrl-C does not reach it
+            assert os.sched_getscheduler(pid) == os.SCHED_IDLE  # set before its first thread: all of them
+            assert os.getpgid(pid) == pid != os.getpgid(trainer.pid)  # the terminal's Ctrl-C does not reach it
+            assert os.getsid(pid) == os.getsid(trainer.pid)  # one autogroup: its low priority counts against ours
     finally:
         trainer.kill()
         trainer.wait()

@@ -49,6 +49,8 @@ class TrackingConfig:
     sink_process: bool = True
     #: The companion process's ``nice`` value (0-19): higher leaves more CPU to training.
     sink_process_nice: int = 19
+    #: Run the companion processes under SCHED_IDLE (Linux): they get a CPU only when training leaves one idle.
+    sink_process_idle: bool = True
     histogram_bins: int = 64
     #: None (off), "AUTO" (<checkpoint_dir>/system_metrics.jsonl) or a path (relative to the checkpoint dir).
     system_metrics: str | None = None
@@ -198,8 +200,9 @@ def _number_problems(c: TrackingConfig) -> list[tuple[str, str]]:
     nice = c.sink_process_nice
     if isinstance(nice, bool) or not isinstance(nice, int) or not 0 <= nice <= 19:
         out.append(("sink_process_nice", f"must be an integer 0-19, got {nice!r}"))
-    if not isinstance(c.sink_process, bool):
-        out.append(("sink_process", f"must be true or false, got {c.sink_process!r}"))
+    for name in ("sink_process", "sink_process_idle"):
+        if not isinstance(getattr(c, name), bool):
+            out.append((name, f"must be true or false, got {getattr(c, name)!r}"))
     port = c.prometheus_port
     if port is not None and (isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535):
         out.append(("prometheus_port", f"must be a port number 0-65535 (0 picks a free one), got {port!r}"))

@@ -1,6 +1,6 @@
 """The sink process: TensorBoard, MLflow and W&B delivery, outside the training process.
 
-``python -m codex_ml.tracking.sink_host REPLY_FD NICE`` is started by a run (tracking/sink_process.py)
+``python -m codex_ml.tracking.sink_host REPLY_FD NICE IDLE`` is started by a run (tracking/sink_process.py)
 when it opens. It reads frames (tracking/frames.py) on stdin: first the run's description, then
 the batches the run's writer thread already wrote to metrics.ndjson, then ``finish``, ``upload``
 and ``exit``. Each sink runs on its own SinkWorker thread here exactly as it would in the trainer
@@ -9,8 +9,11 @@ run.json goes back to the run on REPLY_FD, which prints and stores it (one write
 
 Why a process: importing MLflow, W&B and TensorBoard and encoding their records cost CPU and
 hold the GIL; in the trainer they slowed training by ~2 % at torch's default threads and delayed
-its first step by seconds. Here they run at a lower CPU priority (``nice``) in their own
-interpreter, and W&B's service process inherits that priority.
+its first step by seconds. Here they run at the lowest CPU priority (SCHED_IDLE and ``nice``) in
+their own interpreter, and W&B's service process inherits that priority. The process stays in the
+trainer's session (its own process group, so a terminal's Ctrl-C does not reach it): Linux's
+autogroup scheduler shares the CPU between sessions first, so a process in a session of its own
+would get an equal share however low its priority.
 
 The process outlives a trainer killed with SIGKILL only to drain: when its stdin ends (or its
 parent is gone) before ``finish``, it delivers what it already received and closes the backends
@@ -222,17 +225,28 @@ def _exit(code: int) -> None:
     os._exit(code)
 
 
-def _lower_priority(nice: int) -> None:
+def _lower_priority(nice: int, idle: bool) -> None:
+    """Lower this process's CPU priority (before it starts any thread: threads and W&B's service inherit it).
+
+    SCHED_IDLE (Linux): the process runs only on a CPU nothing else wants, and a training thread
+    that wakes up takes the CPU back at once; with a nice value alone a woken torch thread may
+    wait for the end of our time slice, and the whole parallel step waits with it.
+    """
     try:
         os.nice(max(0, nice - os.nice(0)))
     except OSError:
         pass  # not allowed here: delivery still works at the same priority
+    if idle and hasattr(os, "SCHED_IDLE"):
+        try:
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+        except OSError:
+            pass
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Serve one run's sinks: argv is ``[REPLY_FD, NICE]``; the frames come on stdin."""
+    """Serve one run's sinks: argv is ``[REPLY_FD, NICE, IDLE]``; the frames come on stdin."""
     args = sys.argv[1:] if argv is None else argv
-    _lower_priority(int(args[1]))  # first: the backends' imports already run at the lower priority
+    _lower_priority(int(args[1]), args[2:3] == ["idle"])  # first: the backends' imports already run at the lower priority
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the trainer's to handle; it then finishes us
     stream = os.fdopen(0, "rb", buffering=1 << 20)
     first = frames.receive(stream)

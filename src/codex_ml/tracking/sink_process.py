@@ -137,8 +137,11 @@ class SinkProcess:
         keep = (reply_w,) + ((self._lock_fd,) if self._lock_fd is not None else ())
         try:
             self._process = subprocess.Popen(
-                [sys.executable, "-m", "codex_ml.tracking.sink_host", str(reply_w), str(self._config.sink_process_nice)],
-                stdin=subprocess.PIPE, pass_fds=keep, start_new_session=True,  # Ctrl-C is the run's to handle
+                [sys.executable, "-m", "codex_ml.tracking.sink_host", str(reply_w), str(self._config.sink_process_nice),
+                 "idle" if self._config.sink_process_idle else "normal"],
+                # Its own process group (Ctrl-C is the run's to handle) but the run's session: the autogroup
+                # scheduler would give a session of its own an equal share of the CPU whatever its priority.
+                stdin=subprocess.PIPE, pass_fds=keep, process_group=0,
                 env=_child_environment(),
             )
         except OSError as exc:
@@ -339,7 +342,7 @@ class SinkProcess:
         if process is None or process.poll() is not None:
             return
         try:
-            os.killpg(process.pid, signal.SIGKILL)  # its own session: W&B's service process goes with it
+            os.killpg(process.pid, signal.SIGKILL)  # its own process group: W&B's service process goes with it
         except OSError:
             pass
         try:
