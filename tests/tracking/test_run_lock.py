@@ -212,13 +212,13 @@ child = os.fork()
 if child == 0:
     run.log_metrics({"child": 1.0}, step=100)
     run.close()  # a forked child's close must not release the parent's lock
-    print("child", os.getpid(), flush=True)
+    os.write(1, f"child {os.getpid()}\\n".encode())  # one write: PYTHONUNBUFFERED would split a print
     time.sleep(120)  # outlives the parent
     os._exit(0)
 sleeper = __import__("subprocess").Popen(["sleep", "120"], close_fds=False)
-print("sleeper", sleeper.pid, flush=True)
+os.write(1, f"sleeper {sleeper.pid}\\n".encode())  # one write each: the two processes' lines never interleave
 time.sleep(1.0)
-print("holding", flush=True)
+os.write(1, b"holding\\n")
 time.sleep(120)
 """
 
