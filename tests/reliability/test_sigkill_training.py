@@ -122,10 +122,13 @@ def test_resume_of_a_run_killed_after_its_final_checkpoint_just_closes_it(tmp_pa
 def test_sigkill_before_the_first_checkpoint_then_resume_restarts_from_step_0(tmp_path: Path) -> None:
     """SIGKILL before any checkpoint (interval 1000): --resume restarts from step 0 in the same run,
     saying so in one line; the MLflow and W&B run ids stay, and every sink ends with each step once."""
-    run, steps = tmp_path / "early", 3 * MAX_STEPS  # room for W&B to start before the run could end
+    # Steps of 50 ms (the tiny model's take ~5): room for the sink processes to create the W&B and MLflow runs
+    # before the run could end, as in any real training: the sink processes run only on CPU that training leaves idle.
+    run, steps = tmp_path / "early", 3 * MAX_STEPS
     job = _train("--config", TINY, "--output-root", str(tmp_path), "--run-name", "early", "--enable-tensorboard",
                  "--mlflow-enable", "--enable-wandb", f"training.max_steps={steps}", *SETTINGS,
-                 "training.checkpoint_interval=1000", "training.eval_interval=1000", cwd=tmp_path)  # fmt: skip
+                 "training.checkpoint_interval=1000", "training.eval_interval=1000", "training.fault=slow@1:50ms",
+                 cwd=tmp_path)  # fmt: skip
     deadline = time.monotonic() + 120
 
     def started() -> bool:  # step 5 logged and the MLflow and W&B runs made (their ids are in run.json)
