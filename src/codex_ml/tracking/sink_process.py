@@ -32,7 +32,6 @@ from codex_ml.rundir.sink import RunInfo
 from codex_ml.tracking import frames
 from codex_ml.tracking.config import TrackingConfig
 from codex_ml.tracking.reporting import Reporter
-from codex_ml.tracking.starvation import STARVED_S, StarvationWatch, promote
 from codex_ml.tracking.worker import ABORT_WAIT, REPLAY_HINT, STOP_GRACE, WorkerStats
 
 #: Seconds past the sinks' own grace that close() waits for the process's report.
@@ -118,7 +117,6 @@ class SinkProcess:
         self._uploading: set[str] = set()
         self._process: subprocess.Popen[bytes] | None = None
         self._lost = False
-        self._watch = StarvationWatch()
 
     @property
     def closed(self) -> bool:
@@ -184,18 +182,7 @@ class SinkProcess:
                 return
             self._outbox.append(("batch", batch))
             self._pending += len(batch)
-            self._watch.handed(len(batch))
             self._cond.notify()
-        self._promote_if_starved()
-
-    def _promote_if_starved(self) -> None:
-        """Give a sink process a share of the CPU once SCHED_IDLE left it none (tracking/starvation.py)."""
-        if self._process is None or not self._watch.starved():
-            return
-        self._watch.promoted = True
-        if promote(self._process.pid):
-            self._reporter.warn(self._names(), f"its sink process got no CPU for {STARVED_S:.0f} s (every core busy); "
-                                               "it runs at nice 19 instead of SCHED_IDLE from now on")  # fmt: skip
 
     def _drop(self, count: int) -> None:
         self._dropped += count
@@ -217,12 +204,7 @@ class SinkProcess:
         """Wait for the ``closed`` report: the sinks' deadline, their grace, and a little slack."""
         if self._process is None:
             return False
-        deadline = time.monotonic() + max(timeout, 0.0) + grace + ABORT_WAIT + REPORT_SLACK
-        while not self._closed.wait(max(min(1.0, deadline - time.monotonic()), 0.0)):
-            if time.monotonic() >= deadline:
-                break
-            self._promote_if_starved()  # other jobs may keep every core busy after training stopped
-        if self._closed.is_set():
+        if self._closed.wait(max(timeout, 0.0) + grace + ABORT_WAIT + REPORT_SLACK):
             return True
         self._abandon()
         return False
@@ -325,7 +307,6 @@ class SinkProcess:
         for worker in self.workers:
             if worker.sink.name in stats:
                 fresh = WorkerStats(**stats[worker.sink.name])
-                self._watch.done(fresh.delivered + fresh.dropped + fresh.undelivered)
                 fresh.dropped += self._dropped  # what this side dropped never reached the process
                 worker.stats = fresh
 
