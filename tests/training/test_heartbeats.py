@@ -154,14 +154,15 @@ def test_slow_rank_is_reported_as_a_straggler_with_its_score(tmp_path: Path) -> 
 
 
 def test_clean_run_has_no_straggler_and_no_hang(tmp_path: Path) -> None:
-    """Every rank equally slow (20 ms more per step, so the run lasts over 5 score rounds: the default
-    patience could fire), the default straggler rule, a short hang timeout: scores near 1, no event."""
-    run = _run(tmp_path, "clean", "training.max_steps=250", "training.fault=slow@1:20ms",
+    """Every rank equally slow (20 ms more per step, 400 steps: at least 8 s, so the run lasts over 5 score
+    rounds of 1 s even when start-up eats the first ones, and the default patience could fire), the default
+    straggler rule, a short hang timeout: scores near 1, no event."""
+    run = _run(tmp_path, "clean", "training.max_steps=400", "training.fault=slow@1:20ms",
                "health.rank_hang.timeout_s=4")
     assert len(_scores(run, 1)) >= 5 and len(_scores(run, 0)) >= 5
     assert not _events(run, "straggler") and not _events(run, "rank_hang")
     beats = {b["rank"]: b for b in (json.loads(p.read_text()) for p in (run / "health" / "ranks").glob("rank*.json"))}
-    assert sorted(beats) == [0, 1] and all(b["state"] == "closed" and b["step"] == 250 for b in beats.values())
+    assert sorted(beats) == [0, 1] and all(b["state"] == "closed" and b["step"] == 400 for b in beats.values())
 
 
 def test_observer_names_a_silent_writer_with_the_others_stacks(tmp_path: Path) -> None:
