@@ -575,8 +575,8 @@ def _sink_workers(sinks: list[Sink], built: int, config: TrackingConfig, info: R
         from codex_ml.backends import mlflow_utils
 
         mlflow_utils.prepare_environment(mlflow_utils.resolve_tracking_uri(config.mlflow_tracking_uri, info.paths.root))
-    processes = [SinkProcess([name], config, info, reporter, lock.fd if lock is not None else None) for name in names]
-    stand_ins = {p.workers[0].sink.name: p.workers[0] for p in processes}
+    processes = [SinkProcess(name, config, info, reporter, lock.fd if lock is not None else None) for name in names]
+    stand_ins = {p.name: p.worker for p in processes}
     workers = [stand_ins[s.name] if remote(s) else SinkWorker(s, info, reporter, config.sink_max_pending,
                                                                config.sink_max_failures) for s in sinks]  # fmt: skip
     return processes, workers

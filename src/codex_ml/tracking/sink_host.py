@@ -1,10 +1,10 @@
-"""The sink process: TensorBoard, MLflow and W&B delivery, outside the training process.
+"""A sink process: TensorBoard, MLflow or W&B delivery, outside the training process.
 
 ``python -m codex_ml.tracking.sink_host REPLY_FD NICE IDLE`` is started by a run (tracking/sink_process.py)
 when it opens. It reads frames (tracking/frames.py) on stdin: first the run's description, then
 the batches the run's writer thread already wrote to metrics.ndjson, then ``finish``, ``upload``
-and ``exit``. Each sink runs on its own SinkWorker thread here exactly as it would in the trainer
-(retries, disabling, the close deadline); what the workers say and what the sinks ask to keep in
+and ``exit``. Its one sink runs on a SinkWorker thread here exactly as it would in the trainer
+(retries, disabling, the close deadline); what the worker says and what the sink asks to keep in
 run.json goes back to the run on REPLY_FD, which prints and stores it (one writer per run dir).
 
 Why a process: importing MLflow, W&B and TensorBoard and encoding their records cost CPU and
@@ -35,6 +35,7 @@ from typing import Any
 from codex_ml.rundir.paths import RunPaths
 from codex_ml.rundir.sink import RunInfo
 from codex_ml.tracking import frames
+from codex_ml.tracking.reporting import Reporter
 from codex_ml.tracking.worker import ABORT_WAIT, STOP_GRACE, SinkWorker
 
 #: Seconds an orphaned sink process keeps delivering after its trainer died (or the close timeout, if lower).
@@ -52,8 +53,8 @@ class Replies:
         self._fd = fd
         self._lock = threading.Lock()
         self.gone = False
-        self.run_name = run_name
-        self.errors: list[dict[str, str]] = []
+        #: Prints what the run can no longer print (its own Reporter, in the trainer, does otherwise).
+        self.fallback = Reporter(run_name)
 
     def send(self, message: tuple[Any, ...]) -> bool:
         """Send ``message``; False (and nothing raised) when the run no longer listens."""
@@ -71,22 +72,16 @@ class Replies:
     def error(self, sink: str, why: str) -> None:
         """One ``[monitoring-error]`` line, printed by the run (here if the run is gone)."""
         if not self.send(("error", sink, why)):
-            _print("[monitoring-error]", sink, why)
+            self.fallback.error(sink, f"{why} (sink process)")
 
     def warn(self, sink: str, message: str) -> None:
         """One ``[monitoring]`` warning, printed by the run (here if the run is gone)."""
         if not self.send(("warn", sink, message)):
-            _print("[monitoring]", sink, message)
-
-
-def _print(prefix: str, sink: str, text: str) -> None:
-    from codex_ml.secrets.redaction import redact_text
-
-    print(f"{prefix} {sink}: {redact_text(text)} (sink process)", file=sys.stderr, flush=True)
+            self.fallback.warn(sink, f"{message} (sink process)")
 
 
 class Host:
-    """The sinks of one run and their workers, driven by the run's messages."""
+    """One sink of a run and its worker, driven by the run's messages."""
 
     def __init__(self, hello: dict[str, Any], replies: Replies) -> None:
         from codex_ml.plugins.registry import Registry
@@ -98,14 +93,12 @@ class Host:
         self._replies = replies
         self._trainer_pid = hello["trainer_pid"]
         self._close_timeout = float(config.close_timeout)
-        registry = Registry()
-        sinks = [registry.load("sinks", name).from_config(config) for name in hello["sinks"]]
+        sink = Registry().load("sinks", hello["sink"]).from_config(config)
         info = RunInfo(hello["name"], hello["run_id"], RunPaths(Path(hello["root"])), hello["resumed"],
                        hello["backends"], self._remember, replies.warn)  # fmt: skip
-        self.workers = [SinkWorker(s, info, replies, config.sink_max_pending, config.sink_max_failures) for s in sinks]
-        self._by_name = {w.sink.name: w for w in self.workers}
+        self.worker = SinkWorker(sink, info, replies, config.sink_max_pending, config.sink_max_failures)
         self._root = Path(hello["root"])
-        #: Everything the sinks asked to keep in run.json: written here too once the run is gone.
+        #: Everything the sink asked to keep in run.json: written here too once the run is gone.
         self._remembered: dict[str, dict[str, Any]] = {}
         self._orphaned = False
         self._finishing: threading.Thread | None = None
@@ -132,9 +125,8 @@ class Host:
             write_json_atomic(path, data)
 
     def start(self) -> None:
-        """Start the workers (each sink starts on its own thread) and the stats and parent watchers."""
-        for worker in self.workers:
-            worker.start()
+        """Start the worker (the sink starts on its thread) and the stats and parent watchers."""
+        self.worker.start()
         threading.Thread(target=self._report_stats, name="codex-sink-stats", daemon=True).start()
         threading.Thread(target=self._watch_parent, name="codex-sink-parent", daemon=True).start()
 
@@ -146,8 +138,7 @@ class Host:
                 break
             kind = message[0]
             if kind == "batch":
-                for worker in self.workers:
-                    worker.submit(message[1])
+                self.worker.submit(message[1])
             elif kind == "finish":
                 self.finish(message[1], message[2])
             elif kind == "upload":
@@ -166,38 +157,32 @@ class Host:
         stop.daemon = True
         stop.start()
         self._write_remembered()  # what the run may not have stored before it died
-        if finishing is None:  # the sinks' deadline leaves them their grace to close inside the bound
+        if finishing is None:  # the sink's deadline leaves it its grace to close inside the bound
             self.finish("KILLED", time.time() + max(bound - STOP_GRACE - ABORT_WAIT, 0.0))
         self.finished.wait()
 
     def finish(self, status: str, give_up_at: float) -> None:
-        """Start closing the sinks with ``status`` by ``give_up_at``; a second call only changes the status."""
+        """Start closing the sink with ``status`` by ``give_up_at``; a second call only changes the status."""
         with self._lock:
+            self.worker.finish(status, give_up_at)  # again during a close (a SIGTERM): that close ends as KILLED
             if self._finishing is not None:
-                for worker in self.workers:  # a SIGTERM during close: the close in progress ends as KILLED
-                    worker.finish(status, give_up_at)
                 return
-            for worker in self.workers:
-                worker.finish(status, give_up_at)
             self._finishing = threading.Thread(target=self._close, args=(give_up_at,), name="codex-sink-close",
                                                daemon=True)  # fmt: skip
             self._finishing.start()
 
     def _close(self, give_up_at: float) -> None:
-        for worker in self.workers:
-            worker.join(give_up_at - time.time())
-        closed = {
-            w.sink.name: {"stats": asdict(w.stats), "abandoned": w.abandoned,
-                          "wants_run_files": bool(getattr(w.sink, "wants_run_files", False))}
-            for w in self.workers
-        }  # fmt: skip
+        worker = self.worker
+        worker.join(give_up_at - time.time())
+        closed = {"stats": asdict(worker.stats), "abandoned": worker.abandoned,
+                  "wants_run_files": bool(getattr(worker.sink, "wants_run_files", False))}  # fmt: skip
         self._replies.send(("closed", closed))
         self.finished.set()
 
     def _upload(self, name: str, files: dict[str, str]) -> None:
         error = None
         try:
-            self._by_name[name].sink.upload_run_files({k: Path(v) for k, v in files.items()}, threading.Event())
+            self.worker.sink.upload_run_files({k: Path(v) for k, v in files.items()}, threading.Event())
         except Exception as exc:  # noqa: BLE001 - the run turns it into one warning
             error = f"{type(exc).__name__}: {exc}"
         self._replies.send(("uploaded", name, error))
@@ -205,7 +190,7 @@ class Host:
     def _report_stats(self) -> None:
         last: Any = None
         while not self.finished.wait(STATS_INTERVAL):
-            now = ({w.sink.name: asdict(w.stats) for w in self.workers}, {w.sink.name: w.phase for w in self.workers})
+            now = (asdict(self.worker.stats), self.worker.phase)
             if now != last and self._replies.send(("stats", *now)):
                 last = now
 
@@ -244,7 +229,7 @@ def _lower_priority(nice: int, idle: bool) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Serve one run's sinks: argv is ``[REPLY_FD, NICE, IDLE]``; the frames come on stdin."""
+    """Serve one sink of a run: argv is ``[REPLY_FD, NICE, IDLE]``; the frames come on stdin."""
     args = sys.argv[1:] if argv is None else argv
     _lower_priority(int(args[1]), args[2:3] == ["idle"])  # first: the backends' imports already run at the lower priority
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the trainer's to handle; it then finishes us
@@ -257,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         host = Host(hello, replies)
     except Exception as exc:  # noqa: BLE001 - reported by the run as one line; training goes on
-        replies.error(",".join(hello["sinks"]), f"its sink process could not start: {type(exc).__name__}: {exc}")
+        replies.error(hello["sink"], f"its sink process could not start: {type(exc).__name__}: {exc}")
         return 1
     host.start()
     host.serve(stream)

@@ -1,17 +1,17 @@
 """The run's side of its sink process (tracking/sink_host.py): start it, feed it, hear it, end it.
 
 The dispatcher hands each batch it wrote to metrics.ndjson to every worker; for the sinks that
-live in the sink process (TensorBoard, MLflow, W&B: ``Row.own_process``) those workers are
-:class:`RemoteSinkWorker` stand-ins with the SinkWorker interface, and the first of them passes
-the batch to :class:`SinkProcess`. The dispatcher thread only appends it to a bounded queue; a
+live in a sink process (TensorBoard, MLflow, W&B: ``Row.own_process``, one process each) those
+workers are :class:`RemoteSinkWorker` stand-ins with the SinkWorker interface, which pass the
+batch to their :class:`SinkProcess`. The dispatcher thread only appends it to a bounded queue; a
 sender thread pickles and writes it to the pipe (so a slow sink process never holds up the NDJSON
 writer), and a reader thread applies what comes back: ``[monitoring-error]`` lines and warnings
 (printed and kept by this run's Reporter), backend ids to keep in run.json, per-sink counts.
 
 close() goes through the stand-ins exactly as through local workers: ``finish`` sends the status
-and the deadline, ``join`` waits for the process's ``closed`` report (the sinks' own deadline plus
-their grace), then :meth:`SinkProcess.end` lets it exit before the run lock is released. A process
-that does not answer in time is killed, and its sinks count as abandoned like a stuck local sink.
+and the deadline, ``join`` waits for the process's ``closed`` report (the sink's own deadline plus
+its grace), then :meth:`SinkProcess.end` lets it exit before the run lock is released. A process
+that does not answer in time is killed, and its sink counts as abandoned like a stuck local sink.
 """
 
 from __future__ import annotations
@@ -59,31 +59,27 @@ class SinkStub:
 
 
 class RemoteSinkWorker:
-    """A SinkWorker's interface for one sink of the sink process (see the module docstring)."""
+    """A SinkWorker's interface for the sink of a sink process (see the module docstring)."""
 
-    def __init__(self, process: SinkProcess, name: str, leader: bool) -> None:
+    def __init__(self, process: SinkProcess, name: str) -> None:
         self.sink = SinkStub(name, process)
         self.stats = WorkerStats()
         self.abandoned = False
         #: The sink's phase in the process (SinkWorker.phase), as last reported.
         self.phase = "starting"
         self._process = process
-        self._leader = leader  # the first stand-in forwards batches and calls: the process serves all its sinks
 
     def start(self) -> None:
-        """Start the sink process (once, from the first stand-in)."""
-        if self._leader:
-            self._process.start()
+        """Start the sink process (the sink starts over there)."""
+        self._process.start()
 
     def submit(self, batch: list[Record]) -> None:
         """Queue ``batch`` for the process; never blocks."""
-        if self._leader:
-            self._process.submit(batch)
+        self._process.submit(batch)
 
     def finish(self, status: str, give_up_at: float) -> None:
-        """Ask the process to close its sinks with ``status`` by ``give_up_at``."""
-        if self._leader:
-            self._process.finish(status, give_up_at)
+        """Ask the process to close its sink with ``status`` by ``give_up_at``."""
+        self._process.finish(status, give_up_at)
 
     @property
     def finished(self) -> bool:
@@ -97,11 +93,13 @@ class RemoteSinkWorker:
 
 
 class SinkProcess:
-    """Starts, feeds and ends the sink process of one run."""
+    """Starts, feeds and ends the process that delivers one sink of one run."""
 
-    def __init__(self, names: list[str], config: TrackingConfig, info: RunInfo, reporter: Reporter,
+    def __init__(self, name: str, config: TrackingConfig, info: RunInfo, reporter: Reporter,
                  lock_fd: int | None = None) -> None:  # fmt: skip
-        self.workers = [RemoteSinkWorker(self, name, leader=i == 0) for i, name in enumerate(names)]
+        self.name = name
+        #: The stand-in the run's dispatcher holds in place of a local SinkWorker.
+        self.worker = RemoteSinkWorker(self, name)
         self._config = config
         self._info = info
         self._reporter = reporter
@@ -156,7 +154,7 @@ class SinkProcess:
         uri = self._config.mlflow_tracking_uri
         creds = credentials_for(uri) if uri else None
         hello = {
-            "sinks": [w.sink.name for w in self.workers], "config": self._config, "name": self._info.name,
+            "sink": self.name, "config": self._config, "name": self._info.name,
             "run_id": self._info.run_id, "root": str(self._info.paths.root), "resumed": self._info.resumed,
             "backends": self._info.backends, "trainer_pid": os.getpid(),
             "credentials": {uri: tuple(creds)} if creds is not None else {},
@@ -186,13 +184,12 @@ class SinkProcess:
 
     def _drop(self, count: int) -> None:
         self._dropped += count
-        for worker in self.workers:
-            worker.stats.dropped += count
+        self.worker.stats.dropped += count
         if not self._lost and not self._overflow_reported:
             self._overflow_reported = True
-            self._reporter.error(self._names(), f"its sink process is falling behind (over "
-                                                f"{self._config.sink_max_pending} records queued); dropping "
-                                                f"records for this sink, {REPLAY_HINT}")  # fmt: skip
+            self._reporter.error(self.name, f"its sink process is falling behind (over "
+                                            f"{self._config.sink_max_pending} records queued); dropping "
+                                            f"records for this sink, {REPLAY_HINT}")  # fmt: skip
 
     def finish(self, status: str, give_up_at: float) -> None:
         """Queue the closing call behind every batch already queued."""
@@ -288,27 +285,23 @@ class SinkProcess:
             self._reporter.warn(message[1], message[2])
         elif kind == "stats":
             self._take_stats(message[1])
-            for worker in self.workers:
-                worker.phase = message[2].get(worker.sink.name, worker.phase)
+            self.worker.phase = message[2]
         elif kind == "closed":
-            self._take_stats({name: report["stats"] for name, report in message[1].items()})
-            for worker in self.workers:
-                report = message[1].get(worker.sink.name, {})
-                worker.abandoned = bool(report.get("abandoned"))
-                worker.sink.wants_run_files = bool(report.get("wants_run_files"))
-                worker.phase = "done"
+            report = message[1]
+            self._take_stats(report["stats"])
+            self.worker.abandoned = bool(report["abandoned"])
+            self.worker.sink.wants_run_files = bool(report["wants_run_files"])
+            self.worker.phase = "done"
             self._closed.set()
         elif kind == "uploaded":
             with self._cond:
                 self._uploads[message[1]] = message[2]
                 self._cond.notify_all()
 
-    def _take_stats(self, stats: dict[str, dict[str, Any]]) -> None:
-        for worker in self.workers:
-            if worker.sink.name in stats:
-                fresh = WorkerStats(**stats[worker.sink.name])
-                fresh.dropped += self._dropped  # what this side dropped never reached the process
-                worker.stats = fresh
+    def _take_stats(self, stats: dict[str, Any]) -> None:
+        fresh = WorkerStats(**stats)
+        fresh.dropped += self._dropped  # what this side dropped never reached the process
+        self.worker.stats = fresh
 
     # -- when things go wrong ------------------------------------------------------------------
     def _lose_process(self, what: str) -> None:
@@ -322,18 +315,16 @@ class SinkProcess:
 
     def _give_up(self, why: str) -> None:
         self._lost = True
-        for worker in self.workers:
-            worker.stats.disabled = True
-        self._reporter.error(self._names(), f"its sink process {why}; the sink is off for this run, training goes on; "
-                                            f"{REPLAY_HINT}")  # fmt: skip
+        self.worker.stats.disabled = True
+        self._reporter.error(self.name, f"its sink process {why}; the sink is off for this run, training goes on; "
+                                        f"{REPLAY_HINT}")  # fmt: skip
         self._closed.set()
 
     def _abandon(self) -> None:
-        self._reporter.error(self._names(), f"its sink process was still delivering when close() gave up on it; "
-                                            f"stopped it: {REPLAY_HINT}")  # fmt: skip
-        for worker in self.workers:
-            worker.abandoned = True
-            worker.stats.failures += 1
+        self._reporter.error(self.name, f"its sink process was still delivering when close() gave up on it; "
+                                        f"stopped it: {REPLAY_HINT}")  # fmt: skip
+        self.worker.abandoned = True
+        self.worker.stats.failures += 1
         self._kill()
         self._closed.set()
 
@@ -349,9 +340,6 @@ class SinkProcess:
             process.wait(2.0)
         except subprocess.TimeoutExpired:
             pass
-
-    def _names(self) -> str:
-        return ", ".join(w.sink.name for w in self.workers)
 
 
 def _child_environment() -> dict[str, str]:
