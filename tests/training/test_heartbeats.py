@@ -142,8 +142,9 @@ def test_rank_hang_action_stop_ends_the_job_and_the_run_failed(tmp_path: Path) -
 
 
 def test_slow_rank_is_reported_as_a_straggler_with_its_score(tmp_path: Path) -> None:
-    """Rank 1 sleeps 30 ms per step: its score is logged on rank 0's run and the straggler rule (defaults) names it."""
-    run = _run(tmp_path, "slow", "training.max_steps=200", "training.fault=slow@1:30ms@rank1")
+    """Rank 1 sleeps 30 ms per step (300 steps: at least 9 s, over 5 score rounds of 1 s even when start-up eats
+    the first ones): its score is logged on rank 0's run and the straggler rule (defaults) names it."""
+    run = _run(tmp_path, "slow", "training.max_steps=300", "training.fault=slow@1:30ms@rank1")
     (event, *_) = _events(run, "straggler")
     assert event["metric"] == "ranks/straggler_score/rank1" and event["value"] > 1.5
     assert event["message"].startswith("rank 1 is a straggler")
