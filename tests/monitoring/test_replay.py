@@ -7,6 +7,7 @@ Backends are read back with their own readers (MlflowClient, EventAccumulator, .
 
 from __future__ import annotations
 
+import json
 import math
 from collections import Counter
 from pathlib import Path
@@ -123,6 +124,21 @@ def test_wandb_offline_backfills_exactly_and_is_idempotent(tmp_path: Path) -> No
     rows = [row for path in files for row in read_history(path)]
     for key, steps in _expected().items():
         assert Counter(row["step"] for row in rows if key in row) == steps, key
+
+
+def test_before_limits_the_replay_to_points_logged_earlier(tmp_path: Path) -> None:
+    """``before`` (a resumed session's start, as a sink process back-fills) leaves out what was logged
+    from then on: that session's own sink delivers it. Without it, the rest follows."""
+    from tensorboard.backend.event_processing import event_accumulator as ea
+
+    root = _run_with_outage(tmp_path, enable_tensorboard=True)
+    records = [json.loads(line) for line in (root / "metrics.ndjson").read_text().splitlines()]
+    first_at_15 = next(r["time"] for r in records if r["step"] == 15)
+    assert replay(root, "tensorboard", progress=False, before=first_at_15).sent == 5 + 5 + 1  # loss, lr 10-14, acc 10
+    acc = ea.EventAccumulator(str(root / "tensorboard"), size_guidance={ea.SCALARS: 0}, purge_orphaned_data=False)
+    acc.Reload()
+    assert Counter(e.step for e in acc.Scalars("train/loss")) == Counter(range(15))
+    assert replay(root, "tensorboard", progress=False).sent == 23 - 11
 
 
 def test_system_metrics_are_replayed_on_their_axis(tmp_path: Path) -> None:

@@ -64,7 +64,7 @@ def _wait_gone(pid: int, seconds: float) -> None:
     raise AssertionError(f"sink process {pid} still alive after {seconds} s")
 
 
-def _mlflow_steps(run_dir: Path) -> tuple[list[int], str]:
+def _mlflow_steps(run_dir: Path, key: str = "train/loss") -> tuple[list[int], str]:
     from mlflow.tracking import MlflowClient
 
     from codex_ml.backends.mlflow_utils import prepare_environment
@@ -72,7 +72,7 @@ def _mlflow_steps(run_dir: Path) -> tuple[list[int], str]:
     saved = json.loads((run_dir / "run.json").read_text())["backends"]["mlflow"]
     prepare_environment(saved["tracking_uri"])  # how codex_ml's own readers open a file store
     client = MlflowClient(saved["tracking_uri"])
-    history = client.get_metric_history(saved["run_id"], "train/loss")
+    history = client.get_metric_history(saved["run_id"], key)
     return sorted(m.step for m in history), client.get_run(saved["run_id"]).info.status
 
 
@@ -183,3 +183,58 @@ def test_a_bad_nice_value_is_refused(tmp_path: Path, value) -> None:
 
     with pytest.raises(TrackingConfigError, match="sink_process_nice"):
         TrackingConfig(sink_process_nice=value)
+
+
+#: A resumed session with every sink: logs steps 20-29 at once, then closes and says what it imported.
+RESUMED = textwrap.dedent('''
+    import json, sys
+    from codex_ml.tracking import start_run
+    run = start_run("gap", output_root=sys.argv[1], resume=True, enable_tensorboard=True, enable_mlflow=True,
+                    enable_wandb=True, flush_interval=0.02)
+    for step in range(20, 30):  # while the sink processes may still be back-filling
+        run.log_metrics({"loss": float(step)}, step=step)
+    run.close()
+    print(json.dumps(sorted(m for m in ("mlflow", "wandb", "tensorboard") if m in sys.modules)))
+''')
+
+
+def test_a_resume_back_fills_in_the_sink_processes(tmp_path: Path) -> None:
+    """Back-fill on resume happens in each sink process before its sink starts, limited to what earlier
+    sessions logged: the trainer imports no backend, and each backend holds every step exactly once."""
+    every = {"enable_tensorboard": True, "enable_mlflow": True, "enable_wandb": True}
+    with start_run("gap", output_root=str(tmp_path), flush_interval=0.02, **every) as run:
+        for step in range(10):
+            run.log_metrics({"loss": float(step)}, step=step)
+    with start_run("gap", output_root=str(tmp_path), resume=True, flush_interval=0.02) as run:  # no sinks
+        for step in range(10, 20):
+            run.log_metrics({"loss": float(step)}, step=step)
+    env = {**os.environ, "WANDB_MODE": "offline", "PYTHONPATH": str(ROOT / "src")}
+    done = subprocess.run([sys.executable, "-c", RESUMED, str(tmp_path)], capture_output=True, text=True, env=env,
+                          timeout=180)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == []
+    assert done.stderr.count("resume: back-filled 10 points") == 3, done.stderr  # TensorBoard, MLflow, W&B
+    run_dir = tmp_path / "gap"
+    assert _mlflow_steps(run_dir, "loss") == (list(range(30)), "FINISHED")
+    assert _tensorboard_steps(run_dir, "loss") == list(range(30))
+
+
+def test_a_back_fill_still_running_at_the_close_deadline_is_one_error(tmp_path: Path, capfd) -> None:
+    """A resume whose back-fill (200,000 points into TensorBoard: seconds) outlasts close_timeout: close() returns
+    in time, and the sink that never started counts its record undelivered, with one error line."""
+    with start_run("slow", output_root=str(tmp_path), enable_tensorboard=True) as run:
+        run.log_metrics({"loss": 0.0}, step=0)
+    with start_run("slow", output_root=str(tmp_path), resume=True) as run:  # TensorBoard off: all left to back-fill
+        for step in range(1, 200_001):
+            run.log_metrics({"loss": 1.0 / step}, step=step)
+    capfd.readouterr()
+    run = start_run("slow", output_root=str(tmp_path), resume=True, enable_tensorboard=True, close_timeout=0.2)
+    run.log_metrics({"loss": 0.5}, step=200_001)
+    began = time.time()
+    report = run.close()
+    assert time.time() - began < 0.2 + 10  # the deadline, the grace and the slack, not the back-fill's length
+    assert not report.complete and report.sinks["tensorboard"]["undelivered"] == 1
+    errors = [line for line in capfd.readouterr().err.splitlines() if line.startswith("[monitoring-error]")]
+    assert len(errors) == 1 and errors[0].startswith(
+        "[monitoring-error] tensorboard: its resume back-fill was still running at the close deadline, so it never "
+        "started; stopped it, 1 records not delivered"), errors

@@ -186,6 +186,20 @@ def drop_superseded(data: MetricsData, rewinds: list[Any]) -> MetricsData:
     return data
 
 
+def logged_before(data: MetricsData, before: float) -> MetricsData:
+    """Keep only the points logged before wall time ``before`` (in place; returns ``data``).
+
+    A resume's back-fill in a sink process runs while the new session already appends to the
+    same file: the session's start time separates what earlier sessions logged (to back-fill)
+    from what the session's own sink delivers.
+    """
+    for key, series in data.series.items():
+        keep = series.times < before
+        if not keep.all():
+            data.series[key] = Series(series.steps[keep], series.times[keep], series.values[keep], series.rows[keep])
+    return data
+
+
 #: Block size for counting marks: its comparison temporaries stay in the CPU cache.
 _MARK_BLOCK = 1 << 20
 

@@ -36,6 +36,7 @@ import numpy as np
 
 from codex_ml.backends import BACKENDS, replayable
 from codex_ml.monitoring.loading import MetricsData, load
+from codex_ml.monitoring.metrics_data import logged_before
 from codex_ml.monitoring.runs import SYSTEM, RunSource, UnknownFormatError, read_json, resolve
 from codex_ml.rundir.paths import RunPaths
 from codex_ml.rundir.sink import MetricPoint, RunInfo, Sink
@@ -121,8 +122,12 @@ def _group(rows: np.ndarray, codes: np.ndarray, steps: np.ndarray, times: np.nda
 
 # -- the driver -------------------------------------------------------------------
 def replay(path: str | Path, to: str, *, tracking_uri: str | None = None, experiment: str | None = None,
-           progress: bool = True) -> ReplayResult:  # fmt: skip
-    """Replay the run at ``path`` into backend ``to``; see the module docstring."""
+           progress: bool = True, before: float | None = None) -> ReplayResult:  # fmt: skip
+    """Replay the run at ``path`` into backend ``to``; see the module docstring.
+
+    ``before`` (a wall time) limits the replay to points logged before it: a resumed session's
+    sink process back-fills what earlier sessions logged while the session appends its own.
+    """
     if to not in replayable():
         raise UnknownFormatError("replay backend", to, replayable())
     source = _run_source(Path(path))
@@ -130,6 +135,9 @@ def replay(path: str | Path, to: str, *, tracking_uri: str | None = None, experi
         _repair_moved_store(source)
     metrics = load(source.main, source.kind) if source.kind != SYSTEM else None
     system = [load(p, SYSTEM) for p in ([source.main] if source.kind == SYSTEM else forwarded_system_files(source))]
+    if before is not None:
+        metrics = logged_before(metrics, before) if metrics is not None else None
+        system = [logged_before(s, before) for s in system]
     history = BACKENDS[to].load().History
     backend = history(run_info(source), tracking_uri=tracking_uri, experiment=experiment)
     existing = backend.existing([*(metrics.keys() if metrics else []), *(k for s in system for k in s.keys())])

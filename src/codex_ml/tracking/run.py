@@ -22,6 +22,7 @@ from typing import Any
 
 from codex_ml.errors import CodexMLError, RunClosedError
 from codex_ml.tracking import lifecycle
+from codex_ml.tracking.backfill import backfill
 from codex_ml.tracking.builtin_sinks import build_sinks
 from codex_ml.tracking.closing_upload import upload_run_files
 from codex_ml.tracking.config import TrackingConfig
@@ -35,7 +36,7 @@ from codex_ml.rundir.reader import last_step
 from codex_ml.rundir.records import ARTIFACT, HISTOGRAM, METRICS, PARAMS, SYSTEM, TAGS, TEXT, Record
 from codex_ml.tracking.reporting import Reporter
 from codex_ml.tracking.run_lock import RunLock
-from codex_ml.tracking.services import RESUME_BACKFILL, SYSTEM_SAMPLER, service
+from codex_ml.tracking.services import SYSTEM_SAMPLER, service
 from codex_ml.tracking.sink_process import SinkProcess
 from codex_ml.rundir.sink import RunInfo, Sink
 from codex_ml.tracking.validation import INT64_MAX, INT64_MIN, check_name, coerce_metrics, coerce_step
@@ -525,10 +526,11 @@ def _open_locked(paths: RunPaths, name: str, config: TrackingConfig, resume: boo
     previous = _load_json(paths.run_file)
     if previous and not resume:
         raise RunExistsError(paths.root)
+    session_start = time.time()  # before anything this session logs, after all that earlier ones did
     info, reporter = _run_info(paths, name, previous, config)
-    if previous and config.backfill_on_resume:
-        _backfill_sinks(paths, config, previous, reporter)
     processes, workers = _sink_workers(all_sinks, built, config, info, reporter, lock)
+    if previous and config.backfill_on_resume:
+        _backfill_sinks(paths, config, previous, reporter, processes, session_start)
     dispatcher = Dispatcher(
         paths, workers, reporter, config.flush_interval, config.fsync, config.max_queue, config.histogram_bins
     )
@@ -631,27 +633,25 @@ def _replayable_switches(config: TrackingConfig) -> dict[str, bool]:
     return {name: BACKENDS[name].enabled(config) for name in replayable()}
 
 
-def _backfill_sinks(paths: RunPaths, config: TrackingConfig, previous: dict[str, Any], reporter: Reporter) -> None:
+def _backfill_sinks(paths: RunPaths, config: TrackingConfig, previous: dict[str, Any], reporter: Reporter,
+                    processes: list[SinkProcess], session_start: float) -> None:  # fmt: skip
     """Replay into each backend the earlier sessions used what it misses of the NDJSON.
 
-    Runs before the new session's sinks start, so the replay's writers are closed first.
-    A failure is reported and the run goes on (the NDJSON still has everything).
+    A sink in a sink process back-fills there, before its sink starts, the points logged before
+    ``session_start``: step 1 then waits for no backend (or its import). Any other runs here, before
+    the new session's sinks start, so the replay's writers are closed first. A failure is reported
+    and the run goes on (the NDJSON still has everything).
     """
     enabled = _replayable_switches(config)
     wanted = [kind for kind in previous.get("sinks", []) if enabled.get(kind)]
     if not wanted or not paths.metrics.exists():
         return
-    replay = service(RESUME_BACKFILL)  # codex_ml.monitoring.replay, bound by name (services.py)
+    for process in processes:
+        if process.name in wanted:
+            process.backfill_before = session_start
+            wanted.remove(process.name)
     for kind in wanted:
-        try:
-            result = replay(paths.root, kind, tracking_uri=config.mlflow_tracking_uri,
-                            experiment=config.mlflow_experiment, progress=False)  # fmt: skip
-        except Exception as exc:  # noqa: BLE001 - back-fill is a repair, never a reason to stop
-            reporter.error(kind, f"back-fill on resume failed: {type(exc).__name__}: {exc}; "
-                           "run `codex-ml monitoring export RUN --to " + kind + "` later")  # fmt: skip
-            continue
-        if result.sent:
-            reporter.warn(kind, f"resume: back-filled {result.sent:,} points the earlier session(s) had not delivered")
+        backfill(paths.root, kind, config, reporter)
 
 
 def record_system_metrics_file(paths: RunPaths, path: Path) -> None:

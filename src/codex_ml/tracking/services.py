@@ -13,9 +13,10 @@ The contracts (what start_run and close call):
 
 - ``system_sampler(config, run, checkpoint_dir) -> sampler | None``: start the sampler for
   ``run`` (``sampler.stop()`` is called by ``Run.close``); None when there is nothing to sample.
-- ``resume_backfill(run_dir, kind, *, tracking_uri, experiment, progress) -> result``: send
-  into backend ``kind`` the points of the run's NDJSON it does not hold; ``result.sent``
-  is how many were sent.
+- ``resume_backfill(run_dir, kind, *, tracking_uri, experiment, progress, before=None) -> result``:
+  send into backend ``kind`` the points of the run's NDJSON it does not hold (only those logged
+  before wall time ``before`` when given); ``result.sent`` is how many were sent. The trainer
+  calls it for a sink it delivers itself, a sink process (sink_host.py) for its own sink.
 - ``run_plot(paths, output)``: draw the curves of the run directories ``paths`` into the PNG
   ``output`` (closing_upload.py: the plot a tracking server gets at close).
 """

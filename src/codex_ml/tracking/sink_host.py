@@ -97,6 +97,11 @@ class Host:
         info = RunInfo(hello["name"], hello["run_id"], RunPaths(Path(hello["root"])), hello["resumed"],
                        hello["backends"], self._remember, replies.warn)  # fmt: skip
         self.worker = SinkWorker(sink, info, replies, config.sink_max_pending, config.sink_max_failures)
+        self._config = config
+        #: A resume's back-fill first (points logged before this wall time), then the sink starts.
+        self._backfill_before: float | None = hello.get("backfill_before")
+        self._starting: threading.Thread | None = None
+        self._gave_up_starting = False
         self._root = Path(hello["root"])
         #: Everything the sink asked to keep in run.json: written here too once the run is gone.
         self._remembered: dict[str, dict[str, Any]] = {}
@@ -125,8 +130,13 @@ class Host:
             write_json_atomic(path, data)
 
     def start(self) -> None:
-        """Start the worker (the sink starts on its thread) and the stats and parent watchers."""
-        self.worker.start()
+        """Start the worker (the sink starts on its thread), after the back-fill of a resume when the run asked
+        for one (batches queue meanwhile), and the stats and parent watchers."""
+        if self._backfill_before is None:
+            self.worker.start()
+        else:
+            self._starting = threading.Thread(target=self._backfill_then_start, name="codex-sink-backfill", daemon=True)
+            self._starting.start()
         threading.Thread(target=self._report_stats, name="codex-sink-stats", daemon=True).start()
         threading.Thread(target=self._watch_parent, name="codex-sink-parent", daemon=True).start()
 
@@ -171,13 +181,35 @@ class Host:
                                                daemon=True)  # fmt: skip
             self._finishing.start()
 
+    def _backfill_then_start(self) -> None:
+        from codex_ml.tracking.backfill import backfill
+
+        try:
+            backfill(self._root, self.worker.sink.name, self._config, self._replies, before=self._backfill_before)
+        finally:
+            with self._lock:
+                if not self._gave_up_starting:
+                    self.worker.start()
+
     def _close(self, give_up_at: float) -> None:
         worker = self.worker
+        if self._starting is not None and not self._started_by(give_up_at):
+            worker.abandon_unstarted("its resume back-fill was still running at the close deadline, so it never started")
+            self._replies.send(("closed", {"stats": asdict(worker.stats), "abandoned": True, "wants_run_files": False}))
+            self.finished.set()
+            return
         worker.join(give_up_at - time.time())
         closed = {"stats": asdict(worker.stats), "abandoned": worker.abandoned,
                   "wants_run_files": bool(getattr(worker.sink, "wants_run_files", False))}  # fmt: skip
         self._replies.send(("closed", closed))
         self.finished.set()
+
+    def _started_by(self, give_up_at: float) -> bool:
+        """Wait for the back-fill until ``give_up_at``; whether the worker started (else it never will)."""
+        self._starting.join(max(give_up_at - time.time(), 0.0))
+        with self._lock:
+            self._gave_up_starting = self._starting.is_alive()
+            return not self._gave_up_starting
 
     def _upload(self, name: str, files: dict[str, str]) -> None:
         error = None

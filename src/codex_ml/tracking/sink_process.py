@@ -100,6 +100,9 @@ class SinkProcess:
         self.name = name
         #: The stand-in the run's dispatcher holds in place of a local SinkWorker.
         self.worker = RemoteSinkWorker(self, name)
+        #: A resume's back-fill, done by the process before its sink starts: the wall time this
+        #: session started (points logged before it are replayed where the backend misses them).
+        self.backfill_before: float | None = None
         self._config = config
         self._info = info
         self._reporter = reporter
@@ -154,7 +157,7 @@ class SinkProcess:
         uri = self._config.mlflow_tracking_uri
         creds = credentials_for(uri) if uri else None
         hello = {
-            "sink": self.name, "config": self._config, "name": self._info.name,
+            "sink": self.name, "backfill_before": self.backfill_before, "config": self._config, "name": self._info.name,
             "run_id": self._info.run_id, "root": str(self._info.paths.root), "resumed": self._info.resumed,
             "backends": self._info.backends, "trainer_pid": os.getpid(),
             "credentials": {uri: tuple(creds)} if creds is not None else {},

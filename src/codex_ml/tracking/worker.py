@@ -124,7 +124,12 @@ class SinkWorker:
         self._abandon()
         return False
 
-    def _abandon(self) -> None:
+    def abandon_unstarted(self, why: str) -> None:
+        """Give up on a worker whose thread never started (a sink process's resume back-fill was still running
+        at the close deadline): what waits counts as undelivered and ``why`` is reported once."""
+        self._abandon(why)
+
+    def _abandon(self, why: str | None = None) -> None:
         """Count everything not confirmed stored as undelivered, report once, ask the sink to let go."""
         with self._cond:
             if self.abandoned:
@@ -137,10 +142,9 @@ class SinkWorker:
             self.stats.failures += 1
             self._pending = self._unconfirmed = 0
             self._batches.clear()
-        if phase == "starting":
-            why = "had not started when close() timed out (is the backend reachable?)"
-        else:
-            why = f"still {phase} when close() gave up on it"
+        if why is None:
+            why = ("had not started when close() timed out (is the backend reachable?)" if phase == "starting"
+                   else f"still {phase} when close() gave up on it")  # fmt: skip
         self._report(f"{why}; stopped it, {lost} records not delivered: {REPLAY_HINT}", force=True)
         aborting = threading.Thread(target=self._abort_quietly, name=f"codex-abort-{self.sink.name}", daemon=True)
         aborting.start()
