@@ -49,7 +49,9 @@ def test_skip_drops_the_nan_update_and_training_goes_on(tmp_path: Path) -> None:
 
 
 def test_stop_checkpoints_and_ends_failed(tmp_path: Path) -> None:
-    config = tiny_config("training.max_steps=30", *QUIET, "training.fault=nan@4", "health.nonfinite.action=stop")
+    # 400 steps: the stop must come before the end. A tiny step takes a few ms, so 30 of them fit in the flush
+    # interval the writer thread needs to see the NaN (a fresh-clone run reached step 30 first).
+    config = tiny_config("training.max_steps=400", *QUIET, "training.fault=nan@4", "health.nonfinite.action=stop")
     with pytest.raises(HealthStopError) as raised:
         train(config, tracking_for(tmp_path, "stop"))
     assert "'nonfinite' stopped the run" in str(raised.value) and "--resume" in str(raised.value)
@@ -57,7 +59,7 @@ def test_stop_checkpoints_and_ends_failed(tmp_path: Path) -> None:
     assert json.loads((run_dir / "run.json").read_text())["status"] == "FAILED"
     steps = [s for s, _ in series(run_dir, "train/loss")]
     # The writer thread sees the NaN within a flush interval: a few steps later (more on a busy machine).
-    assert 4 in steps and max(steps) < 30
+    assert 4 in steps and max(steps) < 400
     assert list((run_dir / "checkpoints").glob("*.pt")), "a stopped run keeps a checkpoint to resume from"
 
 
