@@ -23,7 +23,7 @@ def backfill(run_dir: Path, kind: str, config: TrackingConfig, reporter: Any, be
     try:
         replay = service(RESUME_BACKFILL)
         result = replay(run_dir, kind, tracking_uri=config.mlflow_tracking_uri, experiment=config.mlflow_experiment,
-                        progress=False, **({} if before is None else {"before": before}))  # fmt: skip
+                        progress=False, before=before)  # fmt: skip
     except Exception as exc:  # noqa: BLE001 - back-fill is a repair, never a reason to stop
         reporter.error(kind, f"back-fill on resume failed: {type(exc).__name__}: {exc}; "
                              f"run `codex-ml monitoring export RUN --to {kind}` later")  # fmt: skip

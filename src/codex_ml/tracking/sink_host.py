@@ -152,7 +152,7 @@ class Host:
             elif kind == "finish":
                 self.finish(message[1], message[2])
             elif kind == "upload":
-                self._upload(message[1], message[2])
+                self._upload(message[1])
             elif kind == "exit":
                 return
         self.drain_orphaned()
@@ -211,13 +211,13 @@ class Host:
             self._gave_up_starting = self._starting.is_alive()
             return not self._gave_up_starting
 
-    def _upload(self, name: str, files: dict[str, str]) -> None:
+    def _upload(self, files: dict[str, str]) -> None:
         error = None
         try:
             self.worker.sink.upload_run_files({k: Path(v) for k, v in files.items()}, threading.Event())
         except Exception as exc:  # noqa: BLE001 - the run turns it into one warning
             error = f"{type(exc).__name__}: {exc}"
-        self._replies.send(("uploaded", name, error))
+        self._replies.send(("uploaded", error))
 
     def _report_stats(self) -> None:
         last: Any = None

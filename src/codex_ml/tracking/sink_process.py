@@ -40,6 +40,7 @@ REPORT_SLACK = 2.0
 EXIT_WAIT = 3.0
 #: Records of one pipe message (larger batches are split, so one message stays a few MB at most).
 RECORDS_PER_MESSAGE = 20_000
+_NO_ANSWER = object()
 _F_SETPIPE_SZ = 1031  # Linux: a 1 MiB pipe lets the writer hand over a whole batch at once
 
 
@@ -55,7 +56,7 @@ class SinkStub:
 
     def upload_run_files(self, files: dict[str, Path], stop: threading.Event) -> None:
         """Have the real sink upload ``files``; raises when it could not."""
-        self._process.upload(self.name, files, stop)
+        self._process.upload(files, stop)
 
 
 class RemoteSinkWorker:
@@ -113,9 +114,10 @@ class SinkProcess:
         self._dropped = 0
         self._overflow_reported = False
         self._closed = threading.Event()
-        self._uploads: dict[str, str | None] = {}
-        #: Uploads asked for and not answered: at ``end`` the process is then stuck in one (a frozen server).
-        self._uploading: set[str] = set()
+        #: The answer to the upload asked for (None: done, else the error), or _NO_ANSWER yet.
+        self._upload_answer: object = _NO_ANSWER
+        #: An upload asked for and not answered: at ``end`` the process is then stuck in it (a frozen server).
+        self._uploading = False
         self._process: subprocess.Popen[bytes] | None = None
         self._lost = False
 
@@ -209,18 +211,17 @@ class SinkProcess:
         self._abandon()
         return False
 
-    def upload(self, name: str, files: dict[str, Path], stop: threading.Event) -> None:
-        """Have sink ``name`` upload ``files`` in the process; waits until it says so or ``stop`` is set."""
+    def upload(self, files: dict[str, Path], stop: threading.Event) -> None:
+        """Have the sink upload ``files`` in the process; waits until it says so or ``stop`` is set."""
         with self._cond:
-            self._outbox.append(("upload", name, {k: str(v) for k, v in files.items()}))
-            self._uploading.add(name)
+            self._outbox.append(("upload", {k: str(v) for k, v in files.items()}))
+            self._upload_answer, self._uploading = _NO_ANSWER, True
             self._cond.notify()
-            while name not in self._uploads and not stop.is_set() and not self._lost:
+            while self._upload_answer is _NO_ANSWER and not stop.is_set() and not self._lost:
                 self._cond.wait(0.05)
-            if name not in self._uploads:
+            if self._upload_answer is _NO_ANSWER:
                 raise RuntimeError("the sink process did not answer")
-            error = self._uploads.pop(name)
-            self._uploading.discard(name)
+            error, self._uploading = self._upload_answer, False
         if error is not None:
             raise RuntimeError(error)
 
@@ -298,7 +299,7 @@ class SinkProcess:
             self._closed.set()
         elif kind == "uploaded":
             with self._cond:
-                self._uploads[message[1]] = message[2]
+                self._upload_answer = message[1]
                 self._cond.notify_all()
 
     def _take_stats(self, stats: dict[str, Any]) -> None:
